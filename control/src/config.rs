@@ -1,0 +1,1 @@
+//! YAML configuration model (see conf/rvs.yaml).

@@ -1,0 +1,10 @@
+//! rvsd's dataplane. Packet logic (`wire`, `conn`, `tcp_state`, `sched`, ...)
+//! works on the [`buf::PacketBuf`] abstraction and never touches DPDK, so it is
+//! tested without a NIC; `dpdk` is the one module allowed `unsafe`.
+#![deny(unsafe_code)]
+
+pub mod buf;
+pub mod conn;
+pub mod sched;
+pub mod tcp_state;
+pub mod wire;
