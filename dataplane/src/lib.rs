@@ -5,6 +5,13 @@
 
 pub mod buf;
 pub mod conn;
+pub mod counters;
+pub mod daemon;
+pub mod dpdk;
+pub mod engine;
+pub mod neigh;
 pub mod sched;
+pub mod snapshot;
 pub mod tcp_state;
 pub mod wire;
+pub mod worker;

@@ -1,0 +1,529 @@
+//! The YAML configuration of rvsd. `conf/rvs.yaml` is the annotated reference
+//! of every key; this module is its typed model.
+//!
+//! [`load`] and [`parse`] return a [`Config`] that has been validated: every
+//! name it refers to exists, every address it must reach is reachable, the
+//! lcore/CPU map is usable on this machine and the mempool is large enough.
+//! Any refusal is a [`ConfigError`] naming the file, the position, the key
+//! path and the reason. Unknown keys are refused everywhere, so that a typo
+//! cannot silently fall back to a default.
+
+mod cpus;
+mod error;
+mod net;
+mod validate;
+
+pub use cpus::{CpuList, HostCpus};
+pub use error::{ConfigError, ValidationError};
+pub use net::{Ipv4Net, ParseIpv4NetError};
+pub use validate::{MAX_LCORE, MAX_WEIGHT, MEMPOOL_CACHE_MAX};
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Reads, parses and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::unreadable(&file, err))?;
+    parse(&text, &file)
+}
+
+/// Parses and validates config `text`; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    parse_on(text, file, &HostCpus::detect())
+}
+
+/// [`parse`], validating lcore pinning against `cpus` rather than this
+/// machine's.
+pub fn parse_on(text: &str, file: &str, cpus: &HostCpus) -> Result<Config, ConfigError> {
+    let tree: serde_yaml::Value = serde_yaml::from_str(text).map_err(|err| {
+        let (reason, position) = error::yaml_syntax(&err);
+        ConfigError::new(file, String::new(), reason).at(position)
+    })?;
+    if tree.is_null() {
+        return Err(ConfigError::new(
+            file,
+            String::new(),
+            "the file is empty; it needs at least `ports` and `workers`".to_owned(),
+        ));
+    }
+    let config: Config = serde_path_to_error::deserialize(tree).map_err(|err| {
+        let reworded = error::reword(error::key_path(err.path()), &err.inner().to_string());
+        let position = error::locate(text, &reworded.position_of, reworded.at_key);
+        ConfigError::new(file, reworded.key_path, reworded.reason).at(position)
+    })?;
+    config.validate_on(cpus).map_err(|err| {
+        let position = error::locate(text, &err.key_path, false);
+        ConfigError::new(file, err.key_path, err.reason).at(position)
+    })?;
+    Ok(config)
+}
+
+/// The whole configuration. `ports` and `workers` are required; every other
+/// section defaults as documented in conf/rvs.yaml.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub eal: Eal,
+    #[serde(default)]
+    pub mempool: Mempool,
+    pub ports: Vec<Port>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub worker_idle: WorkerIdle,
+    pub workers: Vec<Worker>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub services: Vec<Service>,
+}
+
+/// DPDK's Environment Abstraction Layer.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Eal {
+    /// lcore of the control thread.
+    pub main_lcore: u32,
+    /// CPU the main lcore is pinned to; `None`: the CPU numbered like the lcore.
+    pub main_cpu: Option<u32>,
+    /// Extra EAL arguments, appended after the derived ones.
+    pub args: Vec<String>,
+}
+
+/// The one packet-buffer pool.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mempool {
+    pub mbufs: u32,
+    /// Per-lcore cache.
+    pub cache: u32,
+}
+
+impl Default for Mempool {
+    fn default() -> Self {
+        Mempool {
+            mbufs: 16383,
+            cache: 256,
+        }
+    }
+}
+
+/// One DPDK port: a NIC port or a virtual device.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    /// Name used by routes and workers.
+    pub name: String,
+    /// PCI address (passed as `-a`) or vdev string (passed as `--vdev`).
+    pub device: String,
+    /// Addresses owned by the port; each adds a connected subnet.
+    #[serde(default)]
+    pub addresses: Vec<Ipv4Net>,
+    #[serde(default = "default_descriptors")]
+    pub rx_descriptors: u16,
+    #[serde(default = "default_descriptors")]
+    pub tx_descriptors: u16,
+    /// Layer-3 MTU.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_descriptors() -> u16 {
+    1024
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+impl Port {
+    /// Whether `addr` lies in one of this port's connected subnets.
+    pub fn connects(&self, addr: Ipv4Addr) -> bool {
+        self.addresses.iter().any(|net| net.contains(addr))
+    }
+}
+
+/// A static route.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Destination prefix, without host bits.
+    pub prefix: Ipv4Net,
+    /// Next hop, in a connected subnet.
+    #[serde(deserialize_with = "ipv4")]
+    pub via: Ipv4Addr,
+    /// Port to send through; `None`: the port whose subnet holds `via`
+    /// (see [`Config::route_port`]).
+    pub port: Option<String>,
+}
+
+/// How an idle worker backs off.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerIdle {
+    /// Consecutive empty polls of all its queues before a worker sleeps.
+    pub idle_polls: u32,
+    /// Sleep in microseconds; 0 = pure busy polling.
+    pub sleep_us: u32,
+}
+
+impl Default for WorkerIdle {
+    fn default() -> Self {
+        WorkerIdle {
+            idle_polls: 64,
+            sleep_us: 100,
+        }
+    }
+}
+
+/// A worker lcore and the RX queues it polls.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Worker {
+    pub lcore: u32,
+    /// `None`: the CPU numbered like the lcore (see [`Config::worker_cpu`]).
+    pub cpu: Option<u32>,
+    pub queues: Vec<QueueRef>,
+}
+
+/// RX queue `queue` of the port named `port`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueRef {
+    pub port: String,
+    pub queue: u16,
+}
+
+/// Bounds, per worker.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Tracked connections per worker.
+    pub connections: u32,
+    /// Packets held per worker while ARP resolves their next hop.
+    pub arp_pending: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: 262144,
+            arp_pending: 256,
+        }
+    }
+}
+
+/// Connection timeouts in seconds, as `ipvsadm --set tcp tcpfin udp`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcpfin: u32,
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    /// IPVS's defaults.
+    fn default() -> Self {
+        Timeouts {
+            tcp: 900,
+            tcpfin: 120,
+            udp: 300,
+        }
+    }
+}
+
+/// A virtual service: (protocol, vip, port) and its reals.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    #[serde(deserialize_with = "ipv4")]
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    /// In list order, the order schedulers scan them.
+    #[serde(default)]
+    pub reals: Vec<Real>,
+}
+
+/// A real server of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Real {
+    #[serde(deserialize_with = "ipv4")]
+    pub address: Ipv4Addr,
+    /// `None`: the service port (see [`Real::port_or`]).
+    pub port: Option<u16>,
+    /// 0..=65535 ([`MAX_WEIGHT`]); 0 quiesces the real.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub forward: Forward,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl Real {
+    /// The real's port: its own, or else the service's.
+    pub fn port_or(&self, service_port: u16) -> u16 {
+        self.port.unwrap_or(service_port)
+    }
+}
+
+/// Transport protocol of a service; `tcp` or `udp` in YAML.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// Connection scheduler of a service, with IPVS semantics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Scheduler {
+    /// Round robin.
+    Rr,
+    /// Weighted round robin.
+    Wrr,
+    /// Least connections.
+    Lc,
+    /// Weighted least connections; ipvsadm's default.
+    #[default]
+    Wlc,
+}
+
+/// How packets reach a real. Only [`Forward::Nat`] is implemented; the
+/// others parse so that a config written for IPVS gets a precise refusal
+/// from validation rather than "unknown value".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Forward {
+    /// Masquerading (`nat` or `masq`, ipvsadm `-m`).
+    #[default]
+    Nat,
+    /// Direct routing (`dr` or `route`, ipvsadm `-g`).
+    Dr,
+    /// IP-in-IP tunnelling (`tun` or `tunnel`, ipvsadm `-i`).
+    Tun,
+    /// Full NAT: source rewritten to a local address too (`fullnat`).
+    FullNat,
+}
+
+impl Config {
+    /// Index of the port named `name` in [`Config::ports`], which is also the
+    /// order in which rvsd hands the ports to DPDK.
+    pub fn port_index(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|port| port.name == name)
+    }
+
+    /// CPU the worker's lcore is pinned to.
+    pub fn worker_cpu(&self, worker: &Worker) -> u32 {
+        worker.cpu.unwrap_or(worker.lcore)
+    }
+
+    /// CPU the main lcore is pinned to.
+    pub fn main_cpu(&self) -> u32 {
+        self.eal.main_cpu.unwrap_or(self.eal.main_lcore)
+    }
+
+    /// Index of the port a route sends through: its `port`, or else the first
+    /// port with a connected subnet holding `via`. Always `Some` on a
+    /// validated config.
+    pub fn route_port(&self, route: &Route) -> Option<usize> {
+        match &route.port {
+            Some(name) => self.port_index(name),
+            None => self.ports.iter().position(|port| port.connects(route.via)),
+        }
+    }
+
+    /// Number of RX queues of port `port` (an index): the workers poll queues
+    /// 0..n-1 of it.
+    pub fn rx_queues(&self, port: usize) -> u16 {
+        let name = &self.ports[port].name;
+        let count = self
+            .workers
+            .iter()
+            .flat_map(|worker| &worker.queues)
+            .filter(|queue| &queue.port == name)
+            .count();
+        u16::try_from(count).unwrap_or(u16::MAX)
+    }
+
+    /// Number of TX queues of every port: one per worker.
+    pub fn tx_queues(&self) -> u16 {
+        u16::try_from(self.workers.len()).unwrap_or(u16::MAX)
+    }
+
+    /// The mbufs the configuration can hold at once: every RX and TX ring
+    /// full, every worker's mempool cache full, a burst in flight per port in
+    /// each direction per worker, and every worker's ARP queue full.
+    pub fn mbufs_needed(&self) -> u64 {
+        let workers = self.workers.len() as u64;
+        let rings: u64 = (0..self.ports.len())
+            .map(|index| {
+                let port = &self.ports[index];
+                u64::from(self.rx_queues(index)) * u64::from(port.rx_descriptors)
+                    + workers * u64::from(port.tx_descriptors)
+            })
+            .sum();
+        let per_worker = u64::from(self.mempool.cache)
+            + 2 * validate::BURST * self.ports.len() as u64
+            + u64::from(self.limits.arp_pending);
+        rings + workers * per_worker
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            _ => Err(format!("unknown protocol `{text}`; expected tcp or udp")),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+impl FromStr for Scheduler {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "rr" => Ok(Scheduler::Rr),
+            "wrr" => Ok(Scheduler::Wrr),
+            "lc" => Ok(Scheduler::Lc),
+            "wlc" => Ok(Scheduler::Wlc),
+            // The other schedulers of Linux IPVS (ipvsadm -s).
+            "sed" | "nq" | "dh" | "sh" | "lblc" | "lblcr" | "fo" | "ovf" | "mh" | "twos" => Err(
+                format!("scheduler `{text}` is not implemented yet (rr, wrr, lc, wlc are)"),
+            ),
+            _ => Err(format!(
+                "unknown scheduler `{text}`; expected one of rr, wrr, lc, wlc"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scheduler::Rr => "rr",
+            Scheduler::Wrr => "wrr",
+            Scheduler::Lc => "lc",
+            Scheduler::Wlc => "wlc",
+        })
+    }
+}
+
+impl FromStr for Forward {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "nat" | "masq" => Ok(Forward::Nat),
+            "dr" | "route" => Ok(Forward::Dr),
+            "tun" | "tunnel" => Ok(Forward::Tun),
+            "fullnat" => Ok(Forward::FullNat),
+            _ => Err(format!(
+                "unknown forward mode `{text}`; expected nat (or masq), dr (or route), \
+                 tun (or tunnel) or fullnat"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Forward::Nat => "nat",
+            Forward::Dr => "dr",
+            Forward::Tun => "tun",
+            Forward::FullNat => "fullnat",
+        })
+    }
+}
+
+/// Deserialises a string through `FromStr`, whose error is the whole reason;
+/// `expecting` says what a non-string should have been.
+struct FromText<T>(&'static str, std::marker::PhantomData<T>);
+
+impl<T: FromStr<Err: fmt::Display>> Visitor<'_> for FromText<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
+        text.parse().map_err(E::custom)
+    }
+}
+
+fn from_text<'de, D: Deserializer<'de>, T: FromStr<Err: fmt::Display>>(
+    deserializer: D,
+    expecting: &'static str,
+) -> Result<T, D::Error> {
+    deserializer.deserialize_str(FromText(expecting, std::marker::PhantomData))
+}
+
+impl<'de> Deserialize<'de> for Ipv4Net {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        from_text(
+            deserializer,
+            "an IPv4 prefix in CIDR form, like 10.0.0.0/24",
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        from_text(deserializer, "tcp or udp")
+    }
+}
+
+impl<'de> Deserialize<'de> for Scheduler {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        from_text(deserializer, "a scheduler name: rr, wrr, lc or wlc")
+    }
+}
+
+impl<'de> Deserialize<'de> for Forward {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        from_text(deserializer, "a forward mode: nat")
+    }
+}
+
+/// An IPv4 address in dotted-quad form (serde's own impl says only "invalid
+/// IP address syntax").
+fn ipv4<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Ipv4Addr, D::Error> {
+    struct Addr(Ipv4Addr);
+    impl FromStr for Addr {
+        type Err = String;
+        fn from_str(text: &str) -> Result<Self, String> {
+            text.parse()
+                .map(Addr)
+                .map_err(|_| format!("invalid IPv4 address \"{text}\""))
+        }
+    }
+    from_text(deserializer, "an IPv4 address like 10.0.0.1").map(|Addr(addr)| addr)
+}

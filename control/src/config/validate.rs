@@ -1,0 +1,539 @@
+//! Semantic checks on a parsed [`Config`]: what serde cannot see. Each
+//! refusal names the key path it is about and says what to change.
+
+use super::{Config, Forward, HostCpus, Ipv4Net, Port, ValidationError};
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+
+/// DPDK's default RTE_MAX_LCORE: lcore ids are below it.
+pub const MAX_LCORE: u32 = 128;
+
+/// Largest real weight, as IPVS (its weights are 16-bit in practice).
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// DPDK's RTE_MEMPOOL_CACHE_MAX_SIZE: the largest per-lcore mempool cache.
+pub const MEMPOOL_CACHE_MAX: u32 = 512;
+
+/// Packets per RX/TX burst of a worker.
+pub(crate) const BURST: u64 = 32;
+
+/// Fewest mbufs accepted whatever the arithmetic says.
+const MIN_MBUFS: u32 = 1024;
+
+/// Smallest IPv4 MTU (RFC 791: every host must accept 68-octet datagrams).
+const MIN_MTU: u16 = 68;
+
+type Checked = Result<(), ValidationError>;
+
+fn refuse(key_path: impl Into<String>, reason: impl Into<String>) -> Checked {
+    Err(ValidationError {
+        key_path: key_path.into(),
+        reason: reason.into(),
+    })
+}
+
+impl Config {
+    /// Checks everything that makes the config unusable on this machine; see
+    /// [`Config::validate_on`].
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        self.validate_on(&HostCpus::detect())
+    }
+
+    /// Checks cross-references (port names, queues, lcores), reachability
+    /// (route next hops, reals), uniqueness (ports, addresses, lcores,
+    /// services, reals), the lcore pinning against `cpus`, bounds, and that
+    /// the mempool can hold every buffer the config can have in use at once.
+    /// Returns the first refusal in file order.
+    pub fn validate_on(&self, cpus: &HostCpus) -> Result<(), ValidationError> {
+        self.check_eal(cpus)?;
+        self.check_mempool_bounds()?;
+        self.check_ports()?;
+        self.check_routes()?;
+        self.check_workers(cpus)?;
+        self.check_limits()?;
+        self.check_services()?;
+        self.check_mempool_size()
+    }
+
+    fn check_eal(&self, cpus: &HostCpus) -> Checked {
+        let lcore = self.eal.main_lcore;
+        if lcore >= MAX_LCORE {
+            return refuse("eal.main_lcore", lcore_range(lcore));
+        }
+        check_cpu(
+            cpus,
+            self.main_cpu(),
+            self.eal.main_cpu.is_some(),
+            "eal.main_cpu",
+            "eal.main_lcore",
+        )
+    }
+
+    fn check_mempool_bounds(&self) -> Checked {
+        let (mbufs, cache) = (self.mempool.mbufs, self.mempool.cache);
+        if cache > MEMPOOL_CACHE_MAX {
+            return refuse(
+                "mempool.cache",
+                format!(
+                    "{cache} is above DPDK's largest per-lcore cache, \
+                     {MEMPOOL_CACHE_MAX} (RTE_MEMPOOL_CACHE_MAX_SIZE)"
+                ),
+            );
+        }
+        if mbufs < MIN_MBUFS {
+            return refuse(
+                "mempool.mbufs",
+                format!("{mbufs} mbufs are too few; at least {MIN_MBUFS}"),
+            );
+        }
+        Ok(())
+    }
+
+    fn check_ports(&self) -> Checked {
+        if self.ports.is_empty() {
+            return refuse("ports", "at least one port is needed");
+        }
+        let mut names = HashMap::new();
+        let mut devices = HashMap::new();
+        let mut owners: HashMap<Ipv4Addr, String> = HashMap::new();
+        for (i, port) in self.ports.iter().enumerate() {
+            let at = format!("ports[{i}]");
+            if port.name.is_empty() {
+                return refuse(format!("{at}.name"), "a port needs a name");
+            }
+            if let Some(first) = names.insert(port.name.as_str(), i) {
+                return refuse(
+                    format!("{at}.name"),
+                    format!(
+                        "port name `{}` is already used by ports[{first}]",
+                        port.name
+                    ),
+                );
+            }
+            let device = port.device.split(',').next().unwrap_or_default().trim();
+            if device.is_empty() {
+                return refuse(
+                    format!("{at}.device"),
+                    "a port needs a device: a PCI address like 0000:3b:00.0 or a \
+                     virtual device like net_af_packet0,iface=eth1",
+                );
+            }
+            if let Some(first) = devices.insert(device, i) {
+                return refuse(
+                    format!("{at}.device"),
+                    format!(
+                        "device `{device}` is already used by ports[{first}]; DPDK names \
+                         a port after its device, so number each virtual device apart \
+                         (net_af_packet0, net_af_packet1, ...)"
+                    ),
+                );
+            }
+            for (field, value) in [
+                ("rx_descriptors", port.rx_descriptors),
+                ("tx_descriptors", port.tx_descriptors),
+            ] {
+                if value == 0 {
+                    return refuse(format!("{at}.{field}"), "must be at least 1");
+                }
+            }
+            if port.mtu < MIN_MTU {
+                return refuse(
+                    format!("{at}.mtu"),
+                    format!(
+                        "MTU {} is below {MIN_MTU}, the smallest an IPv4 link may have",
+                        port.mtu
+                    ),
+                );
+            }
+            for (j, net) in port.addresses.iter().enumerate() {
+                let at = format!("{at}.addresses[{j}]");
+                check_host_address(&at, net)?;
+                let here = format!("ports[{i}].addresses[{j}]");
+                if let Some(first) = owners.insert(net.addr(), here) {
+                    return refuse(
+                        at,
+                        format!("{} is already an address at {first}", net.addr()),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_routes(&self) -> Checked {
+        let mut prefixes = HashMap::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = format!("routes[{i}]");
+            let prefix = route.prefix;
+            if prefix.has_host_bits() {
+                return refuse(
+                    format!("{at}.prefix"),
+                    format!(
+                        "{prefix} has host bits set; did you mean {}/{}?",
+                        prefix.network(),
+                        prefix.prefix_len()
+                    ),
+                );
+            }
+            if let Some(first) = prefixes.insert(prefix, i) {
+                return refuse(
+                    format!("{at}.prefix"),
+                    format!("{prefix} is already routed by routes[{first}]"),
+                );
+            }
+            let candidates: Vec<&Port> = match &route.port {
+                Some(name) => match self.port_index(name) {
+                    Some(index) => vec![&self.ports[index]],
+                    None => return refuse(format!("{at}.port"), self.no_such_port(name)),
+                },
+                None => self.ports.iter().collect(),
+            };
+            let via = route.via;
+            if let Some(owner) = self.owner_of(via) {
+                return refuse(
+                    format!("{at}.via"),
+                    format!(
+                        "next hop {via} is an address of port `{}` itself; \
+                         name a neighbour in its subnet",
+                        owner.name
+                    ),
+                );
+            }
+            if !candidates.iter().any(|port| port.connects(via)) {
+                let reason = match &route.port {
+                    Some(name) => format!(
+                        "next hop {via} is not in a connected subnet of port `{name}` \
+                         (its addresses: {})",
+                        and_list(&candidates[0].addresses, "none")
+                    ),
+                    None => format!(
+                        "next hop {via} is not in any connected subnet \
+                         (ports' addresses: {})",
+                        addresses(&candidates)
+                    ),
+                };
+                return refuse(format!("{at}.via"), reason);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_workers(&self, cpus: &HostCpus) -> Checked {
+        if self.workers.is_empty() {
+            return refuse("workers", "at least one worker is needed");
+        }
+        let mut lcores = HashMap::new();
+        let mut polled: HashMap<(&str, u16), String> = HashMap::new();
+        // Per port: queue number -> key path of its reference.
+        let mut queues: Vec<BTreeMap<u16, String>> = vec![BTreeMap::new(); self.ports.len()];
+        for (i, worker) in self.workers.iter().enumerate() {
+            let at = format!("workers[{i}]");
+            let lcore = worker.lcore;
+            if lcore >= MAX_LCORE {
+                return refuse(format!("{at}.lcore"), lcore_range(lcore));
+            }
+            if lcore == self.eal.main_lcore {
+                return refuse(
+                    format!("{at}.lcore"),
+                    format!(
+                        "lcore {lcore} is the main lcore (eal.main_lcore); \
+                         a worker needs its own lcore"
+                    ),
+                );
+            }
+            if let Some(first) = lcores.insert(lcore, i) {
+                return refuse(
+                    format!("{at}.lcore"),
+                    format!("lcore {lcore} is already used by workers[{first}]"),
+                );
+            }
+            check_cpu(
+                cpus,
+                self.worker_cpu(worker),
+                worker.cpu.is_some(),
+                &format!("{at}.cpu"),
+                &format!("{at}.lcore"),
+            )?;
+            if worker.queues.is_empty() {
+                return refuse(
+                    format!("{at}.queues"),
+                    "a worker needs at least one RX queue to poll",
+                );
+            }
+            for (j, queue) in worker.queues.iter().enumerate() {
+                let at = format!("{at}.queues[{j}]");
+                let Some(port) = self.port_index(&queue.port) else {
+                    return refuse(format!("{at}.port"), self.no_such_port(&queue.port));
+                };
+                if let Some(first) = polled.insert((&queue.port, queue.queue), at.clone()) {
+                    return refuse(
+                        at,
+                        format!(
+                            "queue {} of port `{}` is already polled by {first}; \
+                             each RX queue has exactly one worker",
+                            queue.queue, queue.port
+                        ),
+                    );
+                }
+                queues[port].insert(queue.queue, at);
+            }
+        }
+        for (port, queues) in self.ports.iter().zip(&queues) {
+            // BTreeMap: in order, so the first number that is not its own
+            // index is the first gap.
+            let gap = queues
+                .iter()
+                .enumerate()
+                .find(|(index, (&queue, _))| usize::from(queue) != *index);
+            if let Some((missing, (_, at))) = gap {
+                let present: Vec<u16> = queues.keys().copied().collect();
+                return refuse(
+                    at.clone(),
+                    format!(
+                        "port `{}` has RX queues {} but not {missing}; \
+                         a port's queues are numbered 0..n-1",
+                        port.name,
+                        and_list(&present, "none")
+                    ),
+                );
+            }
+            if queues.is_empty() {
+                return refuse(
+                    "workers",
+                    format!(
+                        "port `{0}` has no RX queue; list {{ port: {0}, queue: 0 }} \
+                         under a worker's queues",
+                        port.name
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self) -> Checked {
+        if self.limits.connections == 0 {
+            return refuse("limits.connections", "must be at least 1");
+        }
+        for (key, value) in [
+            ("tcp", self.timeouts.tcp),
+            ("tcpfin", self.timeouts.tcpfin),
+            ("udp", self.timeouts.udp),
+        ] {
+            if value == 0 {
+                return refuse(format!("timeouts.{key}"), "must be at least 1 second");
+            }
+        }
+        Ok(())
+    }
+
+    fn check_services(&self) -> Checked {
+        let mut services = HashMap::new();
+        for (i, service) in self.services.iter().enumerate() {
+            let at = format!("services[{i}]");
+            let vip = service.vip;
+            check_unicast(&format!("{at}.vip"), vip)?;
+            if let Some(owner) = self.owner_of(vip) {
+                return refuse(
+                    format!("{at}.vip"),
+                    format!(
+                        "{vip} is an address of port `{}`; a VIP must be an address \
+                         of its own",
+                        owner.name
+                    ),
+                );
+            }
+            if service.port == 0 {
+                return refuse(
+                    format!("{at}.port"),
+                    "port 0 (all ports) needs persistence, not implemented yet",
+                );
+            }
+            let key = (service.protocol, vip, service.port);
+            if let Some(first) = services.insert(key, i) {
+                return refuse(
+                    at,
+                    format!(
+                        "service {} {vip}:{} is already defined by services[{first}]",
+                        service.protocol, service.port
+                    ),
+                );
+            }
+            let mut reals = HashMap::new();
+            for (j, real) in service.reals.iter().enumerate() {
+                let at = format!("{at}.reals[{j}]");
+                let address = real.address;
+                check_unicast(&format!("{at}.address"), address)?;
+                if let Some(owner) = self.owner_of(address) {
+                    return refuse(
+                        format!("{at}.address"),
+                        format!(
+                            "real {address} is an address of port `{}`, that is of rvs \
+                             itself",
+                            owner.name
+                        ),
+                    );
+                }
+                if !self.reachable(address) {
+                    return refuse(
+                        format!("{at}.address"),
+                        format!(
+                            "real {address} is not reachable: no connected subnet or route \
+                             covers it"
+                        ),
+                    );
+                }
+                if real.port == Some(0) {
+                    return refuse(format!("{at}.port"), "a real needs a port from 1 to 65535");
+                }
+                let port = real.port_or(service.port);
+                if let Some(first) = reals.insert((address, port), j) {
+                    return refuse(
+                        at,
+                        format!("real {address}:{port} is already listed as reals[{first}]"),
+                    );
+                }
+                if real.weight > MAX_WEIGHT {
+                    return refuse(
+                        format!("{at}.weight"),
+                        format!("weight {} is above the maximum {MAX_WEIGHT}", real.weight),
+                    );
+                }
+                if real.forward != Forward::Nat {
+                    return refuse(
+                        format!("{at}.forward"),
+                        format!(
+                            "forward mode `{}` is not implemented yet (only nat)",
+                            real.forward
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_mempool_size(&self) -> Checked {
+        let needed = self.mbufs_needed();
+        let mbufs = self.mempool.mbufs;
+        if u64::from(mbufs) < needed {
+            return refuse(
+                "mempool.mbufs",
+                format!(
+                    "{mbufs} mbufs are too few for this config, which can hold {needed} at \
+                     once (every RX/TX descriptor ring full, plus per worker its mempool \
+                     cache, a burst of {BURST} per port each way and limits.arp_pending); \
+                     set at least {needed}, or shrink the rings, mempool.cache or \
+                     limits.arp_pending"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The port one of whose addresses is `addr`.
+    fn owner_of(&self, addr: Ipv4Addr) -> Option<&Port> {
+        self.ports
+            .iter()
+            .find(|port| port.addresses.iter().any(|net| net.addr() == addr))
+    }
+
+    /// Whether a connected subnet or a route covers `addr`.
+    fn reachable(&self, addr: Ipv4Addr) -> bool {
+        self.ports.iter().any(|port| port.connects(addr))
+            || self.routes.iter().any(|route| route.prefix.contains(addr))
+    }
+
+    fn no_such_port(&self, name: &str) -> String {
+        let names: Vec<&str> = self.ports.iter().map(|port| port.name.as_str()).collect();
+        format!("no port named `{name}` (ports: {})", names.join(", "))
+    }
+}
+
+fn lcore_range(lcore: u32) -> String {
+    format!(
+        "lcore {lcore} is out of range; DPDK numbers lcores 0 to {} (RTE_MAX_LCORE {MAX_LCORE})",
+        MAX_LCORE - 1
+    )
+}
+
+/// Refuses pinning to `cpu` if this process cannot run there; the key path is
+/// the `cpu` key when it was written, else the lcore whose number it took.
+fn check_cpu(cpus: &HostCpus, cpu: u32, explicit: bool, cpu_key: &str, lcore_key: &str) -> Checked {
+    match cpus.refuse(cpu) {
+        None => Ok(()),
+        Some(reason) if explicit => refuse(cpu_key, reason),
+        Some(reason) => {
+            let cpu_name = cpu_key.rsplit('.').next().unwrap_or(cpu_key);
+            refuse(
+                lcore_key,
+                format!(
+                    "{reason}; the lcore is pinned to the CPU of its own number unless \
+                     `{cpu_name}` says otherwise"
+                ),
+            )
+        }
+    }
+}
+
+/// A port's own address: unicast, and not the network or broadcast address
+/// of its subnet (those exist only for subnets larger than /31).
+fn check_host_address(at: &str, net: &Ipv4Net) -> Checked {
+    check_unicast(at, net.addr())?;
+    if net.prefix_len() < 31 {
+        let broadcast = Ipv4Addr::from(u32::from(net.network()) | !u32::from(net.mask()));
+        let what = if net.addr() == net.network() {
+            Some("network")
+        } else if net.addr() == broadcast {
+            Some("broadcast")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return refuse(
+                at,
+                format!("{net}: {} is the {what} address of its subnet", net.addr()),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_unicast(at: &str, addr: Ipv4Addr) -> Checked {
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() || addr.is_loopback() {
+        return refuse(
+            at,
+            format!("{addr} is not a unicast address a host can own"),
+        );
+    }
+    Ok(())
+}
+
+/// "client 10.99.1.1/24, real 10.99.2.1/24", or "none".
+fn addresses(ports: &[&Port]) -> String {
+    let listed: Vec<String> = ports
+        .iter()
+        .flat_map(|port| {
+            port.addresses
+                .iter()
+                .map(move |net| format!("{} {net}", port.name))
+        })
+        .collect();
+    if listed.is_empty() {
+        "none".to_owned()
+    } else {
+        listed.join(", ")
+    }
+}
+
+/// "0", "0 and 2", "0, 1 and 3"; `empty` for none.
+fn and_list<T: std::fmt::Display>(items: &[T], empty: &str) -> String {
+    match items {
+        [] => empty.to_owned(),
+        [one] => one.to_string(),
+        [init @ .., last] => {
+            let init: Vec<String> = init.iter().map(T::to_string).collect();
+            format!("{} and {last}", init.join(", "))
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The config model against conf/rvs.yaml and a table of bad configs, each
+//! checked for the key path and the reason it is refused with.
+
+use rvs_control::config::{self, CpuList, Forward, HostCpus, Ipv4Net, Protocol, Scheduler};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/rvs.yaml");
+
+/// Two ports, one worker, one service: the smallest config that uses every
+/// section the table below breaks.
+const MINIMAL: &str = "\
+ports:
+  - name: client
+    device: net_af_packet0,iface=veth0
+    addresses: [10.99.1.1/24]
+  - name: real
+    device: net_af_packet1,iface=veth1
+    addresses: [10.99.2.1/24]
+workers:
+  - lcore: 1
+    queues:
+      - { port: client, queue: 0 }
+      - { port: real, queue: 0 }
+services:
+  - vip: 10.99.1.100
+    port: 80
+    protocol: tcp
+    reals:
+      - address: 10.99.2.11
+";
+
+/// A fixed machine with CPUs 0-1, so that results do not depend on the host.
+fn two_cpus() -> HostCpus {
+    let list = CpuList::parse("0-1").unwrap();
+    HostCpus {
+        online: list.clone(),
+        allowed: list,
+    }
+}
+
+#[test]
+fn reference_config_parses_and_validates() {
+    let config = config::load(Path::new(REFERENCE)).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.eal.main_lcore, 0);
+    assert_eq!(config.eal.args, ["--in-memory"]);
+    assert_eq!(config.ports.len(), 2);
+    assert_eq!(config.port_index("real"), Some(1));
+    assert_eq!(
+        config.ports[0].addresses,
+        ["10.99.1.1/24".parse::<Ipv4Net>().unwrap()]
+    );
+    assert_eq!(config.route_port(&config.routes[0]), Some(1));
+    assert_eq!(config.worker_cpu(&config.workers[0]), 1);
+    assert_eq!(config.main_cpu(), 0);
+    assert_eq!(config.rx_queues(0), 1);
+    let service = &config.services[0];
+    assert_eq!(service.scheduler, Scheduler::Rr);
+    assert_eq!(service.reals[1].port_or(service.port), 80);
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let config = config::parse_on(MINIMAL, "minimal.yaml", &two_cpus()).unwrap();
+    assert_eq!(config.eal.main_lcore, 0);
+    assert_eq!(config.eal.main_cpu, None);
+    assert_eq!(config.main_cpu(), 0);
+    assert!(config.eal.args.is_empty());
+    assert_eq!((config.mempool.mbufs, config.mempool.cache), (16383, 256));
+    let port = &config.ports[0];
+    assert_eq!(
+        (port.rx_descriptors, port.tx_descriptors, port.mtu),
+        (1024, 1024, 1500)
+    );
+    assert!(config.routes.is_empty());
+    assert_eq!(
+        (config.worker_idle.idle_polls, config.worker_idle.sleep_us),
+        (64, 100)
+    );
+    assert_eq!(config.workers[0].cpu, None);
+    assert_eq!(config.worker_cpu(&config.workers[0]), 1);
+    assert_eq!(
+        (config.limits.connections, config.limits.arp_pending),
+        (262144, 256)
+    );
+    let timeouts = &config.timeouts;
+    assert_eq!(
+        (timeouts.tcp, timeouts.tcpfin, timeouts.udp),
+        (900, 120, 300)
+    );
+    let service = &config.services[0];
+    assert_eq!(service.protocol, Protocol::Tcp);
+    assert_eq!(service.scheduler, Scheduler::Wlc);
+    let real = &service.reals[0];
+    assert_eq!(real.address, Ipv4Addr::new(10, 99, 2, 11));
+    assert_eq!(real.port, None);
+    assert_eq!(real.port_or(service.port), 80);
+    assert_eq!(real.weight, 1);
+    assert_eq!(real.forward, Forward::Nat);
+}
+
+#[test]
+fn aliases_parse() {
+    let text = MINIMAL.replace(
+        "      - address: 10.99.2.11\n",
+        "      - { address: 10.99.2.11, forward: masq }\n",
+    );
+    let config = config::parse_on(&text, "alias.yaml", &two_cpus()).unwrap();
+    assert_eq!(config.services[0].reals[0].forward, Forward::Nat);
+}
+
+/// `MINIMAL` with `from` replaced by `to` (which must occur).
+fn edit(from: &str, to: &str) -> String {
+    assert!(MINIMAL.contains(from), "fixture lacks {from:?}");
+    MINIMAL.replacen(from, to, 1)
+}
+
+/// `MINIMAL` with `extra` appended.
+fn with(extra: &str) -> String {
+    format!("{MINIMAL}{extra}")
+}
+
+#[test]
+fn bad_configs_are_refused_with_key_path_and_reason() {
+    #[rustfmt::skip]
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        // (what, config text, key path, substring of the reason)
+        ("unknown top-level key", with("bogus: 1\n"),
+         "bogus", "unknown key `bogus`; expected one of eal, mempool, ports"),
+        ("unknown nested key", with("eal:\n  main_lcore: 0\n  bogus: 1\n"),
+         "eal.bogus", "unknown key `bogus`; expected one of main_lcore, main_cpu, args"),
+        ("unknown key in a list item", edit("  - lcore: 1\n", "  - lcore: 1\n    cpus: 1\n"),
+         "workers[0].cpus", "unknown key `cpus`; expected one of lcore, cpu, queues"),
+        ("missing ports", MINIMAL[MINIMAL.find("workers:").unwrap()..].to_owned(),
+         "ports", "required key `ports` is missing"),
+        ("missing service protocol", edit("    protocol: tcp\n", ""),
+         "services[0].protocol", "required key `protocol` is missing"),
+        ("bad address", edit("address: 10.99.2.11", "address: 10.99.2.300"),
+         "services[0].reals[0].address", "invalid IPv4 address \"10.99.2.300\""),
+        ("bare port address", edit("[10.99.1.1/24]", "[10.99.1.1]"),
+         "ports[0].addresses[0]", "has no prefix length"),
+        ("bad CIDR length", edit("[10.99.1.1/24]", "[10.99.1.1/40]"),
+         "ports[0].addresses[0]", "invalid prefix length in \"10.99.1.1/40\""),
+        ("route prefix with host bits",
+         with("routes:\n  - { prefix: 10.99.3.1/24, via: 10.99.2.254 }\n"),
+         "routes[0].prefix", "10.99.3.1/24 has host bits set; did you mean 10.99.3.0/24?"),
+        ("route via outside connected subnets",
+         with("routes:\n  - { prefix: 10.99.3.0/24, via: 10.9.9.9 }\n"),
+         "routes[0].via",
+         "next hop 10.9.9.9 is not in any connected subnet \
+          (ports' addresses: client 10.99.1.1/24, real 10.99.2.1/24)"),
+        ("route via outside the named port",
+         with("routes:\n  - { prefix: 10.99.3.0/24, via: 10.99.1.254, port: real }\n"),
+         "routes[0].via", "not in a connected subnet of port `real`"),
+        ("route through an unknown port",
+         with("routes:\n  - { prefix: 10.99.3.0/24, via: 10.99.2.254, port: rael }\n"),
+         "routes[0].port", "no port named `rael` (ports: client, real)"),
+        ("duplicate port name", edit("name: real", "name: client"),
+         "ports[1].name", "port name `client` is already used by ports[0]"),
+        ("duplicate device", edit("net_af_packet1,", "net_af_packet0,"),
+         "ports[1].device", "device `net_af_packet0` is already used by ports[0]"),
+        ("address owned twice", edit("[10.99.2.1/24]", "[10.99.1.1/24]"),
+         "ports[1].addresses[0]", "10.99.1.1 is already an address at ports[0].addresses[0]"),
+        ("worker on the main lcore", edit("lcore: 1", "lcore: 0"),
+         "workers[0].lcore",
+         "lcore 0 is the main lcore (eal.main_lcore); a worker needs its own lcore"),
+        ("duplicate lcore",
+         edit("services:", "  - lcore: 1\n    cpu: 0\n    queues: [{ port: client, queue: 1 }]\nservices:"),
+         "workers[1].lcore", "lcore 1 is already used by workers[0]"),
+        ("lcore beyond RTE_MAX_LCORE", edit("lcore: 1", "lcore: 128\n    cpu: 1"),
+         "workers[0].lcore", "DPDK numbers lcores 0 to 127"),
+        ("cpu that does not exist", edit("lcore: 1", "lcore: 1\n    cpu: 4095"),
+         "workers[0].cpu", "CPU 4095 does not exist on this machine (online CPUs: 0-1)"),
+        ("default cpu that does not exist", edit("lcore: 1", "lcore: 5"),
+         "workers[0].lcore", "CPU 5 does not exist on this machine"),
+        ("main cpu that does not exist", with("eal:\n  main_cpu: 9\n"),
+         "eal.main_cpu", "CPU 9 does not exist on this machine"),
+        ("queue gap", edit("{ port: client, queue: 0 }", "{ port: client, queue: 0 }\n      - { port: client, queue: 2 }"),
+         "workers[0].queues[1]", "port `client` has RX queues 0 and 2 but not 1"),
+        ("queue listed twice", edit("{ port: real, queue: 0 }", "{ port: client, queue: 0 }"),
+         "workers[0].queues[1]", "queue 0 of port `client` is already polled by workers[0].queues[0]"),
+        ("port without queues", edit("      - { port: real, queue: 0 }\n", ""),
+         "workers", "port `real` has no RX queue"),
+        ("unknown port in queue", edit("{ port: real, queue: 0 }", "{ port: rael, queue: 0 }"),
+         "workers[0].queues[1].port", "no port named `rael` (ports: client, real)"),
+        ("no workers", edit("workers:\n  - lcore: 1\n    queues:\n      - { port: client, queue: 0 }\n      - { port: real, queue: 0 }\n", "workers: []\n"),
+         "workers", "at least one worker is needed"),
+        ("unknown scheduler", edit("protocol: tcp", "protocol: tcp\n    scheduler: foo"),
+         "services[0].scheduler", "unknown scheduler `foo`; expected one of rr, wrr, lc, wlc"),
+        ("unimplemented scheduler", edit("protocol: tcp", "protocol: tcp\n    scheduler: sh"),
+         "services[0].scheduler", "scheduler `sh` is not implemented yet (rr, wrr, lc, wlc are)"),
+        ("unknown protocol", edit("protocol: tcp", "protocol: sctp"),
+         "services[0].protocol", "unknown protocol `sctp`; expected tcp or udp"),
+        ("unimplemented forward mode", edit("address: 10.99.2.11", "address: 10.99.2.11\n        forward: route"),
+         "services[0].reals[0].forward", "forward mode `dr` is not implemented yet (only nat)"),
+        ("weight 70000", edit("address: 10.99.2.11", "address: 10.99.2.11\n        weight: 70000"),
+         "services[0].reals[0].weight", "weight 70000 is above the maximum 65535"),
+        ("service port out of range", edit("port: 80", "port: 70000"),
+         "services[0].port", "70000 is out of range; expected an integer from 0 to 65535"),
+        ("port given as text", edit("port: 80", "port: http"),
+         "services[0].port", "expected an integer from 0 to 65535, found string \"http\""),
+        ("service port 0", edit("port: 80", "port: 0"),
+         "services[0].port", "port 0 (all ports) needs persistence, not implemented yet"),
+        ("real unreachable", edit("address: 10.99.2.11", "address: 10.8.0.5"),
+         "services[0].reals[0].address",
+         "real 10.8.0.5 is not reachable: no connected subnet or route covers it"),
+        ("real listed twice", edit("      - address: 10.99.2.11\n", "      - address: 10.99.2.11\n      - { address: 10.99.2.11, port: 80 }\n"),
+         "services[0].reals[1]", "real 10.99.2.11:80 is already listed as reals[0]"),
+        ("duplicate service",
+         with("  - { vip: 10.99.1.100, port: 80, protocol: tcp }\n"),
+         "services[1]", "service tcp 10.99.1.100:80 is already defined by services[0]"),
+        ("VIP is a port address", edit("vip: 10.99.1.100", "vip: 10.99.1.1"),
+         "services[0].vip", "10.99.1.1 is an address of port `client`"),
+        ("mempool below the floor", with("mempool:\n  mbufs: 512\n"),
+         "mempool.mbufs", "512 mbufs are too few; at least 1024"),
+        ("mempool too small", with("mempool:\n  mbufs: 4000\n"),
+         "mempool.mbufs", "4000 mbufs are too few for this config, which can hold 4736"),
+        ("mempool cache too large", with("mempool:\n  cache: 1024\n"),
+         "mempool.cache", "above DPDK's largest per-lcore cache, 512"),
+        ("zero timeout", with("timeouts:\n  udp: 0\n"),
+         "timeouts.udp", "must be at least 1 second"),
+        ("zero connections", with("limits:\n  connections: 0\n"),
+         "limits.connections", "must be at least 1"),
+        ("EAL argument not a string", with("eal:\n  args: [--no-huge, -m, 512]\n"),
+         "eal.args[2]", "expected a string, found integer 512; put it in quotes"),
+        ("section of the wrong shape", with("timeouts: [1, 2]\n"),
+         "timeouts", "expected a mapping of keys to values, found a list"),
+    ];
+    let mut failures = Vec::new();
+    for (what, text, key_path, reason) in &cases {
+        match config::parse_on(text, "x.yaml", &two_cpus()) {
+            Ok(_) => failures.push(format!("{what}: accepted")),
+            Err(err) => {
+                if err.key_path() != *key_path || !err.reason().contains(reason) {
+                    failures.push(format!(
+                        "{what}: got `{err}`, want key path `{key_path}` and reason with `{reason}`"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn display_names_file_position_key_path_and_reason() {
+    let cases = [
+        (
+            edit("address: 10.99.2.11", "address: 10.0.0.300"),
+            "x.yaml:18:18: services[0].reals[0].address: invalid IPv4 address \"10.0.0.300\"",
+        ),
+        (
+            with("eal:\n  main_lcore: 0\n  bogus: 1\n"),
+            "x.yaml:21:3: eal.bogus: unknown key `bogus`; \
+             expected one of main_lcore, main_cpu, args",
+        ),
+        (
+            // A missing top-level key has no better place than the whole file.
+            MINIMAL[MINIMAL.find("workers:").unwrap()..].to_owned(),
+            "x.yaml: ports: required key `ports` is missing",
+        ),
+        (
+            "ports: [\n".to_owned(),
+            "x.yaml:2:1: did not find expected node content, \
+             while parsing a flow node",
+        ),
+        (
+            "# nothing yet\n".to_owned(),
+            "x.yaml: the file is empty; it needs at least `ports` and `workers`",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = config::parse_on(&text, "x.yaml", &two_cpus()).unwrap_err();
+        assert_eq!(err.to_string(), want);
+    }
+}
+
+#[test]
+fn unreadable_file_names_path_and_os_error() {
+    let err = config::load(Path::new("/nonexistent/rvs.yaml")).unwrap_err();
+    assert_eq!(err.key_path(), "");
+    assert_eq!(err.line_column(), None);
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/rvs.yaml: cannot read: No such file or directory"),
+        "{err}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+}
+
+#[test]
+fn this_machine_refuses_cpu_4095() {
+    let text = edit("lcore: 1", "lcore: 1\n    cpu: 4095");
+    let err = config::parse(&text, "x.yaml").unwrap_err();
+    assert_eq!(err.key_path(), "workers[0].cpu");
+    assert!(err
+        .reason()
+        .starts_with("CPU 4095 does not exist on this machine (online CPUs: "));
+}
+
+#[test]
+fn every_shipped_config_loads() {
+    let conf = Path::new(REFERENCE).parent().unwrap();
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(conf).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "yaml") {
+            config::load(&path).unwrap_or_else(|err| panic!("{err}"));
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 1);
+}

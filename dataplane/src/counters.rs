@@ -1,0 +1,222 @@
+//! Per-worker counters: single writer (the worker), read and summed by the
+//! control thread.
+//!
+//! A worker bumps its own counters with a relaxed load + store, which compiles
+//! to plain moves: no locked instruction, no shared cache line with another
+//! worker (each block is cache-line aligned). Readers may see a value a few
+//! packets old, never a torn one.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why a packet was dropped. Small and `Copy`: it is what the packet path
+/// produces instead of a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Failed to parse at some layer (truncated, bad lengths, bad version).
+    Malformed,
+    /// IPv4 header checksum wrong.
+    BadChecksum,
+    /// IPv4 fragment: rvs does not reassemble.
+    IpFragment,
+    /// Not addressed to this director (another MAC, or an IP it does not own
+    /// and no connection it tracks).
+    NotForUs,
+    /// Ethertype or IP protocol rvs does not handle (IPv6, ...).
+    Unsupported,
+    /// TCP/UDP to an owned address with no service on that port.
+    NoService,
+    /// The service has no real that may take a new connection.
+    NoReal,
+    /// A TCP packet that is neither a SYN nor part of a tracked connection.
+    NoConn,
+    /// The connection table is full.
+    ConnTableFull,
+    /// No route to the destination.
+    NoRoute,
+    /// The queue of packets waiting for ARP is full.
+    ArpPendingFull,
+    /// The next hop did not answer ARP in time.
+    ArpTimeout,
+    /// No mbuf to build a reply or request.
+    NoBuffer,
+    /// The TX queue did not take the packet.
+    TxFull,
+    /// Packet spans several mbufs (jumbo frames): not handled.
+    MultiSegment,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 15] = [
+        DropReason::Malformed,
+        DropReason::BadChecksum,
+        DropReason::IpFragment,
+        DropReason::NotForUs,
+        DropReason::Unsupported,
+        DropReason::NoService,
+        DropReason::NoReal,
+        DropReason::NoConn,
+        DropReason::ConnTableFull,
+        DropReason::NoRoute,
+        DropReason::ArpPendingFull,
+        DropReason::ArpTimeout,
+        DropReason::NoBuffer,
+        DropReason::TxFull,
+        DropReason::MultiSegment,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The name used in stats output.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::IpFragment => "ip_fragment",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::Unsupported => "unsupported",
+            DropReason::NoService => "no_service",
+            DropReason::NoReal => "no_real",
+            DropReason::NoConn => "no_conn",
+            DropReason::ConnTableFull => "conn_table_full",
+            DropReason::NoRoute => "no_route",
+            DropReason::ArpPendingFull => "arp_pending_full",
+            DropReason::ArpTimeout => "arp_timeout",
+            DropReason::NoBuffer => "no_buffer",
+            DropReason::TxFull => "tx_full",
+            DropReason::MultiSegment => "multi_segment",
+        }
+    }
+}
+
+/// Adds `n` to a counter this thread alone writes.
+#[inline]
+pub fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// One worker's counters.
+#[repr(align(64))]
+#[derive(Default)]
+pub struct WorkerCounters {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub conns_created: AtomicU64,
+    pub conns_expired: AtomicU64,
+    pub conns_current: AtomicU64,
+    pub arp_requests_sent: AtomicU64,
+    pub arp_replies_sent: AtomicU64,
+    pub icmp_echo_replies: AtomicU64,
+    pub drops: [AtomicU64; DropReason::COUNT],
+}
+
+impl WorkerCounters {
+    #[inline]
+    pub fn count_drop(&self, reason: DropReason) {
+        bump(&self.drops[reason as usize], 1);
+    }
+
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].load(Relaxed)
+    }
+
+    /// A plain copy of every counter.
+    pub fn read(&self) -> CountersSnapshot {
+        CountersSnapshot {
+            rx_packets: self.rx_packets.load(Relaxed),
+            rx_bytes: self.rx_bytes.load(Relaxed),
+            tx_packets: self.tx_packets.load(Relaxed),
+            tx_bytes: self.tx_bytes.load(Relaxed),
+            conns_created: self.conns_created.load(Relaxed),
+            conns_expired: self.conns_expired.load(Relaxed),
+            conns_current: self.conns_current.load(Relaxed),
+            arp_requests_sent: self.arp_requests_sent.load(Relaxed),
+            arp_replies_sent: self.arp_replies_sent.load(Relaxed),
+            icmp_echo_replies: self.icmp_echo_replies.load(Relaxed),
+            drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
+        }
+    }
+}
+
+/// Counters as plain numbers, summable across workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub conns_created: u64,
+    pub conns_expired: u64,
+    pub conns_current: u64,
+    pub arp_requests_sent: u64,
+    pub arp_replies_sent: u64,
+    pub icmp_echo_replies: u64,
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl CountersSnapshot {
+    pub fn add(&mut self, other: &CountersSnapshot) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.conns_created += other.conns_created;
+        self.conns_expired += other.conns_expired;
+        self.conns_current += other.conns_current;
+        self.arp_requests_sent += other.arp_requests_sent;
+        self.arp_replies_sent += other.arp_replies_sent;
+        self.icmp_echo_replies += other.icmp_echo_replies;
+        for (sum, n) in self.drops.iter_mut().zip(other.drops) {
+            *sum += n;
+        }
+    }
+
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+}
+
+/// Per-real traffic counters of one worker, indexed like the snapshot's reals.
+#[repr(align(64))]
+#[derive(Default)]
+pub struct RealCounters {
+    pub conns: AtomicU64,
+    pub in_packets: AtomicU64,
+    pub in_bytes: AtomicU64,
+    pub out_packets: AtomicU64,
+    pub out_bytes: AtomicU64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reason_names_are_unique_and_indexed_in_order() {
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i);
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn snapshots_sum() {
+        let a = WorkerCounters::default();
+        let b = WorkerCounters::default();
+        bump(&a.rx_packets, 3);
+        bump(&b.rx_packets, 4);
+        a.count_drop(DropReason::NoReal);
+        b.count_drop(DropReason::NoReal);
+        b.count_drop(DropReason::Malformed);
+        let mut sum = a.read();
+        sum.add(&b.read());
+        assert_eq!(sum.rx_packets, 7);
+        assert_eq!(sum.drops_of(DropReason::NoReal), 2);
+        assert_eq!(sum.drops_of(DropReason::Malformed), 1);
+        assert_eq!(sum.drops_of(DropReason::TxFull), 0);
+    }
+}

@@ -1,0 +1,580 @@
+//! rvsd's life cycle: config → EAL → pool → ports → workers on their lcores →
+//! the control thread's loop on the main lcore → clean stop.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvs_control::config::{Config, Forward, Protocol, Scheduler};
+
+use crate::counters::{CountersSnapshot, DropReason, RealCounters, WorkerCounters};
+use crate::dpdk::{self, Mempool, PortConfig, PortHandle};
+use crate::engine::{Engine, EngineLimits};
+use crate::sched::SchedulerKind;
+use crate::snapshot::{ForwardMode, PortInfo, Prefix, RealInfo, Route, ServiceInfo, Snapshot};
+use crate::tcp_state::Timeouts;
+use crate::wire::ethernet::MacAddr;
+use crate::wire::ipv4::protocol;
+use crate::worker::{self, RxQueue, WorkerSetup};
+
+/// A startup failure, worded for the operator.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The DPDK device name of a port's device string: the part before the first
+/// comma (`net_af_packet0` of `net_af_packet0,iface=veth1`, or a PCI address).
+pub fn device_name(device: &str) -> &str {
+    device.split(',').next().unwrap_or(device).trim()
+}
+
+/// True for a PCI address (`0000:3b:00.0` or `3b:00.0`), false for a vdev.
+pub fn is_pci(device: &str) -> bool {
+    let name = device_name(device);
+    let parts: Vec<&str> = name.split(':').collect();
+    (parts.len() == 2 || parts.len() == 3)
+        && name.contains('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+}
+
+/// The EAL command line for `config` (argv[0] included).
+pub fn eal_args(config: &Config) -> Vec<String> {
+    let mut lcores = vec![format!("{}@{}", config.eal.main_lcore, config.main_cpu())];
+    for worker in &config.workers {
+        lcores.push(format!("{}@{}", worker.lcore, config.worker_cpu(worker)));
+    }
+    let mut args = vec![
+        "rvsd".to_owned(),
+        "--lcores".to_owned(),
+        lcores.join(","),
+        "--main-lcore".to_owned(),
+        config.eal.main_lcore.to_string(),
+    ];
+    let mut any_pci = false;
+    for port in &config.ports {
+        if is_pci(&port.device) {
+            any_pci = true;
+            args.push("-a".to_owned());
+        } else {
+            args.push("--vdev".to_owned());
+        }
+        args.push(port.device.clone());
+    }
+    let user_allows =
+        config.eal.args.iter().any(|a| {
+            a == "-a" || a == "-b" || a.starts_with("--allow") || a.starts_with("--block")
+        });
+    if !any_pci && !user_allows {
+        // Only virtual devices: do not grab every PCI NIC of the machine.
+        args.push("--no-pci".to_owned());
+    }
+    args.extend(config.eal.args.iter().cloned());
+    args
+}
+
+/// Likely causes of an EAL or port failure, checked on this machine.
+pub fn diagnose(config: &Config) -> Vec<String> {
+    let mut causes = Vec::new();
+    // SAFETY-free: geteuid has no preconditions, but libc calls are unsafe in
+    // Rust; read the effective uid from /proc instead.
+    let euid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        });
+    if euid.as_deref() != Some("0") {
+        causes.push(
+            "permissions: rvsd is not running as root; DPDK needs root (or CAP_SYS_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK) for hugepages and raw sockets".to_owned(),
+        );
+    }
+    let no_huge = config.eal.args.iter().any(|a| a == "--no-huge");
+    if !no_huge {
+        let free = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("HugePages_Free:"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|n| n.parse::<u64>().ok())
+                })
+        });
+        if free == Some(0) {
+            causes.push(
+                "hugepages: none free (HugePages_Free is 0 in /proc/meminfo); reserve some with `echo 512 > /proc/sys/vm/nr_hugepages`, or add \"--no-huge\" to eal.args".to_owned(),
+            );
+        }
+    }
+    let driver_dirs = pmd_dirs();
+    for port in &config.ports {
+        if is_pci(&port.device) {
+            continue;
+        }
+        let name = device_name(&port.device);
+        let driver: String = name
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .to_owned();
+        if !driver_dirs.is_empty()
+            && !driver_dirs
+                .iter()
+                .any(|d| d.join(format!("librte_{driver}.so")).exists())
+        {
+            causes.push(format!(
+                "missing driver: port `{}` uses {driver}, but no librte_{driver}.so is in {} (install Debian's dpdk package, or check the device name)",
+                port.name,
+                driver_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if let Some(iface) = port
+            .device
+            .split(',')
+            .find_map(|kv| kv.trim().strip_prefix("iface="))
+        {
+            if !Path::new("/sys/class/net").join(iface).exists() {
+                causes.push(format!(
+                    "missing interface: port `{}` needs network interface `{iface}`, which does not exist in this network namespace",
+                    port.name
+                ));
+            }
+        }
+    }
+    causes
+}
+
+fn pmd_dirs() -> Vec<std::path::PathBuf> {
+    let mut dirs = Vec::new();
+    for lib in [
+        "/usr/lib/x86_64-linux-gnu/dpdk",
+        "/usr/lib/aarch64-linux-gnu/dpdk",
+        "/usr/lib/dpdk",
+    ] {
+        if let Ok(entries) = std::fs::read_dir(lib) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("pmds-") {
+                    dirs.push(entry.path());
+                }
+            }
+        }
+    }
+    dirs
+}
+
+fn with_causes(what: String, causes: &[String]) -> StartError {
+    if causes.is_empty() {
+        StartError(what)
+    } else {
+        StartError(format!(
+            "{what}\nlikely cause{}:\n  - {}",
+            if causes.len() > 1 { "s" } else { "" },
+            causes.join("\n  - ")
+        ))
+    }
+}
+
+/// The snapshot the workers start from.
+pub fn build_snapshot(config: &Config, macs: &[MacAddr]) -> Snapshot {
+    let ports = config
+        .ports
+        .iter()
+        .zip(macs)
+        .map(|(p, mac)| PortInfo {
+            name: p.name.clone(),
+            mac: *mac,
+            addresses: p
+                .addresses
+                .iter()
+                .map(|a| Prefix::new(a.addr(), a.prefix_len()))
+                .collect(),
+            mtu: p.mtu,
+        })
+        .collect();
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| {
+            let port = match &r.port {
+                Some(name) => config.port_index(name),
+                None => config.ports.iter().position(|p| p.connects(r.via)),
+            };
+            Route {
+                prefix: Prefix::new(r.prefix.addr(), r.prefix.prefix_len()),
+                port: port.unwrap_or(0) as u16,
+                via: Some(r.via),
+            }
+        })
+        .collect();
+    let services = config
+        .services
+        .iter()
+        .map(|s| ServiceInfo {
+            protocol: match s.protocol {
+                Protocol::Tcp => protocol::TCP,
+                Protocol::Udp => protocol::UDP,
+            },
+            vip: s.vip,
+            port: s.port,
+            scheduler: match s.scheduler {
+                Scheduler::Rr => SchedulerKind::Rr,
+                Scheduler::Wrr => SchedulerKind::Wrr,
+                Scheduler::Lc => SchedulerKind::Lc,
+                Scheduler::Wlc => SchedulerKind::Wlc,
+            },
+            reals: s
+                .reals
+                .iter()
+                .map(|r| RealInfo {
+                    address: r.address,
+                    port: r.port_or(s.port),
+                    weight: r.weight,
+                    forward: match r.forward {
+                        Forward::Nat => ForwardMode::Nat,
+                        // Validation refuses the other modes for now.
+                        _ => ForwardMode::Nat,
+                    },
+                    global_index: 0,
+                })
+                .collect(),
+        })
+        .collect();
+    let t = &config.timeouts;
+    Snapshot::new(
+        ports,
+        routes,
+        services,
+        Timeouts::with_set(t.tcp, t.tcpfin, t.udp),
+    )
+}
+
+struct Running {
+    ports: Vec<PortHandle>,
+    counters: Vec<Arc<WorkerCounters>>,
+    real_counters: Vec<Arc<[RealCounters]>>,
+    snapshot: Arc<Snapshot>,
+    stop: Arc<AtomicBool>,
+    pool: Mempool,
+}
+
+/// Starts everything; returns once workers run.
+fn start(config: &Config) -> Result<Running, StartError> {
+    let args = eal_args(config);
+    eprintln!(
+        "rvsd: DPDK {} EAL args: {}",
+        dpdk::version(),
+        args[1..].join(" ")
+    );
+    if let Err(e) = dpdk::eal_init(&args) {
+        return Err(with_causes(
+            format!("rvsd: DPDK initialisation failed: {e}"),
+            &diagnose(config),
+        ));
+    }
+
+    let pool = Mempool::create("rvs_mbufs", config.mempool.mbufs, config.mempool.cache, -1)
+        .map_err(|e| {
+            with_causes(
+                format!(
+                    "rvsd: cannot create the packet buffer pool: {e} (mempool.mbufs = {})",
+                    config.mempool.mbufs
+                ),
+                &diagnose(config),
+            )
+        })?;
+
+    let workers = config.workers.len() as u16;
+    let mut ports = Vec::new();
+    let mut macs = Vec::new();
+    for (index, port) in config.ports.iter().enumerate() {
+        let name = device_name(&port.device);
+        let handle = PortHandle::by_name(name).map_err(|e| {
+            with_causes(
+                format!(
+                    "rvsd: port `{}` ({}): DPDK created no such port: {e}",
+                    port.name, port.device
+                ),
+                &diagnose(config),
+            )
+        })?;
+        let rx_queues = config
+            .workers
+            .iter()
+            .flat_map(|w| &w.queues)
+            .filter(|q| q.port == port.name)
+            .count() as u16;
+        let port_config = PortConfig {
+            rx_queues,
+            tx_queues: workers,
+            rx_descriptors: port.rx_descriptors,
+            tx_descriptors: port.tx_descriptors,
+            mtu: port.mtu,
+        };
+        handle.setup(&port_config, pool).map_err(|e| {
+            StartError(format!(
+                "rvsd: ports[{index}] `{}` ({}): {e}",
+                port.name, port.device
+            ))
+        })?;
+        let mac = MacAddr(
+            handle
+                .mac()
+                .map_err(|e| StartError(format!("rvsd: port `{}`: {e}", port.name)))?,
+        );
+        eprintln!(
+            "rvsd: port `{}` is DPDK port {} ({}), mac {mac}, {} RX queue(s), {} TX queue(s), addresses {}",
+            port.name,
+            handle.id,
+            handle.driver_name(),
+            rx_queues,
+            workers,
+            port.addresses
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        ports.push(handle);
+        macs.push(mac);
+    }
+
+    let snapshot = Arc::new(build_snapshot(config, &macs));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tsc_hz = dpdk::tsc_hz().max(1);
+    let tsc_start = dpdk::tsc();
+    let dpdk_ports: Vec<u16> = ports.iter().map(|p| p.id).collect();
+    let mut counters = Vec::new();
+    let mut real_counters = Vec::new();
+    for (index, worker) in config.workers.iter().enumerate() {
+        let worker_counters = Arc::new(WorkerCounters::default());
+        let reals: Arc<[RealCounters]> = (0..snapshot.real_count())
+            .map(|_| RealCounters::default())
+            .collect();
+        let engine = Engine::new(
+            Arc::clone(&snapshot),
+            EngineLimits {
+                connections: config.limits.connections as usize,
+                arp_pending: config.limits.arp_pending as usize,
+                expire_budget: 1024,
+            },
+            Arc::clone(&worker_counters),
+            Arc::clone(&reals),
+        );
+        let rx = worker
+            .queues
+            .iter()
+            .map(|q| {
+                let port = config.port_index(&q.port).expect("validated") as u16;
+                RxQueue {
+                    port,
+                    dpdk_port: dpdk_ports[usize::from(port)],
+                    queue: q.queue,
+                }
+            })
+            .collect();
+        let setup = WorkerSetup {
+            rx,
+            dpdk_ports: dpdk_ports.clone(),
+            tx_queue: index as u16,
+            pool,
+            counters: Arc::clone(&worker_counters),
+            stop: Arc::clone(&stop),
+            idle_polls: config.worker_idle.idle_polls,
+            sleep_us: config.worker_idle.sleep_us,
+            tsc_start,
+            tsc_hz,
+        };
+        dpdk::launch(worker.lcore, move || worker::run(engine, setup)).map_err(|e| {
+            StartError(format!(
+                "rvsd: workers[{index}] (lcore {}): {e}",
+                worker.lcore
+            ))
+        })?;
+        counters.push(worker_counters);
+        real_counters.push(reals);
+    }
+    Ok(Running {
+        ports,
+        counters,
+        real_counters,
+        snapshot,
+        stop,
+        pool,
+    })
+}
+
+/// Sums the counters of all workers and renders them as one JSON object.
+fn stats_json(running: &Running) -> String {
+    let mut total = CountersSnapshot::default();
+    for c in &running.counters {
+        total.add(&c.read());
+    }
+    let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_owned(), total.drops_of(*r).into()))
+        .collect();
+    let mut reals = serde_json::Map::new();
+    for service in &running.snapshot.services {
+        for real in &service.reals {
+            let i = real.global_index as usize;
+            let sum = |f: fn(&RealCounters) -> u64| -> u64 {
+                running
+                    .real_counters
+                    .iter()
+                    .map(|w| w.get(i).map_or(0, f))
+                    .sum()
+            };
+            let key = format!("{}:{}", real.address, real.port);
+            let entry = serde_json::json!({
+                "service": format!("{}:{}", service.vip, service.port),
+                "conns": sum(|c| c.conns.load(Relaxed)),
+                "in_packets": sum(|c| c.in_packets.load(Relaxed)),
+                "out_packets": sum(|c| c.out_packets.load(Relaxed)),
+                "in_bytes": sum(|c| c.in_bytes.load(Relaxed)),
+                "out_bytes": sum(|c| c.out_bytes.load(Relaxed)),
+            });
+            // A real serving several services: key by service too.
+            if reals.contains_key(&key) {
+                reals.insert(format!("{key}@{}:{}", service.vip, service.port), entry);
+            } else {
+                reals.insert(key, entry);
+            }
+        }
+    }
+    let ports: Vec<serde_json::Value> = running
+        .ports
+        .iter()
+        .zip(&running.snapshot.ports)
+        .map(|(handle, info)| {
+            let s = handle.stats();
+            serde_json::json!({
+                "name": info.name,
+                "rx_packets": s.map_or(0, |s| s.ipackets),
+                "tx_packets": s.map_or(0, |s| s.opackets),
+                "rx_missed": s.map_or(0, |s| s.imissed),
+                "rx_errors": s.map_or(0, |s| s.ierrors),
+                "tx_errors": s.map_or(0, |s| s.oerrors),
+                "rx_no_mbuf": s.map_or(0, |s| s.rx_nombuf),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "rx_packets": total.rx_packets,
+        "rx_bytes": total.rx_bytes,
+        "tx_packets": total.tx_packets,
+        "tx_bytes": total.tx_bytes,
+        "conns_created": total.conns_created,
+        "conns_expired": total.conns_expired,
+        "conns_current": total.conns_current,
+        "arp_requests_sent": total.arp_requests_sent,
+        "arp_replies_sent": total.arp_replies_sent,
+        "icmp_echo_replies": total.icmp_echo_replies,
+        "mbufs_free": running.pool.available(),
+        "workers": running.counters.len(),
+        "drops": drops,
+        "reals": reals,
+        "ports": ports,
+    })
+    .to_string()
+}
+
+/// Runs rvsd with `config` until SIGTERM or SIGINT. SIGUSR1 prints a stats line.
+pub fn run(config: &Config) -> Result<(), StartError> {
+    let terminate = Arc::new(AtomicBool::new(false));
+    let report = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&terminate))
+            .map_err(|e| StartError(format!("rvsd: cannot install signal handler: {e}")))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&report))
+        .map_err(|e| StartError(format!("rvsd: cannot install signal handler: {e}")))?;
+
+    let running = start(config)?;
+    eprintln!(
+        "rvsd: ready: {} worker(s), {} service(s), VIPs {}",
+        config.workers.len(),
+        config.services.len(),
+        vip_list(config)
+    );
+    while !terminate.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if report.swap(false, Relaxed) {
+            eprintln!("rvsd: stats {}", stats_json(&running));
+        }
+    }
+    running.stop.store(true, Relaxed);
+    dpdk::wait_all_lcores();
+    eprintln!("rvsd: stats {}", stats_json(&running));
+    for port in &running.ports {
+        port.close();
+    }
+    dpdk::eal_cleanup();
+    eprintln!("rvsd: stopped");
+    Ok(())
+}
+
+fn vip_list(config: &Config) -> String {
+    let mut vips: Vec<Ipv4Addr> = config.services.iter().map(|s| s.vip).collect();
+    vips.sort_unstable();
+    vips.dedup();
+    vips.iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_and_kinds() {
+        assert_eq!(device_name("net_af_packet0,iface=d0"), "net_af_packet0");
+        assert_eq!(device_name("0000:3b:00.0"), "0000:3b:00.0");
+        assert!(is_pci("0000:3b:00.0"));
+        assert!(is_pci("3b:00.1"));
+        assert!(!is_pci("net_af_packet0,iface=d0"));
+        assert!(!is_pci("net_null0"));
+    }
+
+    #[test]
+    fn eal_args_map_lcores_and_devices() {
+        let text = r#"
+eal: { main_lcore: 0, main_cpu: 0, args: ["--in-memory"] }
+ports:
+  - { name: a, device: "net_null0", addresses: ["10.0.0.1/24"] }
+  - { name: b, device: "net_null1,size=64", addresses: ["10.0.1.1/24"] }
+workers:
+  - { lcore: 1, cpu: 0, queues: [ { port: a, queue: 0 }, { port: b, queue: 0 } ] }
+"#;
+        let config = rvs_control::config::parse(text, "t.yaml").expect("valid");
+        let args = eal_args(&config);
+        assert_eq!(
+            args,
+            [
+                "rvsd",
+                "--lcores",
+                "0@0,1@0",
+                "--main-lcore",
+                "0",
+                "--vdev",
+                "net_null0",
+                "--vdev",
+                "net_null1,size=64",
+                "--no-pci",
+                "--in-memory"
+            ]
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! The immutable view of configuration the workers read: ports, routes,
+//! services and reals, computed by the control thread before it reaches a
+//! worker. Workers only look things up here; nothing in it changes while a
+//! worker holds it (a new configuration is a new snapshot).
+
+use std::net::Ipv4Addr;
+
+use hashbrown::HashMap;
+
+use crate::sched::SchedulerKind;
+use crate::tcp_state::Timeouts;
+use crate::wire::ethernet::MacAddr;
+use crate::wire::ipv4::protocol;
+
+/// An IPv4 prefix as two masked integers, for fast matching.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub fn new(addr: Ipv4Addr, len: u8) -> Self {
+        Prefix { addr, len }
+    }
+
+    #[inline]
+    pub fn mask(&self) -> u32 {
+        if self.len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.len.min(32)))
+        }
+    }
+
+    #[inline]
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) ^ u32::from(self.addr)) & self.mask() == 0
+    }
+}
+
+/// One DPDK port as the packet path sees it. `index` in [`Snapshot::ports`] is
+/// the port's position in the config, not its DPDK port id.
+#[derive(Clone, Debug)]
+pub struct PortInfo {
+    pub name: String,
+    pub mac: MacAddr,
+    /// Addresses owned by the port, with their connected prefix length.
+    pub addresses: Vec<Prefix>,
+    pub mtu: u16,
+}
+
+/// A route: packets to `prefix` leave through `port`, to `via` or (connected
+/// route) straight to their destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: Prefix,
+    pub port: u16,
+    pub via: Option<Ipv4Addr>,
+}
+
+/// How a real is reached. Only NAT exists so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardMode {
+    Nat,
+}
+
+#[derive(Clone, Debug)]
+pub struct RealInfo {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub weight: u32,
+    pub forward: ForwardMode,
+    /// Position of this real among all reals of the snapshot (counter index).
+    pub global_index: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceInfo {
+    /// IP protocol number (6 TCP, 17 UDP).
+    pub protocol: u8,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub scheduler: SchedulerKind,
+    /// Reals in list order: the order schedulers scan them.
+    pub reals: Vec<RealInfo>,
+}
+
+/// Everything a worker needs to process packets.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub ports: Vec<PortInfo>,
+    /// Longest prefix first; connected routes included.
+    pub routes: Vec<Route>,
+    pub services: Vec<ServiceInfo>,
+    pub timeouts: Timeouts,
+    services_by_key: HashMap<(u8, Ipv4Addr, u16), u32>,
+    /// Every VIP (any service), to tell "ours, no such service" from "not ours".
+    vips: HashMap<Ipv4Addr, ()>,
+    real_count: usize,
+}
+
+impl Snapshot {
+    /// Builds a snapshot; `routes` are the static routes (connected routes are
+    /// derived from the port addresses here).
+    pub fn new(
+        ports: Vec<PortInfo>,
+        static_routes: Vec<Route>,
+        mut services: Vec<ServiceInfo>,
+        timeouts: Timeouts,
+    ) -> Self {
+        let mut routes = static_routes;
+        for (index, port) in ports.iter().enumerate() {
+            for addr in &port.addresses {
+                let network = Ipv4Addr::from(u32::from(addr.addr) & addr.mask());
+                routes.push(Route {
+                    prefix: Prefix::new(network, addr.len),
+                    port: index as u16,
+                    via: None,
+                });
+            }
+        }
+        // Longest prefix first; among equals, connected routes (no via) last
+        // pushed stay after static ones, which is the operator's intent.
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len));
+
+        let mut next_real = 0u32;
+        for service in &mut services {
+            for real in &mut service.reals {
+                real.global_index = next_real;
+                next_real += 1;
+            }
+        }
+        let services_by_key = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.protocol, s.vip, s.port), i as u32))
+            .collect();
+        let vips = services.iter().map(|s| (s.vip, ())).collect();
+        Snapshot {
+            ports,
+            routes,
+            services,
+            timeouts,
+            services_by_key,
+            vips,
+            real_count: next_real as usize,
+        }
+    }
+
+    /// Number of reals over all services (length of per-real counter arrays).
+    pub fn real_count(&self) -> usize {
+        self.real_count
+    }
+
+    /// The service for a packet to `vip:port` over `protocol`.
+    #[inline]
+    pub fn service(&self, protocol: u8, vip: Ipv4Addr, port: u16) -> Option<u32> {
+        self.services_by_key.get(&(protocol, vip, port)).copied()
+    }
+
+    #[inline]
+    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+        self.vips.contains_key(&ip)
+    }
+
+    /// True when `ip` is an address of some port.
+    #[inline]
+    pub fn is_port_address(&self, ip: Ipv4Addr) -> bool {
+        self.ports
+            .iter()
+            .any(|p| p.addresses.iter().any(|a| a.addr == ip))
+    }
+
+    /// Whether rvs answers ARP for `ip` on port `port`: an address of that
+    /// port, or a VIP inside one of its connected subnets.
+    pub fn answers_arp(&self, port: u16, ip: Ipv4Addr) -> bool {
+        let Some(info) = self.ports.get(usize::from(port)) else {
+            return false;
+        };
+        info.addresses
+            .iter()
+            .any(|a| a.addr == ip || (self.is_vip(ip) && a.contains(ip)))
+    }
+
+    /// The port a packet to `dst` leaves by and the next hop to resolve.
+    #[inline]
+    pub fn route(&self, dst: Ipv4Addr) -> Option<(u16, Ipv4Addr)> {
+        self.routes
+            .iter()
+            .find(|r| r.prefix.contains(dst))
+            .map(|r| (r.port, r.via.unwrap_or(dst)))
+    }
+
+    /// An address of `port` to use as the source of packets rvs originates
+    /// there (ARP requests): the one whose subnet holds `toward`, else the first.
+    pub fn source_address(&self, port: u16, toward: Ipv4Addr) -> Option<Ipv4Addr> {
+        let info = self.ports.get(usize::from(port))?;
+        info.addresses
+            .iter()
+            .find(|a| a.contains(toward))
+            .or_else(|| info.addresses.first())
+            .map(|a| a.addr)
+    }
+
+    /// IP protocol number for a service protocol name.
+    pub fn protocol_number(tcp: bool) -> u8 {
+        if tcp {
+            protocol::TCP
+        } else {
+            protocol::UDP
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn snapshot() -> Snapshot {
+        let ports = vec![
+            PortInfo {
+                name: "client".into(),
+                mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                addresses: vec![Prefix::new(ip("10.99.1.1"), 24)],
+                mtu: 1500,
+            },
+            PortInfo {
+                name: "real".into(),
+                mac: MacAddr([2, 0, 0, 0, 0, 2]),
+                addresses: vec![Prefix::new(ip("10.99.2.1"), 24)],
+                mtu: 1500,
+            },
+        ];
+        let routes = vec![
+            Route {
+                prefix: Prefix::new(ip("0.0.0.0"), 0),
+                port: 0,
+                via: Some(ip("10.99.1.254")),
+            },
+            Route {
+                prefix: Prefix::new(ip("10.99.3.0"), 24),
+                port: 1,
+                via: Some(ip("10.99.2.254")),
+            },
+        ];
+        let services = vec![ServiceInfo {
+            protocol: protocol::TCP,
+            vip: ip("10.99.1.100"),
+            port: 80,
+            scheduler: SchedulerKind::Rr,
+            reals: vec![],
+        }];
+        Snapshot::new(ports, routes, services, Timeouts::default())
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let s = snapshot();
+        assert_eq!(s.route(ip("10.99.2.7")), Some((1, ip("10.99.2.7"))));
+        assert_eq!(s.route(ip("10.99.3.7")), Some((1, ip("10.99.2.254"))));
+        assert_eq!(s.route(ip("10.99.1.9")), Some((0, ip("10.99.1.9"))));
+        assert_eq!(s.route(ip("8.8.8.8")), Some((0, ip("10.99.1.254"))));
+    }
+
+    #[test]
+    fn arp_is_answered_for_port_addresses_and_vips_in_connected_subnets() {
+        let s = snapshot();
+        assert!(s.answers_arp(0, ip("10.99.1.1")));
+        assert!(s.answers_arp(0, ip("10.99.1.100")));
+        assert!(
+            !s.answers_arp(1, ip("10.99.1.100")),
+            "VIP is not in port 1's subnet"
+        );
+        assert!(!s.answers_arp(0, ip("10.99.1.2")));
+        assert!(s.answers_arp(1, ip("10.99.2.1")));
+    }
+
+    #[test]
+    fn prefix_masks() {
+        assert!(Prefix::new(ip("0.0.0.0"), 0).contains(ip("1.2.3.4")));
+        assert!(Prefix::new(ip("1.2.3.4"), 32).contains(ip("1.2.3.4")));
+        assert!(!Prefix::new(ip("1.2.3.4"), 32).contains(ip("1.2.3.5")));
+    }
+}

@@ -1,0 +1,132 @@
+//! The worker loop on a DPDK lcore: poll the assigned RX queues in bursts, run
+//! each packet through the [`Engine`], flush buffered TX, do housekeeping
+//! about once a millisecond, and back off when idle.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::counters::{bump, DropReason, WorkerCounters};
+use crate::dpdk::{self, Mbuf, Mempool, RxBurst, TxBuffer};
+use crate::engine::{Engine, PacketIo};
+
+/// One RX queue a worker polls.
+#[derive(Clone, Copy, Debug)]
+pub struct RxQueue {
+    /// Port index in the config (what the engine calls a port).
+    pub port: u16,
+    /// DPDK port id.
+    pub dpdk_port: u16,
+    pub queue: u16,
+}
+
+/// What a worker needs besides its engine.
+pub struct WorkerSetup {
+    pub rx: Vec<RxQueue>,
+    /// DPDK port id of every config port, by config index.
+    pub dpdk_ports: Vec<u16>,
+    /// This worker's TX queue number (the same on every port).
+    pub tx_queue: u16,
+    pub pool: Mempool,
+    pub counters: Arc<WorkerCounters>,
+    pub stop: Arc<AtomicBool>,
+    pub idle_polls: u32,
+    pub sleep_us: u32,
+    /// TSC value that counts as second 0, and TSC ticks per second.
+    pub tsc_start: u64,
+    pub tsc_hz: u64,
+}
+
+struct DpdkIo<'a> {
+    tx: &'a mut [TxBuffer],
+    pool: Mempool,
+    counters: &'a WorkerCounters,
+}
+
+impl PacketIo<Mbuf> for DpdkIo<'_> {
+    #[inline]
+    fn send(&mut self, port: u16, packet: Mbuf) {
+        let refused = self.tx[usize::from(port)].push(packet);
+        if refused > 0 {
+            bump(
+                &self.counters.drops[DropReason::TxFull as usize],
+                refused as u64,
+            );
+        }
+    }
+
+    #[inline]
+    fn alloc(&mut self) -> Option<Mbuf> {
+        Mbuf::alloc(&self.pool)
+    }
+}
+
+impl DpdkIo<'_> {
+    fn flush(&mut self) {
+        for tx in self.tx.iter_mut() {
+            if tx.pending() > 0 {
+                let refused = tx.flush();
+                if refused > 0 {
+                    bump(
+                        &self.counters.drops[DropReason::TxFull as usize],
+                        refused as u64,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Runs until `setup.stop` is set. Everything it touches per packet was
+/// allocated before the loop.
+pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
+    let mut tx: Vec<TxBuffer> = setup
+        .dpdk_ports
+        .iter()
+        .map(|&port| TxBuffer::new(port, setup.tx_queue))
+        .collect();
+    let mut rx = RxBurst::default();
+    let tick_every = (setup.tsc_hz / 1000).max(1);
+    let mut next_tick = 0u64;
+    let mut empty_polls = 0u32;
+    let idle_sleep = Duration::from_micros(u64::from(setup.sleep_us));
+
+    while !setup.stop.load(Relaxed) {
+        let now_tsc = dpdk::tsc();
+        // Second 1 is the first second, so that 0 never means "now".
+        engine.set_now((now_tsc.wrapping_sub(setup.tsc_start) / setup.tsc_hz) as u32 + 1);
+        let mut io = DpdkIo {
+            tx: &mut tx,
+            pool: setup.pool,
+            counters: &setup.counters,
+        };
+        let mut received = 0;
+        for queue in &setup.rx {
+            received += rx.receive(queue.dpdk_port, queue.queue);
+            while let Some(packet) = rx.next_packet() {
+                match packet {
+                    Ok(mbuf) => engine.handle(mbuf, queue.port, &mut io),
+                    Err(segmented) => {
+                        drop(segmented);
+                        setup.counters.count_drop(DropReason::MultiSegment);
+                    }
+                }
+            }
+        }
+        if now_tsc >= next_tick {
+            next_tick = now_tsc + tick_every;
+            engine.tick(&mut io);
+        }
+        io.flush();
+
+        if received == 0 {
+            empty_polls = empty_polls.saturating_add(1);
+            if setup.sleep_us > 0 && empty_polls >= setup.idle_polls {
+                // Idle only: a syscall here costs nothing a packet waits for.
+                std::thread::sleep(idle_sleep);
+            }
+        } else {
+            empty_polls = 0;
+        }
+    }
+}

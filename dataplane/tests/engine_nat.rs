@@ -1,0 +1,795 @@
+//! Golden packet tests of the NAT packet path, run on in-memory buffers: each
+//! case feeds the engine frames and checks the exact frames it sends (or the
+//! drop reason it counts). No DPDK involved.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rvs_dataplane::buf::{PacketBuf, VecBuf};
+use rvs_dataplane::counters::{DropReason, RealCounters, WorkerCounters};
+use rvs_dataplane::engine::{Engine, EngineLimits, PacketIo};
+use rvs_dataplane::sched::SchedulerKind;
+use rvs_dataplane::snapshot::{ForwardMode, PortInfo, Prefix, RealInfo, ServiceInfo, Snapshot};
+use rvs_dataplane::tcp_state::Timeouts;
+use rvs_dataplane::wire::arp::{self, ArpOperation, ArpPacket};
+use rvs_dataplane::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
+use rvs_dataplane::wire::icmp::{self, IcmpPacket};
+use rvs_dataplane::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
+use rvs_dataplane::wire::tcp::{TcpFlags, TcpPacket};
+use rvs_dataplane::wire::udp::UdpPacket;
+
+const CLIENT_PORT: u16 = 0;
+const REAL_PORT: u16 = 1;
+const DIR_MAC0: MacAddr = MacAddr([0x02, 0xd0, 0, 0, 0, 0]);
+const DIR_MAC1: MacAddr = MacAddr([0x02, 0xd1, 0, 0, 0, 0]);
+const CLIENT_MAC: MacAddr = MacAddr([0x02, 0xc0, 0, 0, 0, 2]);
+const R1_MAC: MacAddr = MacAddr([0x02, 0x11, 0, 0, 0, 0x11]);
+const R2_MAC: MacAddr = MacAddr([0x02, 0x11, 0, 0, 0, 0x12]);
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn client() -> Ipv4Addr {
+    ip("10.99.1.2")
+}
+fn vip() -> Ipv4Addr {
+    ip("10.99.1.100")
+}
+fn r1() -> Ipv4Addr {
+    ip("10.99.2.11")
+}
+fn r2() -> Ipv4Addr {
+    ip("10.99.2.12")
+}
+
+/// Collects what the engine sends; hands out buffers on request.
+#[derive(Default)]
+struct Capture {
+    sent: Vec<(u16, Vec<u8>)>,
+    no_buffers: bool,
+}
+
+impl PacketIo<VecBuf> for Capture {
+    fn send(&mut self, port: u16, packet: VecBuf) {
+        self.sent.push((port, packet.data().to_vec()));
+    }
+    fn alloc(&mut self) -> Option<VecBuf> {
+        (!self.no_buffers).then(VecBuf::empty)
+    }
+}
+
+impl Capture {
+    fn take(&mut self) -> Vec<(u16, Vec<u8>)> {
+        std::mem::take(&mut self.sent)
+    }
+}
+
+struct Real {
+    address: Ipv4Addr,
+    port: u16,
+    weight: u32,
+}
+
+fn real(address: Ipv4Addr, port: u16, weight: u32) -> Real {
+    Real {
+        address,
+        port,
+        weight,
+    }
+}
+
+struct Harness {
+    engine: Engine<VecBuf>,
+    io: Capture,
+    counters: Arc<WorkerCounters>,
+    real_counters: Arc<[RealCounters]>,
+}
+
+fn harness(scheduler: SchedulerKind, reals: &[Real], connections: usize) -> Harness {
+    let ports = vec![
+        PortInfo {
+            name: "client".into(),
+            mac: DIR_MAC0,
+            addresses: vec![Prefix::new(ip("10.99.1.1"), 24)],
+            mtu: 1500,
+        },
+        PortInfo {
+            name: "real".into(),
+            mac: DIR_MAC1,
+            addresses: vec![Prefix::new(ip("10.99.2.1"), 24)],
+            mtu: 1500,
+        },
+    ];
+    let real_infos: Vec<RealInfo> = reals
+        .iter()
+        .map(|r| RealInfo {
+            address: r.address,
+            port: r.port,
+            weight: r.weight,
+            forward: ForwardMode::Nat,
+            global_index: 0,
+        })
+        .collect();
+    let services = vec![
+        ServiceInfo {
+            protocol: protocol::TCP,
+            vip: vip(),
+            port: 80,
+            scheduler,
+            reals: real_infos.clone(),
+        },
+        ServiceInfo {
+            protocol: protocol::UDP,
+            vip: vip(),
+            port: 53,
+            scheduler,
+            reals: real_infos,
+        },
+    ];
+    let snapshot = Arc::new(Snapshot::new(ports, vec![], services, Timeouts::default()));
+    let counters = Arc::new(WorkerCounters::default());
+    let real_counters: Arc<[RealCounters]> = (0..snapshot.real_count())
+        .map(|_| RealCounters::default())
+        .collect();
+    let mut engine = Engine::new(
+        snapshot,
+        EngineLimits {
+            connections,
+            arp_pending: 8,
+            expire_budget: 1024,
+        },
+        Arc::clone(&counters),
+        Arc::clone(&real_counters),
+    );
+    engine.set_now(1);
+    let mut h = Harness {
+        engine,
+        io: Capture::default(),
+        counters,
+        real_counters,
+    };
+    // Every neighbour announces itself first, as it would by ARPing us.
+    h.rx(
+        CLIENT_PORT,
+        arp_frame(
+            ArpOperation::REQUEST,
+            CLIENT_MAC,
+            client(),
+            MacAddr::ZERO,
+            vip(),
+        ),
+    );
+    h.rx(
+        REAL_PORT,
+        arp_frame(
+            ArpOperation::REQUEST,
+            R1_MAC,
+            r1(),
+            MacAddr::ZERO,
+            ip("10.99.2.1"),
+        ),
+    );
+    h.rx(
+        REAL_PORT,
+        arp_frame(
+            ArpOperation::REQUEST,
+            R2_MAC,
+            r2(),
+            MacAddr::ZERO,
+            ip("10.99.2.1"),
+        ),
+    );
+    h.io.take();
+    h
+}
+
+impl Harness {
+    fn rx(&mut self, port: u16, frame: Vec<u8>) {
+        self.engine.handle(VecBuf::new(&frame), port, &mut self.io);
+    }
+
+    fn drops(&self, reason: DropReason) -> u64 {
+        self.counters.drops_of(reason)
+    }
+
+    /// Sends `frame` in on `port`, expects exactly one frame out, returns it.
+    fn one(&mut self, port: u16, frame: Vec<u8>) -> (u16, Vec<u8>) {
+        self.rx(port, frame);
+        let mut sent = self.io.take();
+        assert_eq!(sent.len(), 1, "expected one frame out, got {}", sent.len());
+        sent.pop().unwrap()
+    }
+}
+
+fn ethernet(src: MacAddr, dst: MacAddr, ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8; 14 + payload.len()];
+    let mut eth = EthernetFrame::new_checked(&mut frame[..]).unwrap();
+    eth.set_src(src);
+    eth.set_dst(dst);
+    eth.set_ethertype(ethertype);
+    frame[14..].copy_from_slice(payload);
+    frame
+}
+
+fn arp_frame(
+    op: ArpOperation,
+    sender_mac: MacAddr,
+    sender_ip: Ipv4Addr,
+    target_mac: MacAddr,
+    target_ip: Ipv4Addr,
+) -> Vec<u8> {
+    let mut body = [0u8; 28];
+    arp::emit(&mut body, op, sender_mac, sender_ip, target_mac, target_ip).unwrap();
+    let dst = if op == ArpOperation::REQUEST {
+        MacAddr::BROADCAST
+    } else {
+        target_mac
+    };
+    ethernet(sender_mac, dst, EtherType::ARP, &body)
+}
+
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut packet = vec![0u8; 20 + l4.len()];
+    Ipv4Repr {
+        src,
+        dst,
+        protocol: proto,
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 0x1234,
+        dont_frag: true,
+        payload_len: l4.len() as u16,
+    }
+    .emit(&mut packet)
+    .unwrap();
+    packet[20..].copy_from_slice(l4);
+    packet
+}
+
+fn tcp(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    flags: TcpFlags,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut segment = vec![0u8; 20 + payload.len()];
+    segment[12] = 5 << 4;
+    segment[20..].copy_from_slice(payload);
+    let mut t = TcpPacket::new_checked(&mut segment[..]).unwrap();
+    t.set_src_port(sport);
+    t.set_dst_port(dport);
+    t.set_seq(1000);
+    t.set_ack(if flags.contains(TcpFlags::ACK) {
+        2000
+    } else {
+        0
+    });
+    t.set_flags(flags);
+    t.set_window(65535);
+    t.fill_checksum(src, dst);
+    ipv4(src, dst, protocol::TCP, &segment)
+}
+
+fn udp(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    payload: &[u8],
+    checksum: bool,
+) -> Vec<u8> {
+    let mut datagram = vec![0u8; 8 + payload.len()];
+    datagram[8..].copy_from_slice(payload);
+    let mut u = UdpPacket::new_checked_len_unset(&mut datagram);
+    u.set_src_port(sport);
+    u.set_dst_port(dport);
+    if checksum {
+        u.fill_checksum(src, dst);
+    }
+    ipv4(src, dst, protocol::UDP, &datagram)
+}
+
+/// UdpPacket::new_checked needs the length field set first.
+trait UdpNew<'a> {
+    fn new_checked_len_unset(buf: &'a mut Vec<u8>) -> UdpPacket<&'a mut [u8]>;
+}
+impl<'a> UdpNew<'a> for UdpPacket<&'a mut [u8]> {
+    fn new_checked_len_unset(buf: &'a mut Vec<u8>) -> UdpPacket<&'a mut [u8]> {
+        let len = buf.len() as u16;
+        buf[4..6].copy_from_slice(&len.to_be_bytes());
+        UdpPacket::new_checked(&mut buf[..]).unwrap()
+    }
+}
+
+fn from_client(frame_ip: Vec<u8>) -> Vec<u8> {
+    ethernet(CLIENT_MAC, DIR_MAC0, EtherType::IPV4, &frame_ip)
+}
+
+fn from_real(mac: MacAddr, frame_ip: Vec<u8>) -> Vec<u8> {
+    ethernet(mac, DIR_MAC1, EtherType::IPV4, &frame_ip)
+}
+
+fn syn(sport: u16) -> Vec<u8> {
+    from_client(tcp(client(), sport, vip(), 80, TcpFlags::SYN, &[]))
+}
+
+/// The real (address, port) a client → VIP frame was sent to.
+fn destination(frame: &[u8]) -> (Ipv4Addr, u16) {
+    let packet = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    let l4 = packet.payload();
+    (packet.dst(), u16::from_be_bytes([l4[2], l4[3]]))
+}
+
+/// Checks every checksum of an IPv4 TCP/UDP frame from scratch.
+fn assert_checksums_valid(frame: &[u8]) {
+    let packet = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    assert!(packet.verify_checksum(), "IPv4 header checksum");
+    match packet.protocol() {
+        protocol::TCP => assert!(
+            TcpPacket::new_checked(packet.payload())
+                .unwrap()
+                .verify_checksum(packet.src(), packet.dst()),
+            "TCP checksum"
+        ),
+        protocol::UDP => assert!(
+            UdpPacket::new_checked(packet.payload())
+                .unwrap()
+                .verify_checksum(packet.src(), packet.dst()),
+            "UDP checksum"
+        ),
+        _ => {}
+    }
+}
+
+#[test]
+fn arp_request_for_the_vip_is_answered_on_the_client_port_only() {
+    let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 16);
+    let (port, reply) = h.one(
+        CLIENT_PORT,
+        arp_frame(
+            ArpOperation::REQUEST,
+            CLIENT_MAC,
+            client(),
+            MacAddr::ZERO,
+            vip(),
+        ),
+    );
+    assert_eq!(port, CLIENT_PORT);
+    let expected = arp_frame(ArpOperation::REPLY, DIR_MAC0, vip(), CLIENT_MAC, client());
+    assert_eq!(reply, expected);
+
+    h.rx(
+        REAL_PORT,
+        arp_frame(ArpOperation::REQUEST, R1_MAC, r1(), MacAddr::ZERO, vip()),
+    );
+    assert!(
+        h.io.take().is_empty(),
+        "the VIP is not in the real port's subnet"
+    );
+    h.rx(
+        CLIENT_PORT,
+        arp_frame(
+            ArpOperation::REQUEST,
+            CLIENT_MAC,
+            client(),
+            MacAddr::ZERO,
+            ip("10.99.1.77"),
+        ),
+    );
+    assert!(h.io.take().is_empty(), "not an address of ours");
+}
+
+#[test]
+fn ping_to_the_vip_and_to_a_port_address_is_answered() {
+    let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 16);
+    for target in [vip(), ip("10.99.1.1")] {
+        let mut echo = [0u8; 16];
+        echo[0] = icmp::ECHO_REQUEST;
+        echo[4..8].copy_from_slice(&[0, 7, 0, 1]);
+        echo[8..].copy_from_slice(b"rvs-ping");
+        IcmpPacket::new_checked(&mut echo[..])
+            .unwrap()
+            .fill_checksum();
+        let (port, reply) = h.one(
+            CLIENT_PORT,
+            from_client(ipv4(client(), target, protocol::ICMP, &echo)),
+        );
+        assert_eq!(port, CLIENT_PORT);
+        let eth = EthernetFrame::new_checked(&reply[..]).unwrap();
+        assert_eq!((eth.src(), eth.dst()), (DIR_MAC0, CLIENT_MAC));
+        let packet = Ipv4Packet::new_checked(&reply[14..]).unwrap();
+        assert_eq!((packet.src(), packet.dst()), (target, client()));
+        assert!(packet.verify_checksum());
+        let message = IcmpPacket::new_checked(packet.payload()).unwrap();
+        assert_eq!(message.msg_type(), icmp::ECHO_REPLY);
+        assert!(message.verify_checksum());
+        assert_eq!(message.payload(), b"rvs-ping");
+    }
+}
+
+#[test]
+fn nat_rewrites_both_directions_byte_for_byte() {
+    let mut h = harness(SchedulerKind::Rr, &[real(r1(), 8080, 1)], 16);
+    let request = tcp(client(), 40000, vip(), 80, TcpFlags::SYN, &[]);
+    let (port, out) = h.one(CLIENT_PORT, from_client(request));
+    assert_eq!(port, REAL_PORT);
+    // Golden: the same segment addressed to the real, port mapped 80 → 8080,
+    // from the director's real-side MAC to r1's.
+    let expected = ethernet(
+        DIR_MAC1,
+        R1_MAC,
+        EtherType::IPV4,
+        &tcp(client(), 40000, r1(), 8080, TcpFlags::SYN, &[]),
+    );
+    assert_eq!(out, expected);
+
+    let reply = tcp(
+        r1(),
+        8080,
+        client(),
+        40000,
+        TcpFlags::SYN | TcpFlags::ACK,
+        &[],
+    );
+    let (port, back) = h.one(REAL_PORT, from_real(R1_MAC, reply));
+    assert_eq!(port, CLIENT_PORT);
+    let expected = ethernet(
+        DIR_MAC0,
+        CLIENT_MAC,
+        EtherType::IPV4,
+        &tcp(
+            vip(),
+            80,
+            client(),
+            40000,
+            TcpFlags::SYN | TcpFlags::ACK,
+            &[],
+        ),
+    );
+    assert_eq!(back, expected);
+
+    let data = tcp(
+        client(),
+        40000,
+        vip(),
+        80,
+        TcpFlags::ACK | TcpFlags::PSH,
+        b"GET / HTTP/1.0\r\n\r\n",
+    );
+    let (_, out) = h.one(CLIENT_PORT, from_client(data));
+    let expected = ethernet(
+        DIR_MAC1,
+        R1_MAC,
+        EtherType::IPV4,
+        &tcp(
+            client(),
+            40000,
+            r1(),
+            8080,
+            TcpFlags::ACK | TcpFlags::PSH,
+            b"GET / HTTP/1.0\r\n\r\n",
+        ),
+    );
+    assert_eq!(out, expected);
+    assert_eq!(h.counters.read().conns_created, 1);
+    assert_eq!(
+        h.real_counters[0]
+            .conns
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn udp_nat_keeps_a_zero_checksum_zero_and_fixes_a_real_one() {
+    let mut h = harness(SchedulerKind::Rr, &[real(r1(), 5353, 1)], 16);
+    let (_, out) = h.one(
+        CLIENT_PORT,
+        from_client(udp(client(), 1111, vip(), 53, b"query", true)),
+    );
+    assert_eq!(
+        out,
+        ethernet(
+            DIR_MAC1,
+            R1_MAC,
+            EtherType::IPV4,
+            &udp(client(), 1111, r1(), 5353, b"query", true)
+        )
+    );
+    assert_checksums_valid(&out);
+
+    let (_, out) = h.one(
+        CLIENT_PORT,
+        from_client(udp(client(), 2222, vip(), 53, b"query", false)),
+    );
+    let packet = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(
+        UdpPacket::new_checked(packet.payload()).unwrap().checksum(),
+        0
+    );
+
+    let (port, back) = h.one(
+        REAL_PORT,
+        from_real(R1_MAC, udp(r1(), 5353, client(), 1111, b"answer", true)),
+    );
+    assert_eq!(port, CLIENT_PORT);
+    assert_eq!(
+        back,
+        ethernet(
+            DIR_MAC0,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &udp(vip(), 53, client(), 1111, b"answer", true)
+        )
+    );
+}
+
+#[test]
+fn ip_options_are_carried_and_checksums_stay_valid() {
+    let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 16);
+    let plain = tcp(client(), 40001, vip(), 80, TcpFlags::SYN, &[]);
+    // Insert a 4-byte option (NOP NOP NOP EOL): IHL 6.
+    let mut with_options = plain[..20].to_vec();
+    with_options.extend_from_slice(&[1, 1, 1, 0]);
+    with_options.extend_from_slice(&plain[20..]);
+    with_options[0] = 0x46;
+    let total = with_options.len() as u16;
+    with_options[2..4].copy_from_slice(&total.to_be_bytes());
+    Ipv4Packet::new_checked(&mut with_options[..])
+        .unwrap()
+        .fill_checksum();
+    let (_, out) = h.one(CLIENT_PORT, from_client(with_options));
+    assert_checksums_valid(&out);
+    let packet = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(packet.header_len(), 24);
+    assert_eq!(packet.options(), &[1, 1, 1, 0]);
+    assert_eq!(destination(&out), (r1(), 80));
+}
+
+#[test]
+fn rr_alternates_and_weight_zero_gets_nothing() {
+    let mut h = harness(
+        SchedulerKind::Rr,
+        &[real(r1(), 80, 1), real(r2(), 80, 1)],
+        64,
+    );
+    let picks: Vec<Ipv4Addr> = (0..4)
+        .map(|i| destination(&h.one(CLIENT_PORT, syn(41000 + i)).1).0)
+        .collect();
+    assert_eq!(picks, [r1(), r2(), r1(), r2()]);
+
+    let mut h = harness(
+        SchedulerKind::Rr,
+        &[real(r1(), 80, 0), real(r2(), 80, 1)],
+        64,
+    );
+    for i in 0..10 {
+        assert_eq!(destination(&h.one(CLIENT_PORT, syn(42000 + i)).1).0, r2());
+    }
+}
+
+#[test]
+fn wrr_follows_ipvs_order() {
+    let r3 = ip("10.99.2.13");
+    let mut h = harness(
+        SchedulerKind::Wrr,
+        &[real(r1(), 80, 4), real(r2(), 80, 3), real(r3, 80, 2)],
+        64,
+    );
+    // r3 is unresolved; only the picks matter, so read them off the counters.
+    let mut order = vec![];
+    for i in 0..9 {
+        h.rx(CLIENT_PORT, syn(43000 + i));
+        h.io.take();
+        let counts: Vec<u64> = (0..3)
+            .map(|r| {
+                h.real_counters[r]
+                    .conns
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .collect();
+        order.push(counts);
+    }
+    let picked: String = order
+        .iter()
+        .scan(vec![0u64; 3], |prev, now| {
+            let i = (0..3).find(|&r| now[r] != prev[r]).unwrap();
+            *prev = now.clone();
+            Some(["A", "B", "C"][i])
+        })
+        .collect();
+    assert_eq!(picked, "AABABCABC");
+}
+
+#[test]
+fn no_usable_real_is_dropped_and_counted() {
+    let mut h = harness(SchedulerKind::Wlc, &[real(r1(), 80, 0)], 16);
+    h.rx(CLIENT_PORT, syn(40000));
+    assert!(h.io.take().is_empty());
+    assert_eq!(h.drops(DropReason::NoReal), 1);
+}
+
+#[test]
+fn tcp_without_syn_and_unknown_services_do_not_create_connections() {
+    let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 16);
+    h.rx(
+        CLIENT_PORT,
+        from_client(tcp(client(), 40000, vip(), 80, TcpFlags::ACK, &[])),
+    );
+    h.rx(
+        CLIENT_PORT,
+        from_client(tcp(
+            client(),
+            40000,
+            vip(),
+            80,
+            TcpFlags::SYN | TcpFlags::RST,
+            &[],
+        )),
+    );
+    h.rx(
+        CLIENT_PORT,
+        from_client(tcp(client(), 40000, vip(), 81, TcpFlags::SYN, &[])),
+    );
+    assert!(h.io.take().is_empty());
+    assert_eq!(h.drops(DropReason::NoConn), 2);
+    assert_eq!(h.drops(DropReason::NoService), 1);
+    assert_eq!(h.counters.read().conns_created, 0);
+}
+
+#[test]
+fn a_full_connection_table_drops_new_connections_and_keeps_old_ones() {
+    let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 2);
+    h.one(CLIENT_PORT, syn(40000));
+    h.one(CLIENT_PORT, syn(40001));
+    h.rx(CLIENT_PORT, syn(40002));
+    assert!(h.io.take().is_empty());
+    assert_eq!(h.drops(DropReason::ConnTableFull), 1);
+    let (_, out) = h.one(
+        CLIENT_PORT,
+        from_client(tcp(client(), 40000, vip(), 80, TcpFlags::ACK, &[])),
+    );
+    assert_eq!(
+        destination(&out),
+        (r1(), 80),
+        "an established connection still flows"
+    );
+}
+
+#[test]
+fn connections_expire_on_the_ipvs_timeouts() {
+    let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 16);
+    h.one(CLIENT_PORT, syn(40000)); // SYN_RECV: 60 s
+    h.engine.set_now(60);
+    h.engine.tick(&mut h.io);
+    assert_eq!(h.engine.connections().len(), 1);
+    h.engine.set_now(62);
+    h.engine.tick(&mut h.io);
+    assert_eq!(h.engine.connections().len(), 0);
+    let c = h.counters.read();
+    assert_eq!((c.conns_expired, c.conns_current), (1, 0));
+    // The late ACK no longer belongs to anything.
+    h.rx(
+        CLIENT_PORT,
+        from_client(tcp(client(), 40000, vip(), 80, TcpFlags::ACK, &[])),
+    );
+    assert_eq!(h.drops(DropReason::NoConn), 1);
+}
+
+#[test]
+fn unresolved_next_hop_holds_the_packet_and_arps() {
+    let mut h = harness(SchedulerKind::Rr, &[real(ip("10.99.2.50"), 80, 1)], 16);
+    h.rx(CLIENT_PORT, syn(40000));
+    let sent = h.io.take();
+    assert_eq!(sent.len(), 1, "only the ARP request goes out");
+    let (port, request) = &sent[0];
+    assert_eq!(*port, REAL_PORT);
+    let arp = ArpPacket::new_checked(&request[14..]).unwrap();
+    assert_eq!(arp.operation(), ArpOperation::REQUEST);
+    assert_eq!(
+        (arp.sender_ip(), arp.target_ip()),
+        (ip("10.99.2.1"), ip("10.99.2.50"))
+    );
+    assert_eq!(
+        EthernetFrame::new_checked(&request[..]).unwrap().dst(),
+        MacAddr::BROADCAST
+    );
+
+    let real_mac = MacAddr([2, 0, 0, 0, 0, 0x50]);
+    h.rx(
+        REAL_PORT,
+        arp_frame(
+            ArpOperation::REPLY,
+            real_mac,
+            ip("10.99.2.50"),
+            DIR_MAC1,
+            ip("10.99.2.1"),
+        ),
+    );
+    let sent = h.io.take();
+    assert_eq!(sent.len(), 1, "the held SYN is released");
+    assert_eq!(
+        EthernetFrame::new_checked(&sent[0].1[..]).unwrap().dst(),
+        real_mac
+    );
+    assert_eq!(destination(&sent[0].1), (ip("10.99.2.50"), 80));
+}
+
+#[test]
+fn malformed_and_unsupported_frames_are_counted() {
+    let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 16);
+    let good = syn(40000);
+
+    let mut fragment = good.clone();
+    fragment[14 + 6] |= 0x20; // MF
+    Ipv4Packet::new_checked(&mut fragment[14..])
+        .unwrap()
+        .fill_checksum();
+    let mut bad_checksum = good.clone();
+    bad_checksum[14 + 10] ^= 0xff;
+    let mut bad_ihl = good.clone();
+    bad_ihl[14] = 0x44;
+    let mut too_long = good.clone();
+    too_long[14 + 2..14 + 4].copy_from_slice(&1500u16.to_be_bytes());
+    let truncated = good[..14 + 20 + 10].to_vec();
+    let ipv6 = ethernet(CLIENT_MAC, DIR_MAC0, EtherType::IPV6, &[0x60; 40]);
+    let other_mac = ethernet(
+        CLIENT_MAC,
+        MacAddr([2, 9, 9, 9, 9, 9]),
+        EtherType::IPV4,
+        &good[14..],
+    );
+
+    for frame in [
+        fragment,
+        bad_checksum,
+        bad_ihl,
+        too_long,
+        truncated,
+        ipv6,
+        other_mac,
+        vec![],
+        vec![0xff; 13],
+    ] {
+        h.rx(CLIENT_PORT, frame);
+    }
+    assert!(h.io.take().is_empty());
+    assert_eq!(h.drops(DropReason::IpFragment), 1);
+    assert_eq!(h.drops(DropReason::BadChecksum), 1);
+    assert_eq!(h.drops(DropReason::Malformed), 5);
+    assert_eq!(h.drops(DropReason::Unsupported), 1);
+    assert_eq!(h.drops(DropReason::NotForUs), 1);
+    // And the path still works.
+    assert_eq!(destination(&h.one(CLIENT_PORT, good).1), (r1(), 80));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Any bytes at all: the engine never panics.
+    #[test]
+    fn random_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), port in 0u16..3) {
+        let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 16);
+        h.rx(port, bytes);
+    }
+
+    /// Valid frames with a few bytes changed: never a panic, and whatever
+    /// goes out is well-formed.
+    #[test]
+    fn mutated_frames_never_panic(flips in proptest::collection::vec((0usize..74, any::<u8>()), 1..6)) {
+        let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 16);
+        let mut frame = syn(40000);
+        let len = frame.len();
+        for (at, value) in flips {
+            frame[at % len] = value;
+        }
+        h.rx(CLIENT_PORT, frame);
+        for (_, out) in h.io.take() {
+            prop_assert!(EthernetFrame::new_checked(&out[..]).is_ok());
+        }
+    }
+}

@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""Traffic generator of the rvs lab (run inside the client namespace).
+
+Subcommands, each printing one JSON object on stdout:
+
+  http --url URL --count N [--concurrency C] [--timeout S]
+      N requests, each on a NEW TCP connection with "Connection: close".
+      -> {"by_real": {"r1": n, ...}, "by_port": {"8080": n, ...}, "errors": k,
+          "ok": n, "error_samples": [...], "seconds": t}
+  download --url URL [--timeout S]
+      -> {"sha256": hex, "bytes": n, "status": 200, "real": "r1", "seconds": t}
+  udp --addr IP:PORT --count N [--timeout S]
+      N datagrams, each from a NEW socket (new source port = new connection);
+      the real answers "<name>:<payload>".
+      -> {"by_real": {...}, "lost": k, "sent": n, "bad": b}
+  garbage --iface IF --dst-mac MAC --count N [--vip IP] [--dir-ip IP] [--seed S]
+      N malformed frames on a raw AF_PACKET socket, addressed to the
+      director's MAC and to the VIP / director addresses.
+      -> {"sent": n, "by_kind": {...}, "send_errors": {...}}
+
+Exit status is 0 when the command ran (the JSON tells the outcome), 2 on bad
+usage, 1 when the command itself could not run (e.g. download failed).
+"""
+import argparse
+import concurrent.futures
+import hashlib
+import http.client
+import json
+import random
+import re
+import socket
+import struct
+import sys
+import time
+import urllib.parse
+
+
+def out(obj):
+    print(json.dumps(obj, sort_keys=True))
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------- http
+BODY_RE = re.compile(rb"real=(\S+) port=(\d+)")
+
+
+def parse_url(url):
+    u = urllib.parse.urlsplit(url)
+    if u.scheme != "http" or not u.hostname:
+        raise SystemExit(f"client.py: only http://HOST[:PORT]/PATH URLs: {url!r}")
+    path = u.path or "/"
+    if u.query:
+        path += "?" + u.query
+    return u.hostname, u.port or 80, path
+
+
+def one_request(host, port, path, timeout):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close", "User-Agent": "rvs-lab"})
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}")
+        m = BODY_RE.search(body)
+        if not m:
+            raise RuntimeError(f"unexpected body {body[:80]!r}")
+        return m.group(1).decode(), m.group(2).decode()
+    finally:
+        conn.close()
+
+
+def cmd_http(a):
+    host, port, path = parse_url(a.url)
+    by_real, by_port, errors, samples = {}, {}, 0, []
+    t0 = time.monotonic()
+
+    def job(i):
+        try:
+            return one_request(host, port, path, a.timeout), None
+        except Exception as e:  # noqa: BLE001 - every failure is counted
+            return None, f"#{i}: {type(e).__name__}: {e}"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.concurrency)) as ex:
+        for res, err in ex.map(job, range(a.count)):
+            if err:
+                errors += 1
+                if len(samples) < 5:
+                    samples.append(err)
+                continue
+            real, rport = res
+            by_real[real] = by_real.get(real, 0) + 1
+            by_port[rport] = by_port.get(rport, 0) + 1
+    out({"by_real": by_real, "by_port": by_port, "errors": errors,
+         "ok": a.count - errors, "error_samples": samples,
+         "seconds": round(time.monotonic() - t0, 3)})
+
+
+def cmd_download(a):
+    host, port, path = parse_url(a.url)
+    t0 = time.monotonic()
+    h, n, status, real = hashlib.sha256(), 0, None, None
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=a.timeout)
+        conn.request("GET", path, headers={"Connection": "close", "User-Agent": "rvs-lab"})
+        resp = conn.getresponse()
+        status, real = resp.status, resp.getheader("X-Real")
+        while True:
+            chunk = resp.read(65536)
+            if not chunk:
+                break
+            h.update(chunk)
+            n += len(chunk)
+        conn.close()
+    except Exception as e:  # noqa: BLE001
+        out({"error": f"{type(e).__name__}: {e}", "bytes": n, "status": status,
+             "sha256": None, "seconds": round(time.monotonic() - t0, 3)})
+        return 1
+    out({"sha256": h.hexdigest(), "bytes": n, "status": status, "real": real,
+         "seconds": round(time.monotonic() - t0, 3)})
+    return 0
+
+
+# --------------------------------------------------------------------------- udp
+def cmd_udp(a):
+    ip, _, p = a.addr.rpartition(":")
+    port = int(p)
+    by_real, lost, bad, samples = {}, 0, 0, []
+    for i in range(a.count):
+        payload = f"hello-{i}".encode()
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(a.timeout)
+        try:
+            s.sendto(payload, (ip, port))
+            data, _ = s.recvfrom(2048)
+        except OSError as e:
+            lost += 1
+            if len(samples) < 5:
+                samples.append(f"#{i}: {type(e).__name__}: {e}")
+            continue
+        finally:
+            s.close()
+        name, sep, echoed = data.partition(b":")
+        if not sep or echoed != payload:
+            bad += 1
+            if len(samples) < 5:
+                samples.append(f"#{i}: unexpected reply {data[:60]!r}")
+            continue
+        by_real[name.decode()] = by_real.get(name.decode(), 0) + 1
+    out({"by_real": by_real, "lost": lost, "bad": bad, "sent": a.count,
+         "error_samples": samples})
+
+
+# --------------------------------------------------------------------------- garbage
+ETH_P_IP, ETH_P_ARP = 0x0800, 0x0806
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def mac_bytes(mac):
+    b = bytes(int(x, 16) for x in mac.split(":"))
+    if len(b) != 6:
+        raise SystemExit(f"client.py: bad MAC {mac!r}")
+    return b
+
+
+def ipv4(src, dst, proto, payload, *, ihl=5, options=b"", tot_len=None, frag=0,
+         ttl=64, ident=0, bad_csum=False, version=4):
+    hdr_len = ihl * 4 if ihl >= 5 else 20
+    options = options.ljust(max(0, hdr_len - 20), b"\0")
+    if tot_len is None:
+        tot_len = 20 + len(options) + len(payload)
+    hdr = struct.pack("!BBHHHBBH4s4s", (version << 4) | (ihl & 0xF), 0, tot_len & 0xFFFF,
+                      ident, frag, ttl, proto, 0,
+                      socket.inet_aton(src), socket.inet_aton(dst)) + options
+    c = csum(hdr)
+    if bad_csum:
+        c ^= 0x5A5A
+    return hdr[:10] + struct.pack("!H", c) + hdr[12:] + payload
+
+
+def tcp(src, dst, sport, dport, *, flags=0x02, seq=1, ack=0, doff=5, payload=b""):
+    opts = b"" if doff <= 5 else b"\x01" * ((doff - 5) * 4)
+    hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, (doff & 0xF) << 4, flags,
+                      65535, 0, 0) + opts
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack(
+        "!BBH", 0, 6, len(hdr) + len(payload))
+    c = csum(pseudo + hdr + payload)
+    return hdr[:16] + struct.pack("!H", c) + hdr[18:] + payload
+
+
+def udp(src, dst, sport, dport, payload):
+    ln = 8 + len(payload)
+    hdr = struct.pack("!HHHH", sport, dport, ln, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 17, ln)
+    c = csum(pseudo + hdr + payload) or 0xFFFF
+    return hdr[:6] + struct.pack("!H", c) + payload
+
+
+def garbage_kinds(a, rnd):
+    """name -> function returning (ethertype, l3 payload) for one frame."""
+    src, vip, dip = a.src_ip, a.vip, a.dir_ip
+
+    def sport():
+        return rnd.randint(20000, 60000)
+
+    def syn(dst=vip, dport=80):
+        return tcp(src, dst, sport(), dport, flags=0x02, seq=rnd.getrandbits(32))
+
+    k = {}
+    # Ethernet header only (the kernel refuses frames shorter than 14 bytes).
+    k["eth_only"] = lambda: (rnd.choice([ETH_P_IP, ETH_P_ARP]), b"")
+    k["ipv4_truncated"] = lambda: (ETH_P_IP, ipv4(src, vip, 6, syn())[:rnd.randint(1, 19)])
+    k["ipv4_ihl_lt_5"] = lambda: (ETH_P_IP, ipv4(src, vip, 6, syn(), ihl=rnd.randint(0, 4)))
+    k["ipv4_ihl_beyond_frame"] = lambda: (ETH_P_IP, ipv4(src, vip, 17, b"", ihl=15)[:24])
+    k["ipv4_bad_version"] = lambda: (ETH_P_IP, ipv4(src, vip, 6, syn(), version=6))
+    k["ipv4_totlen_gt_frame"] = lambda: (
+        ETH_P_IP, ipv4(src, vip, 6, syn(), tot_len=rnd.randint(100, 65535)))
+    k["ipv4_totlen_lt_header"] = lambda: (
+        ETH_P_IP, ipv4(src, vip, 6, syn(), tot_len=rnd.randint(0, 19)))
+    # Valid IP options (NOP NOP NOP EOL / router alert) on a stray ACK to VIP:80.
+    k["ipv4_options"] = lambda: (ETH_P_IP, ipv4(
+        src, vip, 6, tcp(src, vip, sport(), 80, flags=0x10, seq=rnd.getrandbits(32),
+                         ack=rnd.getrandbits(32)),
+        ihl=6, options=rnd.choice([b"\x01\x01\x01\x00", b"\x94\x04\x00\x00"])))
+    k["ipv4_frag_first"] = lambda: (ETH_P_IP, ipv4(     # MF set, offset 0
+        src, vip, 17, udp(src, vip, sport(), 9000, b"frag" * 8), frag=0x2000,
+        ident=rnd.getrandbits(16)))
+    k["ipv4_frag_later"] = lambda: (ETH_P_IP, ipv4(     # offset != 0 (MF set or not)
+        src, vip, 17, b"x" * 32, frag=rnd.choice([0x0000, 0x2000]) | rnd.randint(1, 0x1FFF),
+        ident=rnd.getrandbits(16)))
+    k["ipv4_bad_checksum"] = lambda: (ETH_P_IP, ipv4(src, vip, 6, syn(), bad_csum=True))
+    k["ipv4_to_director_bad_checksum"] = lambda: (
+        ETH_P_IP, ipv4(src, dip, 1, b"\x08\x00\xf7\xff\x00\x00\x00\x00", bad_csum=True))
+    k["tcp_doff_lt_5"] = lambda: (ETH_P_IP, ipv4(
+        src, vip, 6, tcp(src, vip, sport(), 80, doff=rnd.randint(0, 4))))
+    k["tcp_doff_beyond_segment"] = lambda: (ETH_P_IP, ipv4(
+        src, vip, 6, tcp(src, vip, sport(), 80, doff=15)[:24]))
+    k["tcp_truncated"] = lambda: (ETH_P_IP, ipv4(src, vip, 6, syn()[:rnd.randint(0, 19)]))
+    k["udp_truncated"] = lambda: (ETH_P_IP, ipv4(
+        src, vip, 17, udp(src, vip, sport(), 9000, b"")[:rnd.randint(0, 7)]))
+    k["udp_len_gt_ip"] = lambda: (ETH_P_IP, ipv4(
+        src, vip, 17, struct.pack("!HHHH", sport(), 9000, 1000, 0) + b"abcd"))
+    k["icmp_truncated"] = lambda: (ETH_P_IP, ipv4(src, dip, 1, b"\x08\x00\xf7"))
+
+    def arp(htype=1, ptype=0x0800, hlen=6, plen=4, op=1, trunc=None):
+        p = struct.pack("!HHBBH6s4s6s4s", htype, ptype, hlen, plen, op, a.src_mac,
+                        socket.inet_aton(src), b"\0" * 6,
+                        socket.inet_aton(rnd.choice([vip, dip])))
+        return p if trunc is None else p[:trunc]
+
+    k["arp_bogus_htype"] = lambda: (ETH_P_ARP, arp(htype=rnd.choice([0, 6, 0xFFFF])))
+    k["arp_bogus_lengths"] = lambda: (ETH_P_ARP, arp(hlen=rnd.choice([0, 8, 255]),
+                                                     plen=rnd.choice([0, 16, 255])))
+    k["arp_truncated"] = lambda: (ETH_P_ARP, arp(trunc=rnd.randint(0, 27)))
+    k["random_ipv4"] = lambda: (ETH_P_IP, rnd.randbytes(rnd.randint(1, 200)))
+    k["random_ethertype"] = lambda: (rnd.getrandbits(16), rnd.randbytes(rnd.randint(0, 200)))
+    return k
+
+
+def cmd_garbage(a):
+    rnd = random.Random(a.seed)
+    dst = mac_bytes(a.dst_mac)
+    try:
+        with open(f"/sys/class/net/{a.iface}/address") as f:
+            a.src_mac = mac_bytes(f.read().strip())
+    except OSError as e:
+        raise SystemExit(f"client.py: interface {a.iface}: {e}")
+    kinds = garbage_kinds(a, rnd)
+    names = sorted(kinds)
+    if a.kinds:
+        unknown = set(a.kinds.split(",")) - set(names)
+        if unknown:
+            raise SystemExit(f"client.py: unknown kinds {sorted(unknown)}; known: {names}")
+        names = sorted(set(a.kinds.split(",")))
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    by_kind, errs, sent = {}, {}, 0
+    for i in range(a.count):
+        name = names[i % len(names)]  # round robin: every kind gets its share
+        etype, l3 = kinds[name]()
+        frame = dst + a.src_mac + struct.pack("!H", etype & 0xFFFF) + l3
+        try:
+            s.send(frame)
+        except OSError as e:
+            errs[f"{name}: {e.strerror}"] = errs.get(f"{name}: {e.strerror}", 0) + 1
+            continue
+        sent += 1
+        by_kind[name] = by_kind.get(name, 0) + 1
+        if a.pps and i % 100 == 99:
+            time.sleep(100 / a.pps)
+    s.close()
+    out({"sent": sent, "by_kind": by_kind, "send_errors": errs})
+
+
+def main():
+    ap = argparse.ArgumentParser(description="rvs lab client",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("http")
+    p.add_argument("--url", required=True)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=5.0)
+    p = sub.add_parser("download")
+    p.add_argument("--url", required=True)
+    p.add_argument("--timeout", type=float, default=5.0)
+    p = sub.add_parser("udp")
+    p.add_argument("--addr", required=True, help="IP:PORT")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=1.0)
+    p = sub.add_parser("garbage")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--dst-mac", required=True)
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--vip", default="10.99.1.100")
+    p.add_argument("--dir-ip", default="10.99.1.1", help="director's port address")
+    p.add_argument("--src-ip", default="10.99.1.2", help="source address of IP frames")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--kinds", help="comma-separated subset of frame kinds (default: all)")
+    p.add_argument("--pps", type=float, default=20000,
+                   help="rate limit, frames per second (0 = as fast as possible)")
+    a = ap.parse_args()
+    rc = {"http": cmd_http, "download": cmd_download, "udp": cmd_udp,
+          "garbage": cmd_garbage}[a.cmd](a)
+    return rc or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Real server of the rvs lab (run inside a real's namespace by lab/lab.sh).
+
+  * HTTP on TCP ports 80 and 8080 (threaded, one request per connection):
+      GET /       -> 200, body "real=<name> port=<local port>\n"
+      GET /blob   -> 200, streams the blob file (Content-Length set)
+      GET /health -> 200 "ok\n"
+  * UDP echo on port 9000: answers "<name>:" + datagram.
+
+The local port in the answer is the port the connection actually arrived on,
+so a NAT service VIP:80 -> real:8080 can be checked from the client side.
+Writes --ready-file once every socket is bound.
+"""
+import argparse
+import http.server
+import os
+import signal
+import socket
+import socketserver
+import sys
+import threading
+
+
+def log(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"  # one request per connection, then close
+    server_version = "rvs-lab-real/1"
+
+    def _send(self, code, body, ctype="text/plain"):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Real", self.server.real_name)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self):
+        port = self.connection.getsockname()[1]
+        path = self.path.split("?", 1)[0]
+        if path == "/":
+            self._send(200, f"real={self.server.real_name} port={port}\n".encode())
+        elif path == "/health":
+            self._send(200, b"ok\n")
+        elif path == "/blob":
+            blob = self.server.blob
+            try:
+                f = open(blob, "rb")
+            except OSError as e:
+                self._send(500, f"no blob: {e}\n".encode())
+                return
+            with f:
+                size = os.fstat(f.fileno()).st_size
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(size))
+                self.send_header("X-Real", self.server.real_name)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                while True:
+                    chunk = f.read(65536)
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+        else:
+            self._send(404, b"not found\n")
+
+    do_HEAD = do_GET
+
+    def log_message(self, fmt, *args):
+        log("%s http %s:%d %s" % (self.server.real_name, self.client_address[0],
+                                  self.client_address[1], fmt % args))
+
+
+class HTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+class UDPEcho(socketserver.ThreadingUDPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class UDPHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, sock = self.request
+        sock.sendto(self.server.real_name.encode() + b":" + data, self.client_address)
+        if self.server.verbose:
+            log(f"{self.server.real_name} udp {self.client_address[0]}:{self.client_address[1]} "
+                f"{len(data)} bytes")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--name", required=True, help="real's name, e.g. r1")
+    ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--http-ports", default="80,8080")
+    ap.add_argument("--udp-port", type=int, default=9000)
+    ap.add_argument("--blob", required=True, help="file served at /blob")
+    ap.add_argument("--ready-file", help="written once all sockets are bound")
+    ap.add_argument("--quiet-udp", action="store_true", help="do not log datagrams")
+    a = ap.parse_args()
+
+    servers = []
+    for p in a.http_ports.split(","):
+        s = HTTPServer((a.bind, int(p)), Handler)
+        s.real_name, s.blob = a.name, a.blob
+        servers.append(s)
+    u = UDPEcho((a.bind, a.udp_port), UDPHandler)
+    u.real_name, u.verbose = a.name, not a.quiet_udp
+    servers.append(u)
+
+    for s in servers:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+
+    log(f"{a.name}: serving http on {a.http_ports}, udp echo on {a.udp_port} (pid {os.getpid()})")
+    if a.ready_file:
+        tmp = a.ready_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, a.ready_file)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(3600):
+        pass
+    log(f"{a.name}: stopping")
+
+
+if __name__ == "__main__":
+    main()
