@@ -84,8 +84,7 @@ pub fn eal_args(config: &Config) -> Vec<String> {
 /// Likely causes of an EAL or port failure, checked on this machine.
 pub fn diagnose(config: &Config) -> Vec<String> {
     let mut causes = Vec::new();
-    // SAFETY-free: geteuid has no preconditions, but libc calls are unsafe in
-    // Rust; read the effective uid from /proc instead.
+    // The effective uid, from /proc (this module stays free of unsafe).
     let euid = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -100,19 +99,25 @@ pub fn diagnose(config: &Config) -> Vec<String> {
     }
     let no_huge = config.eal.args.iter().any(|a| a == "--no-huge");
     if !no_huge {
-        let free = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("HugePages_Free:"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|n| n.parse::<u64>().ok())
-                })
-        });
-        if free == Some(0) {
-            causes.push(
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let field = |name: &str| {
+            meminfo.lines().find(|l| l.starts_with(name)).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+        };
+        let free_mb = field("HugePages_Free:")
+            .zip(field("Hugepagesize:"))
+            .map(|(pages, kb)| pages * kb / 1024);
+        match (free_mb, requested_memory_mb(&config.eal.args)) {
+            (Some(0), _) => causes.push(
                 "hugepages: none free (HugePages_Free is 0 in /proc/meminfo); reserve some with `echo 512 > /proc/sys/vm/nr_hugepages`, or add \"--no-huge\" to eal.args".to_owned(),
-            );
+            ),
+            (Some(free), Some(wanted)) if wanted > free => causes.push(format!(
+                "hugepages: eal.args ask for {wanted} MB but only {free} MB of hugepages are free; reserve more (`echo N > /proc/sys/vm/nr_hugepages`) or ask for less"
+            )),
+            _ => {}
         }
     }
     let driver_dirs = pmd_dirs();
@@ -153,6 +158,26 @@ pub fn diagnose(config: &Config) -> Vec<String> {
         }
     }
     causes
+}
+
+/// Memory the EAL arguments ask for up front (`-m MB` or `--socket-mem a,b`), in MB.
+fn requested_memory_mb(args: &[String]) -> Option<u64> {
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let value = match arg.as_str() {
+            "-m" | "--socket-mem" => iter.next().map(String::as_str),
+            other => other
+                .strip_prefix("--socket-mem=")
+                .or_else(|| other.strip_prefix("-m").filter(|v| !v.is_empty())),
+        };
+        if let Some(value) = value {
+            return value
+                .split(',')
+                .map(|mb| mb.trim().parse::<u64>().ok())
+                .sum::<Option<u64>>();
+        }
+    }
+    None
 }
 
 fn pmd_dirs() -> Vec<std::path::PathBuf> {
@@ -537,6 +562,22 @@ fn vip_list(config: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requested_memory_is_read_from_eal_args() {
+        let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            requested_memory_mb(&args(&["--in-memory", "-m", "512"])),
+            Some(512)
+        );
+        assert_eq!(requested_memory_mb(&args(&["-m1024"])), Some(1024));
+        assert_eq!(
+            requested_memory_mb(&args(&["--socket-mem", "256,256"])),
+            Some(512)
+        );
+        assert_eq!(requested_memory_mb(&args(&["--socket-mem=128"])), Some(128));
+        assert_eq!(requested_memory_mb(&args(&["--in-memory"])), None);
+    }
 
     #[test]
     fn device_names_and_kinds() {

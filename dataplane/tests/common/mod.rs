@@ -1,0 +1,345 @@
+//! Shared by the engine tests: an in-memory engine with two ports (client
+//! side 10.99.1.0/24, real side 10.99.2.0/24), VIP 10.99.1.100 with TCP :80
+//! and UDP :53 services, and builders for the frames that cross it.
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use rvs_dataplane::buf::{PacketBuf, VecBuf};
+use rvs_dataplane::counters::{DropReason, RealCounters, WorkerCounters};
+use rvs_dataplane::engine::{Engine, EngineLimits, PacketIo};
+use rvs_dataplane::sched::SchedulerKind;
+use rvs_dataplane::snapshot::{ForwardMode, PortInfo, Prefix, RealInfo, ServiceInfo, Snapshot};
+use rvs_dataplane::tcp_state::Timeouts;
+use rvs_dataplane::wire::arp::{self, ArpOperation};
+use rvs_dataplane::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
+use rvs_dataplane::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
+use rvs_dataplane::wire::tcp::{TcpFlags, TcpPacket};
+use rvs_dataplane::wire::udp::UdpPacket;
+
+pub const CLIENT_PORT: u16 = 0;
+pub const REAL_PORT: u16 = 1;
+pub const DIR_MAC0: MacAddr = MacAddr([0x02, 0xd0, 0, 0, 0, 0]);
+pub const DIR_MAC1: MacAddr = MacAddr([0x02, 0xd1, 0, 0, 0, 0]);
+pub const CLIENT_MAC: MacAddr = MacAddr([0x02, 0xc0, 0, 0, 0, 2]);
+pub const R1_MAC: MacAddr = MacAddr([0x02, 0x11, 0, 0, 0, 0x11]);
+pub const R2_MAC: MacAddr = MacAddr([0x02, 0x11, 0, 0, 0, 0x12]);
+
+pub fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+pub fn client() -> Ipv4Addr {
+    ip("10.99.1.2")
+}
+pub fn vip() -> Ipv4Addr {
+    ip("10.99.1.100")
+}
+pub fn r1() -> Ipv4Addr {
+    ip("10.99.2.11")
+}
+pub fn r2() -> Ipv4Addr {
+    ip("10.99.2.12")
+}
+
+/// Collects what the engine sends; hands out buffers on request.
+#[derive(Default)]
+pub struct Capture {
+    pub sent: Vec<(u16, Vec<u8>)>,
+    pub no_buffers: bool,
+}
+
+impl PacketIo<VecBuf> for Capture {
+    fn send(&mut self, port: u16, packet: VecBuf) {
+        self.sent.push((port, packet.data().to_vec()));
+    }
+    fn alloc(&mut self) -> Option<VecBuf> {
+        (!self.no_buffers).then(VecBuf::empty)
+    }
+}
+
+impl Capture {
+    pub fn take(&mut self) -> Vec<(u16, Vec<u8>)> {
+        std::mem::take(&mut self.sent)
+    }
+}
+
+pub struct Real {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub weight: u32,
+}
+
+pub fn real(address: Ipv4Addr, port: u16, weight: u32) -> Real {
+    Real {
+        address,
+        port,
+        weight,
+    }
+}
+
+pub struct Harness {
+    pub engine: Engine<VecBuf>,
+    pub io: Capture,
+    pub counters: Arc<WorkerCounters>,
+    pub real_counters: Arc<[RealCounters]>,
+}
+
+pub fn harness(scheduler: SchedulerKind, reals: &[Real], connections: usize) -> Harness {
+    let ports = vec![
+        PortInfo {
+            name: "client".into(),
+            mac: DIR_MAC0,
+            addresses: vec![Prefix::new(ip("10.99.1.1"), 24)],
+            mtu: 1500,
+        },
+        PortInfo {
+            name: "real".into(),
+            mac: DIR_MAC1,
+            addresses: vec![Prefix::new(ip("10.99.2.1"), 24)],
+            mtu: 1500,
+        },
+    ];
+    let real_infos: Vec<RealInfo> = reals
+        .iter()
+        .map(|r| RealInfo {
+            address: r.address,
+            port: r.port,
+            weight: r.weight,
+            forward: ForwardMode::Nat,
+            global_index: 0,
+        })
+        .collect();
+    let services = vec![
+        ServiceInfo {
+            protocol: protocol::TCP,
+            vip: vip(),
+            port: 80,
+            scheduler,
+            reals: real_infos.clone(),
+        },
+        ServiceInfo {
+            protocol: protocol::UDP,
+            vip: vip(),
+            port: 53,
+            scheduler,
+            reals: real_infos,
+        },
+    ];
+    let snapshot = Arc::new(Snapshot::new(ports, vec![], services, Timeouts::default()));
+    let counters = Arc::new(WorkerCounters::default());
+    let real_counters: Arc<[RealCounters]> = (0..snapshot.real_count())
+        .map(|_| RealCounters::default())
+        .collect();
+    let mut engine = Engine::new(
+        snapshot,
+        EngineLimits {
+            connections,
+            arp_pending: 8,
+            expire_budget: 1024,
+        },
+        Arc::clone(&counters),
+        Arc::clone(&real_counters),
+    );
+    engine.set_now(1);
+    let mut h = Harness {
+        engine,
+        io: Capture::default(),
+        counters,
+        real_counters,
+    };
+    // Every neighbour announces itself first, as it would by ARPing us.
+    h.rx(
+        CLIENT_PORT,
+        arp_frame(
+            ArpOperation::REQUEST,
+            CLIENT_MAC,
+            client(),
+            MacAddr::ZERO,
+            vip(),
+        ),
+    );
+    h.rx(
+        REAL_PORT,
+        arp_frame(
+            ArpOperation::REQUEST,
+            R1_MAC,
+            r1(),
+            MacAddr::ZERO,
+            ip("10.99.2.1"),
+        ),
+    );
+    h.rx(
+        REAL_PORT,
+        arp_frame(
+            ArpOperation::REQUEST,
+            R2_MAC,
+            r2(),
+            MacAddr::ZERO,
+            ip("10.99.2.1"),
+        ),
+    );
+    h.io.take();
+    h
+}
+
+impl Harness {
+    pub fn rx(&mut self, port: u16, frame: Vec<u8>) {
+        self.engine.handle(VecBuf::new(&frame), port, &mut self.io);
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.counters.drops_of(reason)
+    }
+
+    /// Sends `frame` in on `port`, expects exactly one frame out, returns it.
+    pub fn one(&mut self, port: u16, frame: Vec<u8>) -> (u16, Vec<u8>) {
+        self.rx(port, frame);
+        let mut sent = self.io.take();
+        assert_eq!(sent.len(), 1, "expected one frame out, got {}", sent.len());
+        sent.pop().unwrap()
+    }
+}
+
+pub fn ethernet(src: MacAddr, dst: MacAddr, ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8; 14 + payload.len()];
+    let mut eth = EthernetFrame::new_checked(&mut frame[..]).unwrap();
+    eth.set_src(src);
+    eth.set_dst(dst);
+    eth.set_ethertype(ethertype);
+    frame[14..].copy_from_slice(payload);
+    frame
+}
+
+pub fn arp_frame(
+    op: ArpOperation,
+    sender_mac: MacAddr,
+    sender_ip: Ipv4Addr,
+    target_mac: MacAddr,
+    target_ip: Ipv4Addr,
+) -> Vec<u8> {
+    let mut body = [0u8; 28];
+    arp::emit(&mut body, op, sender_mac, sender_ip, target_mac, target_ip).unwrap();
+    let dst = if op == ArpOperation::REQUEST {
+        MacAddr::BROADCAST
+    } else {
+        target_mac
+    };
+    ethernet(sender_mac, dst, EtherType::ARP, &body)
+}
+
+pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut packet = vec![0u8; 20 + l4.len()];
+    Ipv4Repr {
+        src,
+        dst,
+        protocol: proto,
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 0x1234,
+        dont_frag: true,
+        payload_len: l4.len() as u16,
+    }
+    .emit(&mut packet)
+    .unwrap();
+    packet[20..].copy_from_slice(l4);
+    packet
+}
+
+pub fn tcp(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    flags: TcpFlags,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut segment = vec![0u8; 20 + payload.len()];
+    segment[12] = 5 << 4;
+    segment[20..].copy_from_slice(payload);
+    let mut t = TcpPacket::new_checked(&mut segment[..]).unwrap();
+    t.set_src_port(sport);
+    t.set_dst_port(dport);
+    t.set_seq(1000);
+    t.set_ack(if flags.contains(TcpFlags::ACK) {
+        2000
+    } else {
+        0
+    });
+    t.set_flags(flags);
+    t.set_window(65535);
+    t.fill_checksum(src, dst);
+    ipv4(src, dst, protocol::TCP, &segment)
+}
+
+pub fn udp(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    payload: &[u8],
+    checksum: bool,
+) -> Vec<u8> {
+    let mut datagram = vec![0u8; 8 + payload.len()];
+    datagram[8..].copy_from_slice(payload);
+    let mut u = UdpPacket::new_checked_len_unset(&mut datagram);
+    u.set_src_port(sport);
+    u.set_dst_port(dport);
+    if checksum {
+        u.fill_checksum(src, dst);
+    }
+    ipv4(src, dst, protocol::UDP, &datagram)
+}
+
+/// UdpPacket::new_checked needs the length field set first.
+pub trait UdpNew<'a> {
+    fn new_checked_len_unset(buf: &'a mut Vec<u8>) -> UdpPacket<&'a mut [u8]>;
+}
+impl<'a> UdpNew<'a> for UdpPacket<&'a mut [u8]> {
+    fn new_checked_len_unset(buf: &'a mut Vec<u8>) -> UdpPacket<&'a mut [u8]> {
+        let len = buf.len() as u16;
+        buf[4..6].copy_from_slice(&len.to_be_bytes());
+        UdpPacket::new_checked(&mut buf[..]).unwrap()
+    }
+}
+
+pub fn from_client(frame_ip: Vec<u8>) -> Vec<u8> {
+    ethernet(CLIENT_MAC, DIR_MAC0, EtherType::IPV4, &frame_ip)
+}
+
+pub fn from_real(mac: MacAddr, frame_ip: Vec<u8>) -> Vec<u8> {
+    ethernet(mac, DIR_MAC1, EtherType::IPV4, &frame_ip)
+}
+
+pub fn syn(sport: u16) -> Vec<u8> {
+    from_client(tcp(client(), sport, vip(), 80, TcpFlags::SYN, &[]))
+}
+
+/// The real (address, port) a client → VIP frame was sent to.
+pub fn destination(frame: &[u8]) -> (Ipv4Addr, u16) {
+    let packet = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    let l4 = packet.payload();
+    (packet.dst(), u16::from_be_bytes([l4[2], l4[3]]))
+}
+
+/// Checks every checksum of an IPv4 TCP/UDP frame from scratch.
+pub fn assert_checksums_valid(frame: &[u8]) {
+    let packet = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    assert!(packet.verify_checksum(), "IPv4 header checksum");
+    match packet.protocol() {
+        protocol::TCP => assert!(
+            TcpPacket::new_checked(packet.payload())
+                .unwrap()
+                .verify_checksum(packet.src(), packet.dst()),
+            "TCP checksum"
+        ),
+        protocol::UDP => assert!(
+            UdpPacket::new_checked(packet.payload())
+                .unwrap()
+                .verify_checksum(packet.src(), packet.dst()),
+            "UDP checksum"
+        ),
+        _ => {}
+    }
+}
