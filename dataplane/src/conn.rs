@@ -33,7 +33,7 @@
 //!
 //! # Memory
 //!
-//! An entry is 44 bytes (`Conn` 32 + prev, next, slot 4 each). The index has
+//! An entry is 52 bytes (`Conn` 40 + prev, next, slot 4 each). The index has
 //! `b = (4 * capacity * 8 / 7).next_power_of_two()` buckets of 5 bytes, i.e.
 //! 23 to 46 bytes per connection depending on where `capacity` falls between
 //! powers of two (1 M connections: 8 Mi buckets, 42 bytes). In all: 67 to 90
@@ -57,6 +57,7 @@ use std::net::Ipv4Addr;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+use crate::snapshot::ForwardMode;
 use crate::tcp_state::{Direction, TcpState, Timeouts};
 
 /// IP protocol number of TCP.
@@ -107,6 +108,12 @@ pub struct Conn {
     pub vport: u16,
     pub real: Ipv4Addr,
     pub real_port: u16,
+    /// The source the real sees: the client itself, or for FullNAT the local
+    /// address (LIP) and port rvs chose.
+    pub local: Ipv4Addr,
+    pub local_port: u16,
+    /// How packets of this conn reach the real.
+    pub forward: ForwardMode,
     /// Index of the service in the config snapshot.
     pub service: u32,
     /// Index of the real in the service's real list.
@@ -129,14 +136,15 @@ impl Conn {
         }
     }
 
-    /// The key of a real → client reply, before the director rewrites it.
+    /// The key of a real → client reply, before the director rewrites it
+    /// (addressed to the local address in FullNAT, to the client otherwise).
     pub const fn output_key(&self) -> ConnKey {
         ConnKey {
             proto: self.proto,
             src: self.real,
             src_port: self.real_port,
-            dst: self.client,
-            dst_port: self.client_port,
+            dst: self.local,
+            dst_port: self.local_port,
         }
     }
 
@@ -244,6 +252,9 @@ impl ConnTable {
             vport: 0,
             real: Ipv4Addr::UNSPECIFIED,
             real_port: 0,
+            local: Ipv4Addr::UNSPECIFIED,
+            local_port: 0,
+            forward: ForwardMode::Nat,
             service: 0,
             real_index: 0,
             state: TcpState::None,
@@ -419,7 +430,7 @@ impl ConnTable {
     pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(&Conn)) -> usize {
         let now64 = u64::from(now);
         if self.len == 0 {
-            self.next_tick = self.next_tick.max(now64 + 1);
+            self.next_tick = self.next_tick.max(now64);
             return 0;
         }
         if now64 >= self.next_tick + WHEEL_SLOTS as u64 {
@@ -453,6 +464,10 @@ impl ConnTable {
             }
             self.next_tick += 1;
         }
+        // Stay on the current second: a conn re-armed to expire during it
+        // (a timeout of 0) lands in its slot and must be found by the next
+        // call in the same second, not a second late.
+        self.next_tick = self.next_tick.min(now64);
         expired
     }
 
@@ -584,6 +599,9 @@ mod tests {
             vport: 80,
             real: Ipv4Addr::new(192, 168, 0, real),
             real_port: 8080,
+            local: Ipv4Addr::new(198, 51, 100, client),
+            local_port: client_port,
+            forward: ForwardMode::Nat,
             service: 3,
             real_index: u32::from(real),
             state: TcpState::SynRecv,
@@ -895,8 +913,8 @@ mod tests {
 
     #[test]
     fn conn_memory_per_connection() {
-        assert_eq!(size_of::<Conn>(), 32);
-        assert_eq!(size_of::<Entry>(), 44);
+        assert_eq!(size_of::<Conn>(), 40);
+        assert_eq!(size_of::<Entry>(), 52);
         for capacity in [1000, 65_536, 100_000, 1 << 20] {
             let table = ConnTable::new(capacity);
             let per_conn = table.memory_bytes() as f64 / capacity as f64;

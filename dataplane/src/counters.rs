@@ -44,10 +44,16 @@ pub enum DropReason {
     TxFull,
     /// Packet spans several mbufs (jumbo frames): not handled.
     MultiSegment,
+    /// FullNAT: no free local address port for a new connection.
+    LaddrExhausted,
+    /// The ring to the worker owning the connection was full.
+    RedirectFull,
+    /// Too big for the egress MTU once encapsulated (ICMP sent back if DF).
+    FragNeeded,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::IpFragment,
@@ -63,6 +69,9 @@ impl DropReason {
         DropReason::NoBuffer,
         DropReason::TxFull,
         DropReason::MultiSegment,
+        DropReason::LaddrExhausted,
+        DropReason::RedirectFull,
+        DropReason::FragNeeded,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -84,6 +93,9 @@ impl DropReason {
             DropReason::NoBuffer => "no_buffer",
             DropReason::TxFull => "tx_full",
             DropReason::MultiSegment => "multi_segment",
+            DropReason::LaddrExhausted => "laddr_exhausted",
+            DropReason::RedirectFull => "redirect_full",
+            DropReason::FragNeeded => "frag_needed",
         }
     }
 }
@@ -108,6 +120,12 @@ pub struct WorkerCounters {
     pub arp_requests_sent: AtomicU64,
     pub arp_replies_sent: AtomicU64,
     pub icmp_echo_replies: AtomicU64,
+    /// Packets handed to the worker owning their connection.
+    pub redirected: AtomicU64,
+    /// ICMP errors rvs built (fragmentation needed).
+    pub icmp_errors_sent: AtomicU64,
+    /// ICMP errors about a tracked connection, translated and forwarded.
+    pub icmp_errors_forwarded: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
 }
 
@@ -134,6 +152,9 @@ impl WorkerCounters {
             arp_requests_sent: self.arp_requests_sent.load(Relaxed),
             arp_replies_sent: self.arp_replies_sent.load(Relaxed),
             icmp_echo_replies: self.icmp_echo_replies.load(Relaxed),
+            redirected: self.redirected.load(Relaxed),
+            icmp_errors_sent: self.icmp_errors_sent.load(Relaxed),
+            icmp_errors_forwarded: self.icmp_errors_forwarded.load(Relaxed),
             drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
         }
     }
@@ -152,6 +173,9 @@ pub struct CountersSnapshot {
     pub arp_requests_sent: u64,
     pub arp_replies_sent: u64,
     pub icmp_echo_replies: u64,
+    pub redirected: u64,
+    pub icmp_errors_sent: u64,
+    pub icmp_errors_forwarded: u64,
     pub drops: [u64; DropReason::COUNT],
 }
 
@@ -167,6 +191,9 @@ impl CountersSnapshot {
         self.arp_requests_sent += other.arp_requests_sent;
         self.arp_replies_sent += other.arp_replies_sent;
         self.icmp_echo_replies += other.icmp_echo_replies;
+        self.redirected += other.redirected;
+        self.icmp_errors_sent += other.icmp_errors_sent;
+        self.icmp_errors_forwarded += other.icmp_errors_forwarded;
         for (sum, n) in self.drops.iter_mut().zip(other.drops) {
             *sum += n;
         }

@@ -11,13 +11,15 @@ use rvs_control::config::{Config, Forward, Protocol, Scheduler};
 
 use crate::counters::{CountersSnapshot, DropReason, RealCounters, WorkerCounters};
 use crate::dpdk::{self, Mempool, PortConfig, PortHandle};
-use crate::engine::{Engine, EngineLimits};
+use crate::engine::{Engine, EngineLimits, WorkerPlace};
 use crate::sched::SchedulerKind;
-use crate::snapshot::{ForwardMode, PortInfo, Prefix, RealInfo, Route, ServiceInfo, Snapshot};
+use crate::snapshot::{
+    ForwardMode, PortInfo, PortRange, Prefix, RealInfo, Route, ServiceInfo, Snapshot,
+};
 use crate::tcp_state::Timeouts;
 use crate::wire::ethernet::MacAddr;
 use crate::wire::ipv4::protocol;
-use crate::worker::{self, RxQueue, WorkerSetup};
+use crate::worker::{self, Mesh, RxQueue, WorkerSetup};
 
 /// A startup failure, worded for the operator.
 #[derive(Debug)]
@@ -267,12 +269,14 @@ pub fn build_snapshot(config: &Config, macs: &[MacAddr]) -> Snapshot {
                     weight: r.weight,
                     forward: match r.forward {
                         Forward::Nat => ForwardMode::Nat,
-                        // Validation refuses the other modes for now.
-                        _ => ForwardMode::Nat,
+                        Forward::Dr => ForwardMode::Dr,
+                        Forward::Tun => ForwardMode::Tun,
+                        Forward::FullNat => ForwardMode::FullNat,
                     },
                     global_index: 0,
                 })
                 .collect(),
+            local_addresses: s.local_addresses.iter().map(|lip| (*lip, 0)).collect(),
         })
         .collect();
     let t = &config.timeouts;
@@ -282,6 +286,10 @@ pub fn build_snapshot(config: &Config, macs: &[MacAddr]) -> Snapshot {
         services,
         Timeouts::with_set(t.tcp, t.tcpfin, t.udp),
     )
+    .with_lip_ports(PortRange {
+        min: config.fullnat.port_min,
+        max: config.fullnat.port_max,
+    })
 }
 
 struct Running {
@@ -297,7 +305,7 @@ struct Running {
 fn start(config: &Config) -> Result<Running, StartError> {
     let args = eal_args(config);
     eprintln!(
-        "rvsd: DPDK {} EAL args: {}",
+        "rvsd: {}, EAL args: {}",
         dpdk::version(),
         args[1..].join(" ")
     );
@@ -381,6 +389,18 @@ fn start(config: &Config) -> Result<Running, StartError> {
     let dpdk_ports: Vec<u16> = ports.iter().map(|p| p.id).collect();
     let mut counters = Vec::new();
     let mut real_counters = Vec::new();
+    let mesh = Arc::new(Mesh::new(config.workers.len()));
+    if config.workers.len() > 1 {
+        eprintln!(
+            "rvsd: steering: software redirect between {} workers over bounded rings of {} packets \
+             (each connection belongs to one worker: by client address and port, and for FullNAT \
+             replies by the low bits of the local port; NIC flow rules are not used yet)",
+            config.workers.len(),
+            worker::REDIRECT_RING
+        );
+    } else {
+        eprintln!("rvsd: steering: one worker, no redirect needed");
+    }
     for (index, worker) in config.workers.iter().enumerate() {
         let worker_counters = Arc::new(WorkerCounters::default());
         let reals: Arc<[RealCounters]> = (0..snapshot.real_count())
@@ -388,6 +408,10 @@ fn start(config: &Config) -> Result<Running, StartError> {
             .collect();
         let engine = Engine::new(
             Arc::clone(&snapshot),
+            WorkerPlace {
+                index: index as u16,
+                count: config.workers.len() as u16,
+            },
             EngineLimits {
                 connections: config.limits.connections as usize,
                 arp_pending: config.limits.arp_pending as usize,
@@ -419,6 +443,8 @@ fn start(config: &Config) -> Result<Running, StartError> {
             sleep_us: config.worker_idle.sleep_us,
             tsc_start,
             tsc_hz,
+            mesh: Arc::clone(&mesh),
+            index,
         };
         dpdk::launch(worker.lcore, move || worker::run(engine, setup)).map_err(|e| {
             StartError(format!(
@@ -505,6 +531,9 @@ fn stats_json(running: &Running) -> String {
         "arp_requests_sent": total.arp_requests_sent,
         "arp_replies_sent": total.arp_replies_sent,
         "icmp_echo_replies": total.icmp_echo_replies,
+        "redirected": total.redirected,
+        "icmp_errors_sent": total.icmp_errors_sent,
+        "icmp_errors_forwarded": total.icmp_errors_forwarded,
         "mbufs_free": running.pool.available(),
         "workers": running.counters.len(),
         "drops": drops,

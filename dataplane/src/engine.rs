@@ -1,5 +1,6 @@
 //! The packet path of one worker, run to completion per packet: parse →
-//! classify → connection lookup → schedule if new → rewrite → hand to TX.
+//! steer to the owning worker → connection lookup → schedule if new → rewrite
+//! for the forwarding mode → hand to TX.
 //!
 //! It is generic over the packet buffer, so the same code runs on DPDK mbufs
 //! in `rvsd` and on [`crate::buf::VecBuf`] in tests and in-memory benchmarks.
@@ -7,37 +8,61 @@
 //! writes no log line: every outcome is a counter bump, and a dropped packet
 //! is a [`DropReason`].
 //!
-//! NAT (IPVS `-m`): client → VIP:vport becomes client → real:rport (the
-//! destination is rewritten, the port mapped); real → client comes back
-//! through the director and leaves as VIP:vport → client. Both directions find
-//! the connection in the worker's [`ConnTable`]. As in IPVS, the director acts
-//! as a host rewriting addresses: the TTL is left alone.
+//! Forwarding modes (REFERENCE.md §1):
+//! - NAT: client → VIP:vport becomes client → real:rport; the reply real →
+//!   client comes back through rvs and leaves as VIP:vport → client.
+//! - FullNAT: client → VIP:vport becomes LIP:lport → real:rport; the reply to
+//!   LIP:lport leaves as VIP:vport → client.
+//! - DR: only the Ethernet addresses change; the real answers the client.
+//! - TUN: the packet is wrapped in an outer IPv4 header to the real (IPIP).
+//!
+//! As in IPVS, the director rewrites addresses as a host would: the TTL is
+//! left alone.
+//!
+//! Steering: every TCP/UDP connection belongs to one worker, chosen from what
+//! both directions share — the client address and port for packets the client
+//! sent and NAT replies, the low bits of the local port for FullNAT replies
+//! (each worker allocates only ports whose low bits are its index). A packet
+//! that arrives at another worker's queue is handed to its owner through a
+//! bounded ring ([`PacketIo::redirect`]).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
-use crate::conn::{Conn, ConnKey, ConnTable};
+use crate::conn::{Conn, ConnId, ConnKey, ConnTable};
 use crate::counters::{bump, DropReason, RealCounters, WorkerCounters};
 use crate::neigh::{Lookup, Neighbours};
 use crate::sched::{RealLoad, Scheduler};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ForwardMode, Snapshot};
 use crate::tcp_state::{self, Direction, TcpState};
 use crate::wire::arp::{self, ArpOperation, ArpPacket};
 use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
 use crate::wire::icmp::{self, IcmpPacket};
-use crate::wire::ipv4::{protocol, Ipv4Packet};
-use crate::wire::tcp::TcpPacket;
+use crate::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
+use crate::wire::tcp::{TcpFlags, TcpPacket};
 use crate::wire::udp::UdpPacket;
 
 const ETH_LEN: usize = 14;
+const IPV4_LEN: usize = 20;
+/// Most of the offending packet an ICMP error quotes (576-byte datagram).
+const ICMP_QUOTE_MAX: usize = 576 - IPV4_LEN - 8;
+/// Local ports probed for one new FullNAT connection before giving up.
+const LADDR_PROBES: u32 = 64;
 
 /// Where the packet path sends packets and gets fresh buffers.
 pub trait PacketIo<P> {
     /// Queues `packet` for transmission on port `port` (config index).
     fn send(&mut self, port: u16, packet: P);
-    /// A fresh, empty buffer (for ARP requests); `None` when none is left.
+    /// A fresh, empty buffer (for ARP requests and ICMP errors); `None` when
+    /// none is left.
     fn alloc(&mut self) -> Option<P>;
+    /// Hands `packet` to worker `worker`, which owns its connection; gives
+    /// the packet back when that worker's ring is full.
+    fn redirect(&mut self, worker: u16, packet: P) -> Result<(), P>;
+    /// Tells the other workers that `ip` is at `mac` behind `port` (ARP
+    /// replies reach only one worker's queue).
+    fn share_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16);
 }
 
 /// The L4 facts of a TCP or UDP packet the path needs.
@@ -62,9 +87,72 @@ pub struct EngineLimits {
     pub expire_budget: usize,
 }
 
+/// Which worker this engine is, among how many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerPlace {
+    pub index: u16,
+    pub count: u16,
+}
+
+impl WorkerPlace {
+    pub const SINGLE: WorkerPlace = WorkerPlace { index: 0, count: 1 };
+
+    /// Bits of a FullNAT local port that name its worker: ceil(log2 count).
+    pub fn port_bits(self) -> u32 {
+        u32::from(self.count.max(1))
+            .next_power_of_two()
+            .trailing_zeros()
+    }
+
+    /// The worker that owns connections of client `addr:port`.
+    #[inline]
+    pub fn owner_of_client(self, addr: Ipv4Addr, port: u16) -> u16 {
+        let mixed =
+            (u32::from(addr) ^ (u32::from(port) << 16 | u32::from(port))).wrapping_mul(0x9e37_79b1);
+        ((mixed >> 16) % u32::from(self.count.max(1))) as u16
+    }
+}
+
+/// The share of the FullNAT port range one worker allocates from: ports
+/// `base, base + stride, ...`, `count` of them.
+#[derive(Clone, Copy, Debug)]
+struct LocalPorts {
+    base: u32,
+    stride: u32,
+    count: u32,
+}
+
+impl LocalPorts {
+    fn new(snapshot: &Snapshot, place: WorkerPlace) -> Self {
+        let stride = 1u32 << place.port_bits();
+        let (min, max) = (
+            u32::from(snapshot.lip_ports.min),
+            u32::from(snapshot.lip_ports.max),
+        );
+        let index = u32::from(place.index);
+        let base = min + (index + stride - min % stride) % stride;
+        let count = if base > max {
+            0
+        } else {
+            (max - base) / stride + 1
+        };
+        LocalPorts {
+            base,
+            stride,
+            count,
+        }
+    }
+
+    #[inline]
+    fn port(&self, k: u32) -> u16 {
+        (self.base + k * self.stride) as u16
+    }
+}
+
 /// One worker's packet path and the state it owns.
 pub struct Engine<P> {
     snapshot: Arc<Snapshot>,
+    place: WorkerPlace,
     conns: ConnTable,
     schedulers: Vec<Scheduler>,
     /// Per service, per real (list order): what schedulers read.
@@ -72,6 +160,13 @@ pub struct Engine<P> {
     neighbours: Neighbours<P>,
     counters: Arc<WorkerCounters>,
     real_counters: Arc<[RealCounters]>,
+    local_ports: LocalPorts,
+    /// Next port to try, per local address (index in `Snapshot::lips`).
+    lip_cursor: Vec<u32>,
+    /// Round robin over a service's local addresses.
+    lip_turn: usize,
+    /// IPv4 identification of packets rvs originates (TUN outer headers).
+    ident: u16,
     expire_budget: usize,
     now: u32,
     last_tick: u32,
@@ -80,6 +175,7 @@ pub struct Engine<P> {
 impl<P: PacketBuf> Engine<P> {
     pub fn new(
         snapshot: Arc<Snapshot>,
+        place: WorkerPlace,
         limits: EngineLimits,
         counters: Arc<WorkerCounters>,
         real_counters: Arc<[RealCounters]>,
@@ -106,7 +202,11 @@ impl<P: PacketBuf> Engine<P> {
             .map(|(s, l)| Scheduler::new(s.scheduler, l))
             .collect();
         Engine {
-            snapshot,
+            local_ports: LocalPorts::new(&snapshot, place),
+            lip_cursor: vec![0; snapshot.lips.len()],
+            lip_turn: 0,
+            ident: place.index.wrapping_mul(0x1000),
+            place,
             conns: ConnTable::new(limits.connections),
             schedulers,
             loads,
@@ -116,6 +216,7 @@ impl<P: PacketBuf> Engine<P> {
             expire_budget: limits.expire_budget,
             now: 0,
             last_tick: 0,
+            snapshot,
         }
     }
 
@@ -137,13 +238,35 @@ impl<P: PacketBuf> Engine<P> {
         &self.neighbours
     }
 
-    /// Processes one received packet from port `in_port` (config index).
+    /// Processes one packet received from port `in_port` (config index).
     #[inline]
     pub fn handle(&mut self, packet: P, in_port: u16, io: &mut impl PacketIo<P>) {
         bump(&self.counters.rx_packets, 1);
         bump(&self.counters.rx_bytes, packet.len() as u64);
-        if let Err(reason) = self.classify(packet, in_port, io) {
+        if let Err(reason) = self.classify(packet, in_port, true, io) {
             self.counters.count_drop(reason);
+        }
+    }
+
+    /// Processes a packet another worker received and handed over because
+    /// this worker owns its connection.
+    #[inline]
+    pub fn handle_redirected(&mut self, packet: P, in_port: u16, io: &mut impl PacketIo<P>) {
+        if let Err(reason) = self.classify(packet, in_port, false, io) {
+            self.counters.count_drop(reason);
+        }
+    }
+
+    /// Learns what another worker heard by ARP, and sends what waited for it.
+    pub fn learn_neighbour(
+        &mut self,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        port: u16,
+        io: &mut impl PacketIo<P>,
+    ) {
+        if self.neighbours.learn(ip, mac, port, self.now, true) {
+            self.release_held(ip, io);
         }
     }
 
@@ -151,6 +274,7 @@ impl<P: PacketBuf> Engine<P> {
         &mut self,
         packet: P,
         in_port: u16,
+        steer: bool,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
         let Some(port) = self.snapshot.ports.get(usize::from(in_port)) else {
@@ -159,7 +283,7 @@ impl<P: PacketBuf> Engine<P> {
         let frame = EthernetFrame::new_checked(packet.data()).map_err(|_| DropReason::Malformed)?;
         let (dst, src) = (frame.dst(), frame.src());
         if src == port.mac {
-            // Our own transmission seen again (af_packet on a shared queue).
+            // Our own transmission seen again (af_packet queues of one port).
             return Err(DropReason::NotForUs);
         }
         let ethertype = frame.ethertype();
@@ -173,7 +297,7 @@ impl<P: PacketBuf> Engine<P> {
             return Err(DropReason::NotForUs);
         }
         if ethertype == EtherType::IPV4 {
-            self.ipv4(packet, in_port, src, io)
+            self.ipv4(packet, in_port, src, steer, io)
         } else {
             Err(DropReason::Unsupported)
         }
@@ -196,20 +320,18 @@ impl<P: PacketBuf> Engine<P> {
             request.sender_ip(),
             request.target_ip(),
         );
-        let snapshot = Arc::clone(&self.snapshot);
-        let for_us = snapshot.answers_arp(in_port, target_ip);
-        let port_mac = snapshot.ports[usize::from(in_port)].mac;
+        let for_us = self.snapshot.answers_arp(in_port, target_ip);
+        let port_mac = self.snapshot.ports[usize::from(in_port)].mac;
 
         if !sender_ip.is_unspecified() && sender_mac.is_unicast() {
-            let waiting = self
+            if self
                 .neighbours
-                .learn(sender_ip, sender_mac, in_port, self.now, for_us);
-            if waiting {
-                let counters = &self.counters;
-                self.neighbours.release(sender_ip, |port, mac, held| {
-                    let src = snapshot.ports[usize::from(port)].mac;
-                    transmit(counters, io, port, src, mac, held);
-                });
+                .learn(sender_ip, sender_mac, in_port, self.now, for_us)
+            {
+                self.release_held(sender_ip, io);
+            }
+            if for_us && self.place.count > 1 {
+                io.share_neighbour(sender_ip, sender_mac, in_port);
             }
         }
         if operation != ArpOperation::REQUEST || !for_us {
@@ -230,11 +352,26 @@ impl<P: PacketBuf> Engine<P> {
         Ok(())
     }
 
+    /// Sends every packet that waited for `ip` to resolve.
+    fn release_held(&mut self, ip: Ipv4Addr, io: &mut impl PacketIo<P>) {
+        let Engine {
+            snapshot,
+            neighbours,
+            counters,
+            ..
+        } = self;
+        neighbours.release(ip, |port, mac, held| {
+            let src = snapshot.ports[usize::from(port)].mac;
+            transmit(counters, io, port, src, mac, held);
+        });
+    }
+
     fn ipv4(
         &mut self,
         mut packet: P,
         in_port: u16,
         src_mac: MacAddr,
+        steer: bool,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
         let l3 = &packet.data()[ETH_LEN..];
@@ -246,6 +383,7 @@ impl<P: PacketBuf> Engine<P> {
             return Err(DropReason::IpFragment);
         }
         let (src, dst, proto) = (ip.src(), ip.dst(), ip.protocol());
+        let frame_len = ETH_LEN + usize::from(ip.total_len());
         let l4 = match proto {
             protocol::TCP => {
                 let tcp =
@@ -254,10 +392,10 @@ impl<P: PacketBuf> Engine<P> {
                 Some(L4 {
                     src_port: tcp.src_port(),
                     dst_port: tcp.dst_port(),
-                    syn: flags.contains(crate::wire::tcp::TcpFlags::SYN),
-                    fin: flags.contains(crate::wire::tcp::TcpFlags::FIN),
-                    ack: flags.contains(crate::wire::tcp::TcpFlags::ACK),
-                    rst: flags.contains(crate::wire::tcp::TcpFlags::RST),
+                    syn: flags.contains(TcpFlags::SYN),
+                    fin: flags.contains(TcpFlags::FIN),
+                    ack: flags.contains(TcpFlags::ACK),
+                    rst: flags.contains(TcpFlags::RST),
                 })
             }
             protocol::UDP => {
@@ -274,40 +412,86 @@ impl<P: PacketBuf> Engine<P> {
             }
             _ => None,
         };
+        let icmp_type = if proto == protocol::ICMP {
+            Some(
+                IcmpPacket::new_checked(ip.payload())
+                    .map_err(|_| DropReason::Malformed)?
+                    .msg_type(),
+            )
+        } else {
+            None
+        };
+        // Ethernet padding must not travel on (it would follow an outer header).
+        packet.truncate(frame_len);
 
-        let snapshot = &self.snapshot;
-        let local = snapshot.is_vip(dst) || snapshot.is_port_address(dst);
-        match (l4, local) {
-            (Some(l4), true) if snapshot.is_vip(dst) => {
-                self.nat_in(packet, proto, src, dst, l4, io)
+        if let Some(l4) = l4 {
+            if steer && self.place.count > 1 {
+                let owner = self.owner(src, l4.src_port, dst, l4.dst_port);
+                if owner != self.place.index {
+                    return self.redirect(owner, packet, io);
+                }
             }
-            (Some(l4), false) => self.nat_out(packet, proto, src, dst, l4, io),
-            (Some(_), true) => Err(DropReason::NoService),
-            (None, true) if proto == protocol::ICMP => {
-                self.icmp_local(&mut packet)?;
+            return self.l4(packet, proto, src, dst, l4, io);
+        }
+        let local = self.snapshot.is_vip(dst) || self.snapshot.is_port_address(dst);
+        match icmp_type {
+            Some(icmp::DEST_UNREACHABLE | icmp::TIME_EXCEEDED) => {
+                self.icmp_error(packet, steer, io)
+            }
+            Some(icmp::ECHO_REQUEST) if local => {
+                self.icmp_echo(&mut packet)?;
                 let port_mac = self.snapshot.ports[usize::from(in_port)].mac;
                 bump(&self.counters.icmp_echo_replies, 1);
                 transmit(&self.counters, io, in_port, port_mac, src_mac, packet);
                 Ok(())
             }
-            (None, true) => Err(DropReason::Unsupported),
-            (None, false) => Err(DropReason::NotForUs),
+            _ if local => Err(DropReason::Unsupported),
+            _ => Err(DropReason::NotForUs),
+        }
+    }
+
+    /// The worker owning the connection of a TCP/UDP packet `src → dst`.
+    #[inline]
+    fn owner(&self, src: Ipv4Addr, src_port: u16, dst: Ipv4Addr, dst_port: u16) -> u16 {
+        if self.snapshot.is_vip(dst) {
+            self.place.owner_of_client(src, src_port)
+        } else if self.snapshot.is_lip(dst) {
+            let mask = (1u32 << self.place.port_bits()) - 1;
+            let owner = (u32::from(dst_port) & mask) as u16;
+            if owner < self.place.count {
+                owner
+            } else {
+                self.place.index
+            }
+        } else {
+            self.place.owner_of_client(dst, dst_port)
+        }
+    }
+
+    fn redirect(
+        &mut self,
+        owner: u16,
+        packet: P,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        match io.redirect(owner, packet) {
+            Ok(()) => {
+                bump(&self.counters.redirected, 1);
+                Ok(())
+            }
+            Err(_) => Err(DropReason::RedirectFull),
         }
     }
 
     /// Turns an echo request to an owned address into its reply, in place.
-    fn icmp_local(&mut self, packet: &mut P) -> Result<(), DropReason> {
+    fn icmp_echo(&mut self, packet: &mut P) -> Result<(), DropReason> {
         let data = &mut packet.data_mut()[ETH_LEN..];
         let mut ip = Ipv4Packet::new_checked(&mut *data).map_err(|_| DropReason::Malformed)?;
+        if !IcmpPacket::new_checked(ip.payload())
+            .map_err(|_| DropReason::Malformed)?
+            .verify_checksum()
         {
-            let message =
-                IcmpPacket::new_checked(ip.payload()).map_err(|_| DropReason::Malformed)?;
-            if message.msg_type() != icmp::ECHO_REQUEST {
-                return Err(DropReason::Unsupported);
-            }
-            if !message.verify_checksum() {
-                return Err(DropReason::BadChecksum);
-            }
+            return Err(DropReason::BadChecksum);
         }
         let (src, dst) = (ip.src(), ip.dst());
         // Swapping the two addresses leaves the header checksum unchanged.
@@ -319,95 +503,107 @@ impl<P: PacketBuf> Engine<P> {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn nat_in(
+    /// A TCP or UDP packet this worker owns.
+    fn l4(
         &mut self,
-        mut packet: P,
+        packet: P,
         proto: u8,
-        client: Ipv4Addr,
-        vip: Ipv4Addr,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
         l4: L4,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
         let key = ConnKey {
             proto,
-            src: client,
+            src,
             src_port: l4.src_port,
-            dst: vip,
+            dst,
             dst_port: l4.dst_port,
         };
-        let now = self.now;
-        let mut found = self.conns.lookup(&key).map(|(id, _)| id);
-        if let Some(id) = found {
+        if let Some((id, direction)) = self.conns.lookup(&key) {
+            let conn = self.conns.get(id);
             // A new SYN on a finished connection reuses the tuple: the old
             // connection is over (IPVS conn_reuse_mode).
-            let conn = self.conns.get(id);
-            if proto == protocol::TCP
+            let reused = direction == Direction::Input
+                && proto == protocol::TCP
                 && l4.syn
                 && !l4.ack
                 && !l4.rst
-                && matches!(conn.state, TcpState::TimeWait | TcpState::Close)
-            {
-                let conn = *conn;
-                self.forget(&conn);
-                self.conns.remove(id);
-                found = None;
+                && matches!(conn.state, TcpState::TimeWait | TcpState::Close);
+            if !reused {
+                return self.established(packet, id, direction, l4, io);
             }
+            let conn = *conn;
+            self.forget(&conn);
+            self.conns.remove(id);
         }
-        let id = match found {
-            Some(id) => id,
-            None => self.new_conn(key, l4)?,
-        };
-
-        let conn = self.conns.get(id);
-        let (real, real_port, service, real_index) =
-            (conn.real, conn.real_port, conn.service, conn.real_index);
-        if proto == protocol::TCP {
-            self.track_tcp(id, Direction::Input, l4);
+        if self.snapshot.is_vip(dst) {
+            let id = self.new_conn(key, l4)?;
+            return self.established(packet, id, Direction::Input, l4, io);
+        }
+        if self.snapshot.is_port_address(dst) {
+            Err(DropReason::NoService)
         } else {
-            self.conns.touch(id, now, self.snapshot.timeouts.udp());
+            Err(DropReason::NotForUs)
         }
-
-        rewrite_dst(&mut packet, proto, vip, real, l4.dst_port, real_port)?;
-        self.count_real(service, real_index, true, packet.len());
-        self.forward(packet, real, io)
     }
 
-    fn nat_out(
+    /// Forwards a packet of a tracked connection in `direction`.
+    fn established(
         &mut self,
         mut packet: P,
-        proto: u8,
-        real: Ipv4Addr,
-        client: Ipv4Addr,
+        id: ConnId,
+        direction: Direction,
         l4: L4,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
-        let key = ConnKey {
-            proto,
-            src: real,
-            src_port: l4.src_port,
-            dst: client,
-            dst_port: l4.dst_port,
-        };
-        let id = match self.conns.lookup(&key) {
-            Some((id, Direction::Output)) => id,
-            _ => return Err(DropReason::NotForUs),
-        };
-        let conn = self.conns.get(id);
-        let (vip, vport, service, real_index) =
-            (conn.vip, conn.vport, conn.service, conn.real_index);
-        if proto == protocol::TCP {
-            self.track_tcp(id, Direction::Output, l4);
+        let conn = *self.conns.get(id);
+        if conn.proto == protocol::TCP {
+            let table = match direction {
+                Direction::Input if !conn.forward.replies_return() => Direction::InputOnly,
+                other => other,
+            };
+            self.track_tcp(id, table, l4);
         } else {
             self.conns.touch(id, self.now, self.snapshot.timeouts.udp());
         }
-        rewrite_src(&mut packet, proto, real, vip, l4.src_port, vport)?;
-        self.count_real(service, real_index, false, packet.len());
-        self.forward(packet, client, io)
+        let inbound = direction == Direction::Input;
+        self.count_real(&conn, inbound, packet.len());
+        match (inbound, conn.forward) {
+            (true, ForwardMode::Nat) => {
+                rewrite(&mut packet, None, Some((conn.real, conn.real_port)))?;
+                self.forward(packet, conn.real, io)
+            }
+            (true, ForwardMode::FullNat) => {
+                rewrite(
+                    &mut packet,
+                    Some((conn.local, conn.local_port)),
+                    Some((conn.real, conn.real_port)),
+                )?;
+                self.forward(packet, conn.real, io)
+            }
+            (true, ForwardMode::Dr) => self.forward(packet, conn.real, io),
+            (true, ForwardMode::Tun) => {
+                self.encapsulate(&mut packet, conn.real, io)?;
+                self.forward(packet, conn.real, io)
+            }
+            (false, ForwardMode::FullNat) => {
+                rewrite(
+                    &mut packet,
+                    Some((conn.vip, conn.vport)),
+                    Some((conn.client, conn.client_port)),
+                )?;
+                self.forward(packet, conn.client, io)
+            }
+            (false, _) => {
+                rewrite(&mut packet, Some((conn.vip, conn.vport)), None)?;
+                self.forward(packet, conn.client, io)
+            }
+        }
     }
 
     /// Schedules and records a new connection for `key` (a client → VIP packet).
-    fn new_conn(&mut self, key: ConnKey, l4: L4) -> Result<crate::conn::ConnId, DropReason> {
+    fn new_conn(&mut self, key: ConnKey, l4: L4) -> Result<ConnId, DropReason> {
         if key.proto == protocol::TCP && (!l4.syn || l4.rst) {
             return Err(DropReason::NoConn);
         }
@@ -419,19 +615,25 @@ impl<P: PacketBuf> Engine<P> {
         let real_index = self.schedulers[s]
             .pick(&self.loads[s])
             .ok_or(DropReason::NoReal)?;
-        let real = &self.snapshot.services[s].reals[real_index];
-        let (state, timeout) = if key.proto == protocol::TCP {
-            let state = tcp_state::transition(
-                TcpState::None,
-                Direction::Input,
-                l4.syn,
-                l4.fin,
-                l4.ack,
-                l4.rst,
-            );
-            (state, self.snapshot.timeouts.tcp(state))
+        let snapshot = Arc::clone(&self.snapshot);
+        let real = &snapshot.services[s].reals[real_index];
+        let (local, local_port) = if real.forward == ForwardMode::FullNat {
+            self.local_address(s, key.proto, real.address, real.port)
+                .ok_or(DropReason::LaddrExhausted)?
         } else {
-            (TcpState::Established, self.snapshot.timeouts.udp())
+            (key.src, key.src_port)
+        };
+        let (state, timeout) = if key.proto == protocol::TCP {
+            let table = if real.forward.replies_return() {
+                Direction::Input
+            } else {
+                Direction::InputOnly
+            };
+            let state =
+                tcp_state::transition(TcpState::None, table, l4.syn, l4.fin, l4.ack, l4.rst);
+            (state, snapshot.timeouts.tcp(state))
+        } else {
+            (TcpState::None, snapshot.timeouts.udp())
         };
         let conn = Conn {
             proto: key.proto,
@@ -441,6 +643,9 @@ impl<P: PacketBuf> Engine<P> {
             vport: key.dst_port,
             real: real.address,
             real_port: real.port,
+            local,
+            local_port,
+            forward: real.forward,
             service,
             real_index: real_index as u32,
             state,
@@ -451,7 +656,7 @@ impl<P: PacketBuf> Engine<P> {
             .insert(conn, self.now, timeout)
             .map_err(|_| DropReason::ConnTableFull)?;
         let load = &mut self.loads[s][real_index];
-        if key.proto == protocol::TCP && state.is_active() {
+        if conn.is_active() {
             load.active += 1;
         } else {
             load.inactive += 1;
@@ -464,9 +669,48 @@ impl<P: PacketBuf> Engine<P> {
         Ok(id)
     }
 
+    /// A free FullNAT local address and port of this worker for a connection
+    /// to `real:real_port`: free means no tracked connection uses
+    /// (LIP, port, real, real port) yet, so one LIP:port serves several reals
+    /// at once. Bounded work: at most [`LADDR_PROBES`] ports per LIP.
+    fn local_address(
+        &mut self,
+        service: usize,
+        proto: u8,
+        real: Ipv4Addr,
+        real_port: u16,
+    ) -> Option<(Ipv4Addr, u16)> {
+        let lips = &self.snapshot.services[service].local_addresses;
+        let ports = self.local_ports;
+        if lips.is_empty() || ports.count == 0 {
+            return None;
+        }
+        let probes = LADDR_PROBES.min(ports.count);
+        for turn in 0..lips.len() {
+            let (lip, index) = lips[(self.lip_turn + turn) % lips.len()];
+            let cursor = &mut self.lip_cursor[index as usize];
+            for _ in 0..probes {
+                let port = ports.port(*cursor);
+                *cursor = (*cursor + 1) % ports.count;
+                let reply = ConnKey {
+                    proto,
+                    src: real,
+                    src_port: real_port,
+                    dst: lip,
+                    dst_port: port,
+                };
+                if self.conns.lookup(&reply).is_none() {
+                    self.lip_turn = self.lip_turn.wrapping_add(1);
+                    return Some((lip, port));
+                }
+            }
+        }
+        None
+    }
+
     /// Moves a TCP connection through the IPVS state table and re-arms its
     /// timer; keeps the active/inactive counts schedulers read in step.
-    fn track_tcp(&mut self, id: crate::conn::ConnId, direction: Direction, l4: L4) {
+    fn track_tcp(&mut self, id: ConnId, direction: Direction, l4: L4) {
         let conn = self.conns.get_mut(id);
         let old = conn.state;
         let new = tcp_state::transition(old, direction, l4.syn, l4.fin, l4.ack, l4.rst);
@@ -491,22 +735,16 @@ impl<P: PacketBuf> Engine<P> {
     fn forget(&mut self, conn: &Conn) {
         forget_load(&mut self.loads, conn);
         bump(&self.counters.conns_expired, 1);
-        let current = &self.counters.conns_current;
-        current.store(
-            current
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .saturating_sub(1),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        decrement(&self.counters.conns_current, 1);
     }
 
     #[inline]
-    fn count_real(&self, service: u32, real_index: u32, inbound: bool, bytes: usize) {
+    fn count_real(&self, conn: &Conn, inbound: bool, bytes: usize) {
         let Some(real) = self
             .snapshot
             .services
-            .get(service as usize)
-            .and_then(|s| s.reals.get(real_index as usize))
+            .get(conn.service as usize)
+            .and_then(|s| s.reals.get(conn.real_index as usize))
         else {
             return;
         };
@@ -518,6 +756,190 @@ impl<P: PacketBuf> Engine<P> {
                 bump(&c.out_packets, 1);
                 bump(&c.out_bytes, bytes as u64);
             }
+        }
+    }
+
+    /// TUN: wraps the IPv4 packet in an outer header from rvs to `real`.
+    /// Too big for the egress MTU: dropped, and with DF set the client is
+    /// told the MTU that fits (ICMP fragmentation needed).
+    fn encapsulate(
+        &mut self,
+        packet: &mut P,
+        real: Ipv4Addr,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        let (port, _) = self.snapshot.route(real).ok_or(DropReason::NoRoute)?;
+        let mtu = usize::from(self.snapshot.ports[usize::from(port)].mtu);
+        let source = self
+            .snapshot
+            .source_address(port, real)
+            .ok_or(DropReason::NoRoute)?;
+        let inner = Ipv4Packet::new_checked(&packet.data()[ETH_LEN..])
+            .map_err(|_| DropReason::Malformed)?;
+        let (total, dont_frag, tos) = (inner.total_len(), inner.dont_frag(), inner.dscp_ecn());
+        if usize::from(total) + IPV4_LEN > mtu {
+            if dont_frag {
+                self.frag_needed(packet, (mtu - IPV4_LEN) as u16, io);
+            }
+            return Err(DropReason::FragNeeded);
+        }
+        if !packet.prepend(IPV4_LEN) {
+            return Err(DropReason::NoBuffer);
+        }
+        self.ident = self.ident.wrapping_add(1);
+        let data = packet.data_mut();
+        data.copy_within(IPV4_LEN..IPV4_LEN + ETH_LEN, 0);
+        Ipv4Repr {
+            src: source,
+            dst: real,
+            protocol: protocol::IPIP,
+            ttl: 64,
+            dscp_ecn: tos,
+            ident: self.ident,
+            dont_frag,
+            payload_len: total,
+        }
+        .emit(&mut data[ETH_LEN..ETH_LEN + IPV4_LEN])
+        .map_err(|_| DropReason::Malformed)
+    }
+
+    /// Tells the sender of `original` that it must fit in `mtu` bytes.
+    fn frag_needed(&mut self, original: &P, mtu: u16, io: &mut impl PacketIo<P>) {
+        let result = self.icmp_error_to_sender(
+            original,
+            icmp::DEST_UNREACHABLE,
+            icmp::code::FRAG_NEEDED,
+            u32::from(mtu),
+            io,
+        );
+        if let Err(reason) = result {
+            self.counters.count_drop(reason);
+        }
+    }
+
+    /// Builds an ICMP error about `original` and sends it to its source.
+    fn icmp_error_to_sender(
+        &mut self,
+        original: &P,
+        msg_type: u8,
+        code: u8,
+        rest: u32,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        let offending = &original.data()[ETH_LEN..];
+        let ip = Ipv4Packet::new_checked(offending).map_err(|_| DropReason::Malformed)?;
+        let sender = ip.src();
+        let quote = &offending[..usize::from(ip.total_len()).min(ICMP_QUOTE_MAX)];
+        let (port, _) = self.snapshot.route(sender).ok_or(DropReason::NoRoute)?;
+        let source = self
+            .snapshot
+            .source_address(port, sender)
+            .ok_or(DropReason::NoRoute)?;
+        let mut error = io.alloc().ok_or(DropReason::NoBuffer)?;
+        let len = ETH_LEN + IPV4_LEN + 8 + quote.len();
+        if !error.append(len) {
+            return Err(DropReason::NoBuffer);
+        }
+        let data = error.data_mut();
+        EthernetFrame::new_checked(&mut data[..])
+            .map_err(|_| DropReason::Malformed)?
+            .set_ethertype(EtherType::IPV4);
+        self.ident = self.ident.wrapping_add(1);
+        Ipv4Repr {
+            src: source,
+            dst: sender,
+            protocol: protocol::ICMP,
+            ttl: 64,
+            dscp_ecn: 0,
+            ident: self.ident,
+            dont_frag: false,
+            payload_len: (8 + quote.len()) as u16,
+        }
+        .emit(&mut data[ETH_LEN..ETH_LEN + IPV4_LEN])
+        .map_err(|_| DropReason::Malformed)?;
+        let icmp_start = ETH_LEN + IPV4_LEN;
+        data[icmp_start + 8..].copy_from_slice(quote);
+        let mut message =
+            IcmpPacket::new_checked(&mut data[icmp_start..]).map_err(|_| DropReason::Malformed)?;
+        message.set_msg_type(msg_type);
+        message.set_code(code);
+        message.set_rest_of_header(rest);
+        message.fill_checksum();
+        bump(&self.counters.icmp_errors_sent, 1);
+        self.forward(error, sender, io)
+    }
+
+    /// An ICMP error (destination unreachable, time exceeded) about a tracked
+    /// connection: translated like the connection's own packets and passed
+    /// to the other side, as IPVS does. It never creates a connection.
+    fn icmp_error(
+        &mut self,
+        mut packet: P,
+        steer: bool,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        let quoted = {
+            let outer = Ipv4Packet::new_checked(&packet.data()[ETH_LEN..])
+                .map_err(|_| DropReason::Malformed)?;
+            let message =
+                IcmpPacket::new_checked(outer.payload()).map_err(|_| DropReason::Malformed)?;
+            let inner = Ipv4Packet::new_checked_quoted(message.payload())
+                .map_err(|_| DropReason::Malformed)?;
+            let ports = inner.payload();
+            if ports.len() < 4 || !matches!(inner.protocol(), protocol::TCP | protocol::UDP) {
+                return Err(DropReason::NotForUs);
+            }
+            // The packet the error is about, seen in the direction it answers.
+            ConnKey {
+                proto: inner.protocol(),
+                src: inner.dst(),
+                src_port: u16::from_be_bytes([ports[2], ports[3]]),
+                dst: inner.src(),
+                dst_port: u16::from_be_bytes([ports[0], ports[1]]),
+            }
+        };
+        if steer && self.place.count > 1 {
+            let owner = self.owner(quoted.src, quoted.src_port, quoted.dst, quoted.dst_port);
+            if owner != self.place.index {
+                return self.redirect(owner, packet, io);
+            }
+        }
+        let (id, direction) = self.conns.lookup(&quoted).ok_or(DropReason::NotForUs)?;
+        let conn = *self.conns.get(id);
+        bump(&self.counters.icmp_errors_forwarded, 1);
+        if direction == Direction::Input {
+            // From the client's side, about a packet rvs sent it.
+            match conn.forward {
+                ForwardMode::Dr => return self.forward(packet, conn.real, io),
+                ForwardMode::Tun => {
+                    self.encapsulate(&mut packet, conn.real, io)?;
+                    return self.forward(packet, conn.real, io);
+                }
+                ForwardMode::Nat | ForwardMode::FullNat => {
+                    // The real sent (real:rport → local:lport).
+                    translate_icmp(
+                        &mut packet,
+                        (conn.forward == ForwardMode::FullNat).then_some(conn.local),
+                        Some(conn.real),
+                        (conn.real, conn.real_port),
+                        (conn.local, conn.local_port),
+                    )?;
+                    self.forward(packet, conn.real, io)
+                }
+            }
+        } else {
+            // From the real's side: the client sent (client:cport → vip:vport).
+            let outer_src = Ipv4Packet::new_checked(&packet.data()[ETH_LEN..])
+                .map_err(|_| DropReason::Malformed)?
+                .src();
+            translate_icmp(
+                &mut packet,
+                (outer_src == conn.real).then_some(conn.vip),
+                Some(conn.client),
+                (conn.client, conn.client_port),
+                (conn.vip, conn.vport),
+            )?;
+            self.forward(packet, conn.client, io)
         }
     }
 
@@ -605,13 +1027,7 @@ impl<P: PacketBuf> Engine<P> {
         let expired = conns.expire(now, *expire_budget, |conn| forget_load(loads, conn));
         if expired > 0 {
             bump(&counters.conns_expired, expired as u64);
-            let current = &counters.conns_current;
-            current.store(
-                current
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    .saturating_sub(expired as u64),
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            decrement(&counters.conns_current, expired as u64);
         }
         if now == self.last_tick {
             return;
@@ -636,6 +1052,11 @@ impl<P: PacketBuf> Engine<P> {
     }
 }
 
+fn decrement(counter: &std::sync::atomic::AtomicU64, n: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    counter.store(counter.load(Relaxed).saturating_sub(n), Relaxed);
+}
+
 fn forget_load(loads: &mut [Vec<RealLoad>], conn: &Conn) {
     let Some(load) = loads
         .get_mut(conn.service as usize)
@@ -643,7 +1064,7 @@ fn forget_load(loads: &mut [Vec<RealLoad>], conn: &Conn) {
     else {
         return;
     };
-    if conn.proto == protocol::TCP && conn.state.is_active() {
+    if conn.is_active() {
         load.active = load.active.saturating_sub(1);
     } else {
         load.inactive = load.inactive.saturating_sub(1);
@@ -669,66 +1090,105 @@ fn transmit<P: PacketBuf>(
     io.send(port, packet);
 }
 
-/// NAT inbound: destination `vip:vport` becomes `real:real_port`.
-fn rewrite_dst<P: PacketBuf>(
+/// Rewrites the source and/or destination address and port of a TCP or UDP
+/// packet, patching every checksum incrementally (RFC 1624).
+fn rewrite<P: PacketBuf>(
     packet: &mut P,
-    proto: u8,
-    vip: Ipv4Addr,
-    real: Ipv4Addr,
-    vport: u16,
-    real_port: u16,
+    new_src: Option<(Ipv4Addr, u16)>,
+    new_dst: Option<(Ipv4Addr, u16)>,
 ) -> Result<(), DropReason> {
     let l3 = &mut packet.data_mut()[ETH_LEN..];
     let mut ip = Ipv4Packet::new_checked(&mut *l3).map_err(|_| DropReason::Malformed)?;
-    ip.set_dst_incremental(real);
+    let (old_src, old_dst, proto) = (ip.src(), ip.dst(), ip.protocol());
+    if let Some((addr, _)) = new_src {
+        if addr != old_src {
+            ip.set_src_incremental(addr);
+        }
+    }
+    if let Some((addr, _)) = new_dst {
+        if addr != old_dst {
+            ip.set_dst_incremental(addr);
+        }
+    }
     let l4 = ip.payload_mut();
     match proto {
         protocol::TCP => {
             let mut tcp = TcpPacket::new_checked(l4).map_err(|_| DropReason::Malformed)?;
-            tcp.update_checksum_for_addr(vip, real);
-            if vport != real_port {
-                tcp.set_dst_port_incremental(real_port);
+            if let Some((addr, port)) = new_src {
+                if addr != old_src {
+                    tcp.update_checksum_for_addr(old_src, addr);
+                }
+                if port != tcp.src_port() {
+                    tcp.set_src_port_incremental(port);
+                }
+            }
+            if let Some((addr, port)) = new_dst {
+                if addr != old_dst {
+                    tcp.update_checksum_for_addr(old_dst, addr);
+                }
+                if port != tcp.dst_port() {
+                    tcp.set_dst_port_incremental(port);
+                }
             }
         }
         _ => {
             let mut udp = UdpPacket::new_checked(l4).map_err(|_| DropReason::Malformed)?;
-            udp.update_checksum_for_addr(vip, real);
-            if vport != real_port {
-                udp.set_dst_port_incremental(real_port);
+            if let Some((addr, port)) = new_src {
+                if addr != old_src {
+                    udp.update_checksum_for_addr(old_src, addr);
+                }
+                if port != udp.src_port() {
+                    udp.set_src_port_incremental(port);
+                }
+            }
+            if let Some((addr, port)) = new_dst {
+                if addr != old_dst {
+                    udp.update_checksum_for_addr(old_dst, addr);
+                }
+                if port != udp.dst_port() {
+                    udp.set_dst_port_incremental(port);
+                }
             }
         }
     }
     Ok(())
 }
 
-/// NAT outbound: source `real:real_port` becomes `vip:vport`.
-fn rewrite_src<P: PacketBuf>(
+/// Rewrites an ICMP error in place: the outer source (if `outer_src`) and
+/// destination (if `outer_dst`), and the quoted packet's source and
+/// destination address and port. Errors are rare, so checksums are simply
+/// recomputed (the quoted transport checksum is left as quoted: receivers do
+/// not check it).
+fn translate_icmp<P: PacketBuf>(
     packet: &mut P,
-    proto: u8,
-    real: Ipv4Addr,
-    vip: Ipv4Addr,
-    real_port: u16,
-    vport: u16,
+    outer_src: Option<Ipv4Addr>,
+    outer_dst: Option<Ipv4Addr>,
+    inner_src: (Ipv4Addr, u16),
+    inner_dst: (Ipv4Addr, u16),
 ) -> Result<(), DropReason> {
     let l3 = &mut packet.data_mut()[ETH_LEN..];
-    let mut ip = Ipv4Packet::new_checked(&mut *l3).map_err(|_| DropReason::Malformed)?;
-    ip.set_src_incremental(vip);
-    let l4 = ip.payload_mut();
-    match proto {
-        protocol::TCP => {
-            let mut tcp = TcpPacket::new_checked(l4).map_err(|_| DropReason::Malformed)?;
-            tcp.update_checksum_for_addr(real, vip);
-            if vport != real_port {
-                tcp.set_src_port_incremental(vport);
-            }
-        }
-        _ => {
-            let mut udp = UdpPacket::new_checked(l4).map_err(|_| DropReason::Malformed)?;
-            udp.update_checksum_for_addr(real, vip);
-            if vport != real_port {
-                udp.set_src_port_incremental(vport);
-            }
+    let mut outer = Ipv4Packet::new_checked(&mut *l3).map_err(|_| DropReason::Malformed)?;
+    if let Some(addr) = outer_src {
+        outer.set_src(addr);
+    }
+    if let Some(addr) = outer_dst {
+        outer.set_dst(addr);
+    }
+    outer.fill_checksum();
+    let mut message =
+        IcmpPacket::new_checked(outer.payload_mut()).map_err(|_| DropReason::Malformed)?;
+    {
+        let mut inner = Ipv4Packet::new_checked_quoted(message.payload_mut())
+            .map_err(|_| DropReason::Malformed)?;
+        inner.set_src(inner_src.0);
+        inner.set_dst(inner_dst.0);
+        inner.fill_checksum();
+        let ports = inner.payload_mut();
+        if ports.len() >= 4 {
+            ports[0..2].copy_from_slice(&inner_src.1.to_be_bytes());
+            ports[2..4].copy_from_slice(&inner_dst.1.to_be_bytes());
         }
     }
+    message.fill_checksum();
     Ok(())
 }

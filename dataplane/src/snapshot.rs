@@ -59,10 +59,25 @@ pub struct Route {
     pub via: Option<Ipv4Addr>,
 }
 
-/// How a real is reached. Only NAT exists so far.
+/// How a real is reached (REFERENCE.md §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum ForwardMode {
+    /// Destination rewritten to the real (ipvsadm `-m`, "Masq").
     Nat,
+    /// Only the destination MAC rewritten (ipvsadm `-g`, "Route").
+    Dr,
+    /// IP-in-IP to the real (ipvsadm `-i`, "Tunnel").
+    Tun,
+    /// Source rewritten to a local address too (DPVS, "FullNat").
+    FullNat,
+}
+
+impl ForwardMode {
+    /// Whether replies come back through rvs.
+    pub const fn replies_return(self) -> bool {
+        matches!(self, ForwardMode::Nat | ForwardMode::FullNat)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +99,24 @@ pub struct ServiceInfo {
     pub scheduler: SchedulerKind,
     /// Reals in list order: the order schedulers scan them.
     pub reals: Vec<RealInfo>,
+    /// FullNAT local addresses, with their index in [`Snapshot::lips`].
+    pub local_addresses: Vec<(Ipv4Addr, u32)>,
+}
+
+/// The FullNAT local-address port range, shared out between workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl Default for PortRange {
+    fn default() -> Self {
+        PortRange {
+            min: 1024,
+            max: 65535,
+        }
+    }
 }
 
 /// Everything a worker needs to process packets.
@@ -94,6 +127,9 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     pub services: Vec<ServiceInfo>,
     pub timeouts: Timeouts,
+    /// Every FullNAT local address (LIP) of any service.
+    pub lips: Vec<Ipv4Addr>,
+    pub lip_ports: PortRange,
     services_by_key: HashMap<(u8, Ipv4Addr, u16), u32>,
     /// Every VIP (any service), to tell "ours, no such service" from "not ours".
     vips: HashMap<Ipv4Addr, ()>,
@@ -137,11 +173,25 @@ impl Snapshot {
             .map(|(i, s)| ((s.protocol, s.vip, s.port), i as u32))
             .collect();
         let vips = services.iter().map(|s| (s.vip, ())).collect();
+        let mut lips: Vec<Ipv4Addr> = Vec::new();
+        for service in &mut services {
+            for (lip, index) in &mut service.local_addresses {
+                *index = match lips.iter().position(|l| l == lip) {
+                    Some(i) => i as u32,
+                    None => {
+                        lips.push(*lip);
+                        (lips.len() - 1) as u32
+                    }
+                };
+            }
+        }
         Snapshot {
             ports,
             routes,
             services,
             timeouts,
+            lips,
+            lip_ports: PortRange::default(),
             services_by_key,
             vips,
             real_count: next_real as usize,
@@ -157,6 +207,18 @@ impl Snapshot {
     #[inline]
     pub fn service(&self, protocol: u8, vip: Ipv4Addr, port: u16) -> Option<u32> {
         self.services_by_key.get(&(protocol, vip, port)).copied()
+    }
+
+    /// Sets the FullNAT port range (default 1024-65535).
+    pub fn with_lip_ports(mut self, range: PortRange) -> Self {
+        self.lip_ports = range;
+        self
+    }
+
+    /// True for a FullNAT local address.
+    #[inline]
+    pub fn is_lip(&self, ip: Ipv4Addr) -> bool {
+        self.lips.contains(&ip)
     }
 
     #[inline]
@@ -254,6 +316,7 @@ mod tests {
             port: 80,
             scheduler: SchedulerKind::Rr,
             reals: vec![],
+            local_addresses: vec![],
         }];
         Snapshot::new(ports, routes, services, Timeouts::default())
     }

@@ -6,9 +6,45 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::Ipv4Addr;
+
+use crossbeam_queue::ArrayQueue;
+
 use crate::counters::{bump, DropReason, WorkerCounters};
-use crate::dpdk::{self, Mbuf, Mempool, RxBurst, TxBuffer};
+use crate::dpdk::{self, Mbuf, Mempool, RxBurst, TxBuffer, BURST};
 use crate::engine::{Engine, PacketIo};
+use crate::wire::ethernet::MacAddr;
+
+/// Packets waiting in one redirect ring, at most.
+pub const REDIRECT_RING: usize = 1024;
+/// Neighbour updates waiting for one worker, at most.
+const NEIGHBOUR_RING: usize = 256;
+
+/// What workers hand each other: packets for the connection's owner (one
+/// bounded ring per ordered pair of workers, so each has a single producer)
+/// and neighbours learned by ARP.
+pub struct Mesh {
+    /// `packets[to][from]`: (packet, config port index).
+    packets: Vec<Vec<ArrayQueue<(Mbuf, u16)>>>,
+    neighbours: Vec<ArrayQueue<(Ipv4Addr, MacAddr, u16)>>,
+}
+
+impl Mesh {
+    pub fn new(workers: usize) -> Self {
+        Mesh {
+            packets: (0..workers)
+                .map(|_| {
+                    (0..workers)
+                        .map(|_| ArrayQueue::new(REDIRECT_RING))
+                        .collect()
+                })
+                .collect(),
+            neighbours: (0..workers)
+                .map(|_| ArrayQueue::new(NEIGHBOUR_RING))
+                .collect(),
+        }
+    }
+}
 
 /// One RX queue a worker polls.
 #[derive(Clone, Copy, Debug)]
@@ -35,12 +71,19 @@ pub struct WorkerSetup {
     /// TSC value that counts as second 0, and TSC ticks per second.
     pub tsc_start: u64,
     pub tsc_hz: u64,
+    pub mesh: Arc<Mesh>,
+    /// This worker's index in the mesh.
+    pub index: usize,
 }
 
 struct DpdkIo<'a> {
     tx: &'a mut [TxBuffer],
     pool: Mempool,
     counters: &'a WorkerCounters,
+    mesh: &'a Mesh,
+    index: usize,
+    /// Config port index of the packet being handled (for redirects).
+    in_port: u16,
 }
 
 impl PacketIo<Mbuf> for DpdkIo<'_> {
@@ -58,6 +101,30 @@ impl PacketIo<Mbuf> for DpdkIo<'_> {
     #[inline]
     fn alloc(&mut self) -> Option<Mbuf> {
         Mbuf::alloc(&self.pool)
+    }
+
+    #[inline]
+    fn redirect(&mut self, worker: u16, packet: Mbuf) -> Result<(), Mbuf> {
+        match self
+            .mesh
+            .packets
+            .get(usize::from(worker))
+            .and_then(|rings| rings.get(self.index))
+        {
+            Some(ring) => ring
+                .push((packet, self.in_port))
+                .map_err(|(packet, _)| packet),
+            None => Err(packet),
+        }
+    }
+
+    fn share_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
+        for (worker, ring) in self.mesh.neighbours.iter().enumerate() {
+            if worker != self.index {
+                // A full ring loses the update; the worker will ARP itself.
+                let _ = ring.push((ip, mac, port));
+            }
+        }
     }
 }
 
@@ -99,10 +166,27 @@ pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
             tx: &mut tx,
             pool: setup.pool,
             counters: &setup.counters,
+            mesh: &setup.mesh,
+            index: setup.index,
+            in_port: 0,
         };
         let mut received = 0;
+        while let Some((ip, mac, port)) = setup.mesh.neighbours[setup.index].pop() {
+            engine.learn_neighbour(ip, mac, port, &mut io);
+        }
+        for ring in &setup.mesh.packets[setup.index] {
+            for _ in 0..BURST {
+                let Some((packet, port)) = ring.pop() else {
+                    break;
+                };
+                received += 1;
+                io.in_port = port;
+                engine.handle_redirected(packet, port, &mut io);
+            }
+        }
         for queue in &setup.rx {
             received += rx.receive(queue.dpdk_port, queue.queue);
+            io.in_port = queue.port;
             while let Some(packet) = rx.next_packet() {
                 match packet {
                     Ok(mbuf) => engine.handle(mbuf, queue.port, &mut io),

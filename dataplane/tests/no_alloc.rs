@@ -83,6 +83,10 @@ impl PacketIo<VecBuf> for Preallocated {
     fn alloc(&mut self) -> Option<VecBuf> {
         self.free.pop()
     }
+    fn redirect(&mut self, _worker: u16, packet: VecBuf) -> Result<(), VecBuf> {
+        Err(packet)
+    }
+    fn share_neighbour(&mut self, _: std::net::Ipv4Addr, _: MacAddr, _: u16) {}
 }
 
 #[test]

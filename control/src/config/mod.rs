@@ -83,7 +83,27 @@ pub struct Config {
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
+    pub fullnat: FullNat,
+    #[serde(default)]
     pub services: Vec<Service>,
+}
+
+/// FullNAT local-address ports: each LIP lends the ports `port_min..=port_max`,
+/// split between workers by their low bits.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FullNat {
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+impl Default for FullNat {
+    fn default() -> Self {
+        FullNat {
+            port_min: 1024,
+            port_max: 65535,
+        }
+    }
 }
 
 /// DPDK's Environment Abstraction Layer.
@@ -254,6 +274,10 @@ pub struct Service {
     /// In list order, the order schedulers scan them.
     #[serde(default)]
     pub reals: Vec<Real>,
+    /// FullNAT local addresses (LIPs): sources of the connections to the
+    /// reals. Each must be an address of some port.
+    #[serde(default, deserialize_with = "ipv4_list")]
+    pub local_addresses: Vec<Ipv4Addr>,
 }
 
 /// A real server of a service.
@@ -515,6 +539,17 @@ impl<'de> Deserialize<'de> for Forward {
 
 /// An IPv4 address in dotted-quad form (serde's own impl says only "invalid
 /// IP address syntax").
+fn ipv4_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Ipv4Addr>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|text| {
+            text.parse()
+                .map_err(|_| serde::de::Error::custom(format!("invalid IPv4 address \"{text}\"")))
+        })
+        .collect()
+}
+
 fn ipv4<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Ipv4Addr, D::Error> {
     struct Addr(Ipv4Addr);
     impl FromStr for Addr {

@@ -1,7 +1,7 @@
 //! Semantic checks on a parsed [`Config`]: what serde cannot see. Each
 //! refusal names the key path it is about and says what to change.
 
-use super::{Config, Forward, HostCpus, Ipv4Net, Port, ValidationError};
+use super::{Config, Forward, HostCpus, Ipv4Net, Port, Real, Service, ValidationError};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
@@ -399,16 +399,89 @@ impl Config {
                         format!("weight {} is above the maximum {MAX_WEIGHT}", real.weight),
                     );
                 }
-                if real.forward != Forward::Nat {
-                    return refuse(
-                        format!("{at}.forward"),
-                        format!(
-                            "forward mode `{}` is not implemented yet (only nat)",
-                            real.forward
-                        ),
-                    );
-                }
+                self.check_forward(&at, service, real)?;
             }
+            self.check_local_addresses(&at, service)?;
+        }
+        if self.fullnat.port_min == 0 || self.fullnat.port_min > self.fullnat.port_max {
+            return refuse(
+                "fullnat",
+                format!(
+                    "port range {}-{} is empty or starts at 0; port_min must be from 1 to port_max",
+                    self.fullnat.port_min, self.fullnat.port_max
+                ),
+            );
+        }
+        let workers = self.workers.len() as u32;
+        let range = u32::from(self.fullnat.port_max) - u32::from(self.fullnat.port_min) + 1;
+        if self.services.iter().any(|s| !s.local_addresses.is_empty()) && range < workers {
+            return refuse(
+                "fullnat",
+                format!(
+                    "port range {}-{} has fewer ports than the {workers} workers that share it",
+                    self.fullnat.port_min, self.fullnat.port_max
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// What each forwarding mode needs of a real (REFERENCE.md §1).
+    fn check_forward(&self, at: &str, service: &Service, real: &Real) -> Checked {
+        let mapped = real.port.is_some_and(|port| port != service.port);
+        match real.forward {
+            Forward::Dr | Forward::Tun if mapped => refuse(
+                format!("{at}.port"),
+                format!(
+                    "port mapping is not possible in {} mode: the real receives the \
+                     packet as the client sent it, to port {}; drop `port` or use nat/fullnat",
+                    real.forward, service.port
+                ),
+            ),
+            Forward::Dr if !self.ports.iter().any(|port| port.connects(real.address)) => refuse(
+                format!("{at}.address"),
+                format!(
+                    "real {} is not on a connected subnet: DR rewrites only the MAC address, \
+                     so the real must share a link with rvs (use tun or fullnat to reach it \
+                     through a router)",
+                    real.address
+                ),
+            ),
+            Forward::FullNat if service.local_addresses.is_empty() => refuse(
+                format!("{at}.forward"),
+                "fullnat needs local addresses: add `local_addresses: [LIP, ...]` to the \
+                 service (each an address of a port)",
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_local_addresses(&self, at: &str, service: &Service) -> Checked {
+        for (k, lip) in service.local_addresses.iter().enumerate() {
+            if self.owner_of(*lip).is_none() {
+                return refuse(
+                    format!("{at}.local_addresses[{k}]"),
+                    format!(
+                        "local address {lip} is not on any port; add it to a port's \
+                         `addresses` so rvs owns it and answers ARP for it"
+                    ),
+                );
+            }
+            if service.local_addresses[..k].contains(lip) {
+                return refuse(
+                    format!("{at}.local_addresses[{k}]"),
+                    format!("local address {lip} is listed twice"),
+                );
+            }
+        }
+        if !service.local_addresses.is_empty()
+            && service.reals.iter().any(|r| r.forward != Forward::FullNat)
+        {
+            return refuse(
+                format!("{at}.local_addresses"),
+                "local addresses only serve fullnat reals, and a service's reals must then all \
+                 be fullnat",
+            );
         }
         Ok(())
     }

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
 use rvs_dataplane::counters::{DropReason, RealCounters, WorkerCounters};
-use rvs_dataplane::engine::{Engine, EngineLimits, PacketIo};
+use rvs_dataplane::engine::{Engine, EngineLimits, PacketIo, WorkerPlace};
 use rvs_dataplane::sched::SchedulerKind;
-use rvs_dataplane::snapshot::{ForwardMode, PortInfo, Prefix, RealInfo, ServiceInfo, Snapshot};
+use rvs_dataplane::snapshot::{
+    ForwardMode, PortInfo, PortRange, Prefix, RealInfo, ServiceInfo, Snapshot,
+};
 use rvs_dataplane::tcp_state::Timeouts;
 use rvs_dataplane::wire::arp::{self, ArpOperation};
 use rvs_dataplane::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
@@ -48,6 +50,12 @@ pub fn r2() -> Ipv4Addr {
 pub struct Capture {
     pub sent: Vec<(u16, Vec<u8>)>,
     pub no_buffers: bool,
+    /// Packets handed to another worker: (worker, frame).
+    pub redirected: Vec<(u16, Vec<u8>)>,
+    /// Neighbours told to the other workers.
+    pub shared: Vec<(Ipv4Addr, MacAddr, u16)>,
+    /// Redirect rings refuse everything.
+    pub rings_full: bool,
 }
 
 impl PacketIo<VecBuf> for Capture {
@@ -56,6 +64,16 @@ impl PacketIo<VecBuf> for Capture {
     }
     fn alloc(&mut self) -> Option<VecBuf> {
         (!self.no_buffers).then(VecBuf::empty)
+    }
+    fn redirect(&mut self, worker: u16, packet: VecBuf) -> Result<(), VecBuf> {
+        if self.rings_full {
+            return Err(packet);
+        }
+        self.redirected.push((worker, packet.data().to_vec()));
+        Ok(())
+    }
+    fn share_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
+        self.shared.push((ip, mac, port));
     }
 }
 
@@ -69,13 +87,44 @@ pub struct Real {
     pub address: Ipv4Addr,
     pub port: u16,
     pub weight: u32,
+    pub forward: ForwardMode,
 }
 
 pub fn real(address: Ipv4Addr, port: u16, weight: u32) -> Real {
+    real_via(ForwardMode::Nat, address, port, weight)
+}
+
+pub fn real_via(forward: ForwardMode, address: Ipv4Addr, port: u16, weight: u32) -> Real {
     Real {
         address,
         port,
         weight,
+        forward,
+    }
+}
+
+/// The FullNAT local address of the test snapshot (on the real-side port).
+pub fn lip() -> Ipv4Addr {
+    ip("10.99.2.100")
+}
+
+/// What a test engine looks like beyond its reals.
+#[derive(Clone, Copy)]
+pub struct Setup {
+    pub connections: usize,
+    pub place: WorkerPlace,
+    pub lip_ports: PortRange,
+    pub real_port_mtu: u16,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            connections: 64,
+            place: WorkerPlace::SINGLE,
+            lip_ports: PortRange::default(),
+            real_port_mtu: 1500,
+        }
     }
 }
 
@@ -87,6 +136,20 @@ pub struct Harness {
 }
 
 pub fn harness(scheduler: SchedulerKind, reals: &[Real], connections: usize) -> Harness {
+    harness_with(
+        scheduler,
+        reals,
+        Setup {
+            connections,
+            ..Setup::default()
+        },
+    )
+}
+
+pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> Harness {
+    let connections = setup.connections;
+    let fullnat = reals.iter().any(|r| r.forward == ForwardMode::FullNat);
+    let local_addresses = if fullnat { vec![(lip(), 0)] } else { vec![] };
     let ports = vec![
         PortInfo {
             name: "client".into(),
@@ -97,8 +160,8 @@ pub fn harness(scheduler: SchedulerKind, reals: &[Real], connections: usize) -> 
         PortInfo {
             name: "real".into(),
             mac: DIR_MAC1,
-            addresses: vec![Prefix::new(ip("10.99.2.1"), 24)],
-            mtu: 1500,
+            addresses: vec![Prefix::new(ip("10.99.2.1"), 24), Prefix::new(lip(), 24)],
+            mtu: setup.real_port_mtu,
         },
     ];
     let real_infos: Vec<RealInfo> = reals
@@ -107,7 +170,7 @@ pub fn harness(scheduler: SchedulerKind, reals: &[Real], connections: usize) -> 
             address: r.address,
             port: r.port,
             weight: r.weight,
-            forward: ForwardMode::Nat,
+            forward: r.forward,
             global_index: 0,
         })
         .collect();
@@ -118,6 +181,7 @@ pub fn harness(scheduler: SchedulerKind, reals: &[Real], connections: usize) -> 
             port: 80,
             scheduler,
             reals: real_infos.clone(),
+            local_addresses: local_addresses.clone(),
         },
         ServiceInfo {
             protocol: protocol::UDP,
@@ -125,15 +189,19 @@ pub fn harness(scheduler: SchedulerKind, reals: &[Real], connections: usize) -> 
             port: 53,
             scheduler,
             reals: real_infos,
+            local_addresses,
         },
     ];
-    let snapshot = Arc::new(Snapshot::new(ports, vec![], services, Timeouts::default()));
+    let snapshot = Arc::new(
+        Snapshot::new(ports, vec![], services, Timeouts::default()).with_lip_ports(setup.lip_ports),
+    );
     let counters = Arc::new(WorkerCounters::default());
     let real_counters: Arc<[RealCounters]> = (0..snapshot.real_count())
         .map(|_| RealCounters::default())
         .collect();
     let mut engine = Engine::new(
         snapshot,
+        setup.place,
         EngineLimits {
             connections,
             arp_pending: 8,
