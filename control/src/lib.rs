@@ -1,5 +1,10 @@
 //! The rvs control plane: everything that is not the packet path and must
-//! never link DPDK. For now: the YAML configuration model.
+//! never link DPDK: the YAML configuration model, the control protocol and
+//! its socket server and client, and the ipvsadm-compatible front end.
 #![deny(unsafe_code)]
 
+pub mod client;
 pub mod config;
+pub mod ipvsadm;
+pub mod proto;
+pub mod server;

@@ -1,0 +1,1090 @@
+//! ipvsadm's command-line grammar.
+//!
+//! Follows ipvsadm 1.31 (popt): the first option must be a command; short
+//! options cluster (`-Ln`, `-At VIP:80`); an argument may be attached
+//! (`-w3`, `--weight=3`) or the next word; `-p`'s timeout is optional and
+//! taken from the next word only when that does not start with `-`. After
+//! the options are read, each command is checked against ipvsadm's table of
+//! legal options, then the service rules (port zero needs persistence,
+//! one-packet scheduling is UDP only). Error texts are ipvsadm's.
+
+use super::{Action, Format, Listing};
+use crate::proto::{Command, Forward, LaddrSpec, Protocol, RealSpec, ServiceKey, ServiceSpec};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// ipvsadm's ceiling for timeouts: 31 days.
+const MAX_TIMEOUT: u32 = 86400 * 31;
+
+/// ipvsadm's persistence timeout for a bare `-p`.
+const DEFAULT_PERSISTENCE: u32 = 360;
+
+/// A refused command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// What is wrong, in ipvsadm's words; empty when ipvsadm only prints
+    /// its "Try ... -h" line.
+    pub message: String,
+    /// Whether to follow with "Try `rvsadm -h' or 'rvsadm --help' for more
+    /// information."
+    pub try_help: bool,
+}
+
+impl ParseError {
+    fn new(message: impl Into<String>) -> Self {
+        ParseError {
+            message: message.into(),
+            try_help: false,
+        }
+    }
+
+    fn try_help() -> Self {
+        ParseError {
+            message: String::new(),
+            try_help: true,
+        }
+    }
+
+    fn unsupported(option: &str, why: &str) -> Self {
+        ParseError::new(format!("rvsadm: {option}: {why}"))
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses rvsadm's arguments (without the program name). No arguments at
+/// all means `-L`, as with ipvsadm.
+pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Action, ParseError> {
+    if args.is_empty() {
+        return Ok(Action::List(Listing::Services {
+            service: None,
+            format: Format::default(),
+        }));
+    }
+    parse_words(args, false)
+}
+
+/// Parses one line of `-R` input: `None` for a blank line or a `#` comment.
+pub fn parse_restore_line(line: &str) -> Result<Option<Action>, ParseError> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(None);
+    }
+    let words: Vec<&str> = trimmed.split_whitespace().collect();
+    parse_words(&words, true).map(Some)
+}
+
+/// ipvsadm's commands, named as in its messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cmd {
+    Add,
+    Edit,
+    Delete,
+    Flush,
+    List,
+    AddDest,
+    DeleteDest,
+    EditDest,
+    Set,
+    Restore,
+    Save,
+    Zero,
+    AddLaddr,
+    DelLaddr,
+    GetLaddr,
+}
+
+impl Cmd {
+    fn name(self) -> &'static str {
+        match self {
+            Cmd::Add => "add-service",
+            Cmd::Edit => "edit-service",
+            Cmd::Delete => "delete-service",
+            Cmd::Flush => "flush",
+            Cmd::List => "list",
+            Cmd::AddDest => "add-server",
+            Cmd::DeleteDest => "delete-server",
+            Cmd::EditDest => "edit-server",
+            Cmd::Set => "set",
+            Cmd::Restore => "restore",
+            Cmd::Save => "save",
+            Cmd::Zero => "zero",
+            Cmd::AddLaddr => "add-laddr",
+            Cmd::DelLaddr => "del-laddr",
+            Cmd::GetLaddr => "get-laddr",
+        }
+    }
+
+    /// ipvsadm's table of legal options: `+` compulsory, `x` illegal, `1`
+    /// at most one of the `1`s, ` ` optional.
+    fn rule(self, opt: Opt) -> char {
+        use Opt::*;
+        match self {
+            Cmd::Add | Cmd::Edit => match opt {
+                Service => '+',
+                Scheduler | Persistent | Netmask | Ops | SchedFlags => ' ',
+                _ => 'x',
+            },
+            Cmd::Delete => match opt {
+                Service => '+',
+                _ => 'x',
+            },
+            Cmd::List => match opt {
+                Connection | Service | Timeout | Daemon => '1',
+                Numeric | Stats | Rate | Thresholds | PersistentConn | NoSort | Exact => ' ',
+                _ => 'x',
+            },
+            Cmd::AddDest | Cmd::EditDest => match opt {
+                Service | Server => '+',
+                Forward | Weight | UThreshold | LThreshold | TunType => ' ',
+                _ => 'x',
+            },
+            Cmd::DeleteDest => match opt {
+                Service | Server => '+',
+                _ => 'x',
+            },
+            Cmd::Save => match opt {
+                Numeric => ' ',
+                _ => 'x',
+            },
+            Cmd::Zero => match opt {
+                Service => ' ',
+                _ => 'x',
+            },
+            Cmd::AddLaddr | Cmd::DelLaddr => match opt {
+                Service | Laddr => '+',
+                Ifname => ' ',
+                _ => 'x',
+            },
+            Cmd::GetLaddr => match opt {
+                Service | Numeric => ' ',
+                _ => 'x',
+            },
+            Cmd::Flush | Cmd::Set | Cmd::Restore => 'x',
+        }
+    }
+}
+
+/// ipvsadm's options, in the order of its table (which fixes which option
+/// its messages name first), then rvs's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opt {
+    Numeric,
+    Connection,
+    Service,
+    Scheduler,
+    Persistent,
+    Netmask,
+    Server,
+    Forward,
+    Weight,
+    UThreshold,
+    LThreshold,
+    Timeout,
+    Daemon,
+    Stats,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    NoSort,
+    Exact,
+    Ops,
+    SchedFlags,
+    TunType,
+    Laddr,
+    Ifname,
+}
+
+const ALL_OPTS: [Opt; 24] = [
+    Opt::Numeric,
+    Opt::Connection,
+    Opt::Service,
+    Opt::Scheduler,
+    Opt::Persistent,
+    Opt::Netmask,
+    Opt::Server,
+    Opt::Forward,
+    Opt::Weight,
+    Opt::UThreshold,
+    Opt::LThreshold,
+    Opt::Timeout,
+    Opt::Daemon,
+    Opt::Stats,
+    Opt::Rate,
+    Opt::Thresholds,
+    Opt::PersistentConn,
+    Opt::NoSort,
+    Opt::Exact,
+    Opt::Ops,
+    Opt::SchedFlags,
+    Opt::TunType,
+    Opt::Laddr,
+    Opt::Ifname,
+];
+
+impl Opt {
+    fn name(self) -> &'static str {
+        match self {
+            Opt::Numeric => "numeric",
+            Opt::Connection => "connection",
+            Opt::Service => "service-address",
+            Opt::Scheduler => "scheduler",
+            Opt::Persistent => "persistent",
+            Opt::Netmask => "netmask",
+            Opt::Server => "real-server",
+            Opt::Forward => "forwarding-method",
+            Opt::Weight => "weight",
+            Opt::UThreshold => "u-threshold",
+            Opt::LThreshold => "l-threshold",
+            Opt::Timeout => "timeout",
+            Opt::Daemon => "daemon",
+            Opt::Stats => "stats",
+            Opt::Rate => "rate",
+            Opt::Thresholds => "thresholds",
+            Opt::PersistentConn => "persistent-conn",
+            Opt::NoSort => "nosort",
+            Opt::Exact => "exact",
+            Opt::Ops => "ops",
+            Opt::SchedFlags => "sched-flags",
+            Opt::TunType => "tun-type",
+            Opt::Laddr => "laddr",
+            Opt::Ifname => "ifname",
+        }
+    }
+
+    fn bit(self) -> u32 {
+        1 << self as u32
+    }
+}
+
+/// What a word on the command line means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tag {
+    Command(Cmd),
+    Help,
+    Version,
+    Tcp,
+    Udp,
+    Fwmark,
+    Scheduler,
+    Persistent,
+    Netmask,
+    Server,
+    Masq,
+    Ipip,
+    Gatewaying,
+    FullNat,
+    Weight,
+    UThreshold,
+    LThreshold,
+    Numeric,
+    Connection,
+    Timeout,
+    Daemon,
+    Stats,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    NoSort,
+    Sort,
+    Exact,
+    Ops,
+    SchedFlags,
+    TunType,
+    Laddr,
+    Ifname,
+    /// Recognised, refused: the reason.
+    Unsupported(&'static str),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    None,
+    Required,
+    Optional,
+}
+
+const SYNC: &str = "kernel connection sync; rvs has no equivalent yet";
+
+/// (long name, short name, argument, meaning)
+const OPTIONS: &[(&str, Option<char>, Arg, Tag)] = &[
+    ("add-service", Some('A'), Arg::None, Tag::Command(Cmd::Add)),
+    (
+        "edit-service",
+        Some('E'),
+        Arg::None,
+        Tag::Command(Cmd::Edit),
+    ),
+    (
+        "delete-service",
+        Some('D'),
+        Arg::None,
+        Tag::Command(Cmd::Delete),
+    ),
+    ("clear", Some('C'), Arg::None, Tag::Command(Cmd::Flush)),
+    ("list", Some('L'), Arg::None, Tag::Command(Cmd::List)),
+    ("list", Some('l'), Arg::None, Tag::Command(Cmd::List)),
+    ("zero", Some('Z'), Arg::None, Tag::Command(Cmd::Zero)),
+    (
+        "add-server",
+        Some('a'),
+        Arg::None,
+        Tag::Command(Cmd::AddDest),
+    ),
+    (
+        "edit-server",
+        Some('e'),
+        Arg::None,
+        Tag::Command(Cmd::EditDest),
+    ),
+    (
+        "delete-server",
+        Some('d'),
+        Arg::None,
+        Tag::Command(Cmd::DeleteDest),
+    ),
+    ("set", None, Arg::None, Tag::Command(Cmd::Set)),
+    ("help", Some('h'), Arg::None, Tag::Help),
+    ("version", Some('v'), Arg::None, Tag::Version),
+    ("restore", Some('R'), Arg::None, Tag::Command(Cmd::Restore)),
+    ("save", Some('S'), Arg::None, Tag::Command(Cmd::Save)),
+    (
+        "add-laddr",
+        Some('P'),
+        Arg::None,
+        Tag::Command(Cmd::AddLaddr),
+    ),
+    (
+        "del-laddr",
+        Some('Q'),
+        Arg::None,
+        Tag::Command(Cmd::DelLaddr),
+    ),
+    (
+        "get-laddr",
+        Some('G'),
+        Arg::None,
+        Tag::Command(Cmd::GetLaddr),
+    ),
+    ("start-daemon", None, Arg::Required, Tag::Unsupported(SYNC)),
+    ("stop-daemon", None, Arg::Required, Tag::Unsupported(SYNC)),
+    ("tcp-service", Some('t'), Arg::Required, Tag::Tcp),
+    ("udp-service", Some('u'), Arg::Required, Tag::Udp),
+    (
+        "sctp-service",
+        None,
+        Arg::Required,
+        Tag::Unsupported("rvs serves TCP and UDP only"),
+    ),
+    ("fwmark-service", Some('f'), Arg::Required, Tag::Fwmark),
+    ("scheduler", Some('s'), Arg::Required, Tag::Scheduler),
+    ("persistent", Some('p'), Arg::Optional, Tag::Persistent),
+    ("netmask", Some('M'), Arg::Required, Tag::Netmask),
+    ("real-server", Some('r'), Arg::Required, Tag::Server),
+    ("masquerading", Some('m'), Arg::None, Tag::Masq),
+    ("ipip", Some('i'), Arg::None, Tag::Ipip),
+    ("gatewaying", Some('g'), Arg::None, Tag::Gatewaying),
+    ("fullnat", None, Arg::None, Tag::FullNat),
+    ("weight", Some('w'), Arg::Required, Tag::Weight),
+    ("u-threshold", Some('x'), Arg::Required, Tag::UThreshold),
+    ("l-threshold", Some('y'), Arg::Required, Tag::LThreshold),
+    ("numeric", Some('n'), Arg::None, Tag::Numeric),
+    ("connection", Some('c'), Arg::None, Tag::Connection),
+    (
+        "mcast-interface",
+        None,
+        Arg::Required,
+        Tag::Unsupported(SYNC),
+    ),
+    ("syncid", None, Arg::Required, Tag::Unsupported(SYNC)),
+    ("timeout", None, Arg::None, Tag::Timeout),
+    ("daemon", None, Arg::None, Tag::Daemon),
+    ("stats", None, Arg::None, Tag::Stats),
+    ("rate", None, Arg::None, Tag::Rate),
+    ("thresholds", None, Arg::None, Tag::Thresholds),
+    ("persistent-conn", None, Arg::None, Tag::PersistentConn),
+    ("nosort", None, Arg::None, Tag::NoSort),
+    ("sort", None, Arg::None, Tag::Sort),
+    ("exact", Some('X'), Arg::None, Tag::Exact),
+    (
+        "ipv6",
+        Some('6'),
+        Arg::None,
+        Tag::Unsupported("rvs is IPv4 only for now"),
+    ),
+    ("ops", Some('o'), Arg::None, Tag::Ops),
+    (
+        "pe",
+        None,
+        Arg::Required,
+        Tag::Unsupported("rvs has no persistence engines"),
+    ),
+    ("sched-flags", Some('b'), Arg::Required, Tag::SchedFlags),
+    ("mcast-group", None, Arg::Required, Tag::Unsupported(SYNC)),
+    ("mcast-port", None, Arg::Required, Tag::Unsupported(SYNC)),
+    ("mcast-ttl", None, Arg::Required, Tag::Unsupported(SYNC)),
+    ("sync-maxlen", None, Arg::Required, Tag::Unsupported(SYNC)),
+    (
+        "tun-info",
+        None,
+        Arg::None,
+        Tag::Unsupported("rvs tunnels with IP-in-IP only; there is no tunnel information to list"),
+    ),
+    ("tun-type", None, Arg::Required, Tag::TunType),
+    (
+        "tun-port",
+        None,
+        Arg::Required,
+        Tag::Unsupported("rvs tunnels with IP-in-IP only (--tun-type ipip)"),
+    ),
+    (
+        "tun-nocsum",
+        None,
+        Arg::None,
+        Tag::Unsupported("rvs tunnels with IP-in-IP only (--tun-type ipip)"),
+    ),
+    (
+        "tun-csum",
+        None,
+        Arg::None,
+        Tag::Unsupported("rvs tunnels with IP-in-IP only (--tun-type ipip)"),
+    ),
+    (
+        "tun-remcsum",
+        None,
+        Arg::None,
+        Tag::Unsupported("rvs tunnels with IP-in-IP only (--tun-type ipip)"),
+    ),
+    ("laddr", Some('z'), Arg::Required, Tag::Laddr),
+    ("ifname", Some('F'), Arg::Required, Tag::Ifname),
+];
+
+/// One option occurrence: what it means, how it was spelled, its argument.
+struct Occurrence {
+    tag: Tag,
+    spelling: String,
+    arg: Option<String>,
+}
+
+/// Splits the words into options (with their arguments) and positional
+/// words, as popt does.
+fn tokenize<S: AsRef<str>>(words: &[S]) -> Result<(Vec<Occurrence>, Vec<String>), ParseError> {
+    let mut occurrences = Vec::new();
+    let mut positional = Vec::new();
+    let mut index = 0;
+    let mut only_positional = false;
+    while index < words.len() {
+        let word = words[index].as_ref();
+        index += 1;
+        if only_positional || word == "-" || !word.starts_with('-') {
+            positional.push(word.to_owned());
+            continue;
+        }
+        if word == "--" {
+            only_positional = true;
+            continue;
+        }
+        if let Some(long) = word.strip_prefix("--") {
+            let (name, attached) = match long.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_owned())),
+                None => (long, None),
+            };
+            let Some(&(_, _, arg, tag)) = OPTIONS.iter().find(|option| option.0 == name) else {
+                return Err(ParseError::new(format!("--{name}: unknown option")));
+            };
+            let spelling = format!("--{name}");
+            let value = match (arg, attached) {
+                (Arg::None, Some(_)) => {
+                    return Err(ParseError::new(format!(
+                        "{spelling}: option does not take an argument"
+                    )))
+                }
+                (Arg::None, None) => None,
+                (_, Some(value)) => Some(value),
+                (Arg::Required, None) => match words.get(index) {
+                    Some(next) => {
+                        index += 1;
+                        Some(next.as_ref().to_owned())
+                    }
+                    None => return Err(ParseError::new(format!("{spelling}: missing argument"))),
+                },
+                (Arg::Optional, None) => take_optional(words, &mut index),
+            };
+            occurrences.push(Occurrence {
+                tag,
+                spelling,
+                arg: value,
+            });
+            continue;
+        }
+        let cluster: Vec<char> = word[1..].chars().collect();
+        let mut position = 0;
+        while position < cluster.len() {
+            let letter = cluster[position];
+            position += 1;
+            let Some(&(_, _, arg, tag)) = OPTIONS.iter().find(|option| option.1 == Some(letter))
+            else {
+                return Err(ParseError::new(format!("-{letter}: unknown option")));
+            };
+            let spelling = format!("-{letter}");
+            let rest: String = cluster[position..].iter().collect();
+            let value = match arg {
+                Arg::None => None,
+                _ if !rest.is_empty() => {
+                    position = cluster.len();
+                    Some(rest)
+                }
+                Arg::Required => match words.get(index) {
+                    Some(next) => {
+                        index += 1;
+                        Some(next.as_ref().to_owned())
+                    }
+                    None => return Err(ParseError::new(format!("{spelling}: missing argument"))),
+                },
+                Arg::Optional => take_optional(words, &mut index),
+            };
+            occurrences.push(Occurrence {
+                tag,
+                spelling,
+                arg: value,
+            });
+        }
+    }
+    Ok((occurrences, positional))
+}
+
+/// popt's optional argument: the next word, unless it looks like an option.
+fn take_optional<S: AsRef<str>>(words: &[S], index: &mut usize) -> Option<String> {
+    let next = words.get(*index)?.as_ref();
+    if next.starts_with('-') {
+        return None;
+    }
+    *index += 1;
+    Some(next.to_owned())
+}
+
+/// Everything the options said, before the command is built.
+struct Parsed {
+    cmd: Cmd,
+    options: u32,
+    service: Option<ServiceKey>,
+    scheduler: Option<String>,
+    persistent: Option<u32>,
+    netmask: Option<Ipv4Addr>,
+    ops: bool,
+    sched_flags: Option<String>,
+    real: Option<(Ipv4Addr, Option<u16>)>,
+    forward: Forward,
+    weight: u32,
+    u_threshold: u32,
+    l_threshold: u32,
+    format: Format,
+    laddr: Option<Ipv4Addr>,
+    ifname: Option<String>,
+}
+
+impl Parsed {
+    fn has(&self, opt: Opt) -> bool {
+        self.options & opt.bit() != 0
+    }
+
+    fn set(&mut self, opt: Opt) -> Result<(), ParseError> {
+        if self.has(opt) {
+            return Err(ParseError::new(format!(
+                "multiple '{}' options specified",
+                opt.name()
+            )));
+        }
+        self.options |= opt.bit();
+        Ok(())
+    }
+}
+
+fn parse_words<S: AsRef<str>>(words: &[S], reading_stdin: bool) -> Result<Action, ParseError> {
+    let (occurrences, positional) = tokenize(words)?;
+    let mut occurrences = occurrences.into_iter();
+    let cmd = match occurrences.next() {
+        None => return Err(ParseError::try_help()),
+        Some(first) => match first.tag {
+            Tag::Command(cmd) => cmd,
+            Tag::Help => return Ok(Action::Help),
+            Tag::Version => return Ok(Action::Version),
+            Tag::Unsupported(why) => return Err(ParseError::unsupported(&first.spelling, why)),
+            _ => return Err(ParseError::try_help()),
+        },
+    };
+    let mut parsed = Parsed {
+        cmd,
+        options: 0,
+        service: None,
+        scheduler: None,
+        persistent: None,
+        netmask: None,
+        ops: false,
+        sched_flags: None,
+        real: None,
+        forward: Forward::Route,
+        weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+        format: Format::default(),
+        laddr: None,
+        ifname: None,
+    };
+    for occurrence in occurrences {
+        apply_option(&mut parsed, occurrence)?;
+    }
+
+    let mut positional = positional.into_iter();
+    let mut timeouts = None;
+    if cmd == Cmd::Set {
+        let values: Vec<String> = positional.by_ref().take(3).collect();
+        if values.len() < 3 {
+            return Err(ParseError::new("--set option requires 3 timeout values"));
+        }
+        timeouts = Some((
+            parse_timeout(&values[0], 0)?,
+            parse_timeout(&values[1], 0)?,
+            parse_timeout(&values[2], 0)?,
+        ));
+    }
+    if let Some(extra) = positional.next() {
+        return Err(ParseError::new(format!("unexpected argument {extra}")));
+    }
+    let flags = match &parsed.sched_flags {
+        Some(text) => sched_flags(parsed.scheduler.as_deref().unwrap_or("wlc"), text)?,
+        None => Vec::new(),
+    };
+    check_options(&parsed)?;
+
+    if matches!(cmd, Cmd::Add | Cmd::Edit) {
+        if let Some(ServiceKey::Inet { port: 0, .. }) = parsed.service {
+            if parsed.persistent.is_none() {
+                return Err(ParseError::new(
+                    "Zero port specified for non-persistent service",
+                ));
+            }
+        }
+        if parsed.ops
+            && matches!(
+                parsed.service,
+                Some(ServiceKey::Inet {
+                    protocol: Protocol::Tcp,
+                    ..
+                })
+            )
+        {
+            return Err(ParseError::new(
+                "One-Packet Scheduling is only for UDP virtual services",
+            ));
+        }
+    }
+
+    let service = parsed.service;
+    let key = || service.expect("checked: the command requires a service");
+    let action = match cmd {
+        Cmd::Add | Cmd::Edit => {
+            let spec = ServiceSpec {
+                key: key(),
+                scheduler: parsed.scheduler.clone().unwrap_or_else(|| "wlc".to_owned()),
+                flags,
+                persistent: parsed.persistent,
+                netmask: parsed.netmask.filter(|mask| *mask != Ipv4Addr::BROADCAST),
+                ops: parsed.ops,
+            };
+            Action::Apply(if cmd == Cmd::Add {
+                Command::AddService { service: spec }
+            } else {
+                Command::EditService { service: spec }
+            })
+        }
+        Cmd::Delete => Action::Apply(Command::DeleteService { service: key() }),
+        Cmd::Flush => Action::Apply(Command::Clear),
+        Cmd::Zero => Action::Apply(Command::Zero { service }),
+        Cmd::Set => {
+            let (tcp, tcpfin, udp) = timeouts.expect("parsed above for --set");
+            Action::Apply(Command::SetTimeouts { tcp, tcpfin, udp })
+        }
+        Cmd::Save => Action::Save,
+        Cmd::Restore => {
+            if reading_stdin {
+                return Err(ParseError::try_help());
+            }
+            Action::Restore
+        }
+        Cmd::AddDest | Cmd::EditDest | Cmd::DeleteDest => {
+            let key = key();
+            let (addr, port) = parsed.real.expect("checked: the command requires -r");
+            let mut port = port.unwrap_or(key.port());
+            // IPVS cannot change the port without rewriting the packet.
+            if !matches!(key, ServiceKey::Mark(_))
+                && matches!(parsed.forward, Forward::Route | Forward::Tunnel)
+                && cmd != Cmd::DeleteDest
+            {
+                port = key.port();
+            }
+            let real = RealSpec {
+                addr,
+                port,
+                forward: parsed.forward,
+                weight: parsed.weight,
+                u_threshold: parsed.u_threshold,
+                l_threshold: parsed.l_threshold,
+            };
+            Action::Apply(match cmd {
+                Cmd::AddDest => Command::AddReal { service: key, real },
+                Cmd::EditDest => Command::EditReal { service: key, real },
+                _ => Command::DeleteReal {
+                    service: key,
+                    addr,
+                    port,
+                },
+            })
+        }
+        Cmd::AddLaddr | Cmd::DelLaddr => {
+            let laddr = LaddrSpec {
+                addr: parsed.laddr.expect("checked: the command requires -z"),
+                ifname: parsed.ifname.clone(),
+            };
+            Action::Apply(if cmd == Cmd::AddLaddr {
+                Command::AddLaddr {
+                    service: key(),
+                    laddr,
+                }
+            } else {
+                Command::DelLaddr {
+                    service: key(),
+                    laddr,
+                }
+            })
+        }
+        Cmd::GetLaddr => Action::List(Listing::Laddrs { service }),
+        Cmd::List => {
+            let connection_like =
+                parsed.has(Opt::Connection) || parsed.has(Opt::Timeout) || parsed.has(Opt::Daemon);
+            let detail =
+                parsed.has(Opt::Stats) || parsed.has(Opt::Rate) || parsed.has(Opt::Thresholds);
+            if connection_like && detail
+                || (parsed.has(Opt::Timeout) || parsed.has(Opt::Daemon))
+                    && parsed.has(Opt::PersistentConn)
+            {
+                return Err(ParseError::new("options conflicts in the list command"));
+            }
+            let format = parsed.format;
+            Action::List(if parsed.has(Opt::Connection) {
+                Listing::Connections { format }
+            } else if service.is_some() {
+                Listing::Services { service, format }
+            } else if parsed.has(Opt::Timeout) {
+                Listing::Timeouts
+            } else if parsed.has(Opt::Daemon) {
+                Listing::Daemons
+            } else {
+                Listing::Services {
+                    service: None,
+                    format,
+                }
+            })
+        }
+    };
+    Ok(action)
+}
+
+fn apply_option(parsed: &mut Parsed, occurrence: Occurrence) -> Result<(), ParseError> {
+    let given = occurrence.arg.is_some();
+    let arg = occurrence.arg.unwrap_or_default();
+    match occurrence.tag {
+        // ipvsadm's popt table does not handle a second command; it lands in
+        // the "invalid option" branch.
+        Tag::Command(_) | Tag::Help | Tag::Version => {
+            return Err(ParseError::new(format!(
+                "invalid option `{}'",
+                occurrence.spelling
+            )))
+        }
+        Tag::Unsupported(why) => return Err(ParseError::unsupported(&occurrence.spelling, why)),
+        Tag::Tcp | Tag::Udp => {
+            parsed.set(Opt::Service)?;
+            let protocol = if occurrence.tag == Tag::Tcp {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            };
+            let (addr, port) = parse_address(&arg, protocol).ok_or_else(|| {
+                ParseError::new("illegal virtual server address[:port] specified")
+            })?;
+            parsed.service = Some(ServiceKey::Inet {
+                protocol,
+                addr,
+                port: port.unwrap_or(0),
+            });
+        }
+        Tag::Fwmark => {
+            parsed.set(Opt::Service)?;
+            let mark = arg
+                .parse::<u32>()
+                .ok()
+                .filter(|mark| *mark > 0 && arg.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| {
+                    ParseError::new(format!("invalid fwmark value `{arg}' specified"))
+                })?;
+            parsed.service = Some(ServiceKey::Mark(mark));
+        }
+        Tag::Scheduler => {
+            parsed.set(Opt::Scheduler)?;
+            parsed.scheduler = Some(arg);
+        }
+        Tag::Persistent => {
+            parsed.set(Opt::Persistent)?;
+            parsed.persistent = Some(if given {
+                parse_timeout(&arg, 1)?
+            } else {
+                DEFAULT_PERSISTENCE
+            });
+        }
+        Tag::Netmask => {
+            parsed.set(Opt::Netmask)?;
+            parsed.netmask = Some(arg.parse().map_err(|_| {
+                ParseError::new("illegal virtual server persistent mask specified")
+            })?);
+        }
+        Tag::Server => {
+            parsed.set(Opt::Server)?;
+            let protocol = match parsed.service {
+                Some(ServiceKey::Inet { protocol, .. }) => protocol,
+                _ => Protocol::Tcp,
+            };
+            parsed.real =
+                Some(parse_address(&arg, protocol).ok_or_else(|| {
+                    ParseError::new("illegal real server address[:port] specified")
+                })?);
+        }
+        Tag::Masq | Tag::Ipip | Tag::Gatewaying | Tag::FullNat => {
+            parsed.set(Opt::Forward)?;
+            parsed.forward = match occurrence.tag {
+                Tag::Masq => Forward::Masq,
+                Tag::Ipip => Forward::Tunnel,
+                Tag::Gatewaying => Forward::Route,
+                _ => Forward::FullNat,
+            };
+        }
+        Tag::Weight => {
+            parsed.set(Opt::Weight)?;
+            parsed.weight =
+                number(&arg, 65535).ok_or_else(|| ParseError::new("illegal weight specified"))?;
+        }
+        Tag::UThreshold => {
+            parsed.set(Opt::UThreshold)?;
+            parsed.u_threshold = number(&arg, i32::MAX as u32)
+                .ok_or_else(|| ParseError::new("illegal u_threshold specified"))?;
+        }
+        Tag::LThreshold => {
+            parsed.set(Opt::LThreshold)?;
+            parsed.l_threshold = number(&arg, i32::MAX as u32)
+                .ok_or_else(|| ParseError::new("illegal l_threshold specified"))?;
+        }
+        Tag::Numeric => {
+            parsed.set(Opt::Numeric)?;
+            parsed.format.numeric = true;
+        }
+        Tag::Connection => parsed.set(Opt::Connection)?,
+        Tag::Timeout => parsed.set(Opt::Timeout)?,
+        Tag::Daemon => parsed.set(Opt::Daemon)?,
+        Tag::Stats => {
+            parsed.set(Opt::Stats)?;
+            parsed.format.stats = true;
+        }
+        Tag::Rate => {
+            parsed.set(Opt::Rate)?;
+            parsed.format.rate = true;
+        }
+        Tag::Thresholds => {
+            parsed.set(Opt::Thresholds)?;
+            parsed.format.thresholds = true;
+        }
+        Tag::PersistentConn => {
+            parsed.set(Opt::PersistentConn)?;
+            parsed.format.persistent_conn = true;
+        }
+        Tag::NoSort => {
+            parsed.set(Opt::NoSort)?;
+            parsed.format.nosort = true;
+        }
+        Tag::Sort => {}
+        Tag::Exact => {
+            parsed.set(Opt::Exact)?;
+            parsed.format.exact = true;
+        }
+        Tag::Ops => {
+            parsed.set(Opt::Ops)?;
+            parsed.ops = true;
+        }
+        Tag::SchedFlags => {
+            parsed.set(Opt::SchedFlags)?;
+            parsed.sched_flags = Some(arg);
+        }
+        Tag::TunType => {
+            parsed.set(Opt::TunType)?;
+            match arg.as_str() {
+                "ipip" => {}
+                "gue" | "gre" => {
+                    return Err(ParseError::unsupported(
+                        "--tun-type",
+                        "rvs tunnels with IP-in-IP only (--tun-type ipip)",
+                    ))
+                }
+                _ => return Err(ParseError::new("illegal tunnel type specified")),
+            }
+        }
+        Tag::Laddr => {
+            parsed.set(Opt::Laddr)?;
+            parsed.laddr = Some(arg.parse().map_err(|_| {
+                ParseError::new(format!("illegal local address `{arg}' specified"))
+            })?);
+        }
+        Tag::Ifname => {
+            parsed.set(Opt::Ifname)?;
+            parsed.ifname = Some(arg);
+        }
+    }
+    Ok(())
+}
+
+/// ipvsadm's generic_opt_check over its table of legal options.
+fn check_options(parsed: &Parsed) -> Result<(), ParseError> {
+    let cmd = parsed.cmd;
+    let mut first_exclusive: Option<Opt> = None;
+    for opt in ALL_OPTS {
+        let rule = cmd.rule(opt);
+        if !parsed.has(opt) {
+            if rule == '+' {
+                return Err(ParseError::new(format!(
+                    "You need to supply the '{}' option for the '{}' command",
+                    opt.name(),
+                    cmd.name()
+                )));
+            }
+            continue;
+        }
+        match rule {
+            'x' => {
+                return Err(ParseError::new(format!(
+                    "Illegal '{}' option with the '{}' command",
+                    opt.name(),
+                    cmd.name()
+                )))
+            }
+            '1' => match first_exclusive {
+                None => first_exclusive = Some(opt),
+                Some(first) => {
+                    return Err(ParseError::new(format!(
+                        "The option '{}' conflicts with the '{}' option in the '{}' command",
+                        opt.name(),
+                        first.name(),
+                        cmd.name()
+                    )))
+                }
+            },
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// ipvsadm's string_to_number: all digits (an optional sign), within
+/// `0..=max`.
+fn number(text: &str, max: u32) -> Option<u32> {
+    let value: i64 = text.parse().ok()?;
+    (0..=i64::from(max))
+        .contains(&value)
+        .then_some(value as u32)
+}
+
+/// ipvsadm's parse_timeout.
+fn parse_timeout(text: &str, min: u32) -> Result<u32, ParseError> {
+    number(text, MAX_TIMEOUT)
+        .filter(|value| *value >= min)
+        .ok_or_else(|| ParseError::new(format!("invalid timeout value `{text}' specified")))
+}
+
+/// ipvsadm's parse_service for IPv4: `addr` or `addr:port`, the port a
+/// number or an `/etc/services` name. `None` where ipvsadm says "illegal".
+fn parse_address(text: &str, protocol: Protocol) -> Option<(Ipv4Addr, Option<u16>)> {
+    if text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    match text.rsplit_once(':') {
+        None => Some((text.parse().ok()?, None)),
+        Some((addr, port)) => {
+            let addr = addr.parse().ok()?;
+            let port = match number(port, 65535) {
+                Some(port) => port as u16,
+                None => service_port(port, protocol)?,
+            };
+            Some((addr, Some(port)))
+        }
+    }
+}
+
+/// The port of a service name in /etc/services.
+fn service_port(name: &str, protocol: Protocol) -> Option<u16> {
+    if name.is_empty() {
+        return None;
+    }
+    let suffix = match protocol {
+        Protocol::Tcp => "/tcp",
+        Protocol::Udp => "/udp",
+    };
+    let services = std::fs::read_to_string("/etc/services").ok()?;
+    services.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let official = fields.next()?;
+        let port = fields.next()?.strip_suffix(suffix)?.parse().ok()?;
+        (official == name || fields.any(|alias| alias == name)).then_some(port)
+    })
+}
+
+/// ipvsadm's parse_sched_flags, returning the flags by the names ipvsadm
+/// lists them with for this scheduler, in bit order.
+fn sched_flags(scheduler: &str, text: &str) -> Result<Vec<String>, ParseError> {
+    let mut bits = 0u8;
+    let mut any = false;
+    for flag in text.split(',').filter(|flag| !flag.is_empty()) {
+        any = true;
+        let (bit, only_for) = match flag {
+            "flag-1" => (1, None),
+            "flag-2" => (2, None),
+            "flag-3" => (4, None),
+            "sh-fallback" => (1, Some("sh")),
+            "sh-port" => (2, Some("sh")),
+            "mh-fallback" => (1, Some("mh")),
+            "mh-port" => (2, Some("mh")),
+            _ => return Err(ParseError::new(format!("invalid scheduler flag `{flag}'"))),
+        };
+        if only_for.is_some_and(|only| only != scheduler) {
+            return Err(ParseError::new(format!(
+                "incompatible scheduler flag `{flag}'"
+            )));
+        }
+        bits |= bit;
+    }
+    if !any {
+        return Err(ParseError::new(format!("invalid scheduler flag `{text}'")));
+    }
+    let names: [&str; 3] = match scheduler {
+        "sh" => ["sh-fallback", "sh-port", "flag-3"],
+        "mh" => ["mh-fallback", "mh-port", "flag-3"],
+        _ => ["flag-1", "flag-2", "flag-3"],
+    };
+    Ok((0..3)
+        .filter(|index| bits & (1 << index) != 0)
+        .map(|index| names[index].to_owned())
+        .collect())
+}

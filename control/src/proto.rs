@@ -1,0 +1,955 @@
+//! The control protocol between rvsd and its clients (rvsadm, rvsctl).
+//!
+//! Newline-delimited JSON over a Unix stream socket. Each request is one line
+//!
+//! ```text
+//! {"v":1,"id":7,"cmd":{"op":"add_service","service":{...}}}
+//! ```
+//!
+//! and gets exactly one response line carrying the same `id`:
+//!
+//! ```text
+//! {"v":1,"id":7,"ok":true,"result":null}
+//! {"v":1,"id":7,"ok":false,"error":"Service already exists"}
+//! ```
+//!
+//! Promises:
+//! - The wire format is defined by the serde types below, not by any Rust
+//!   struct layout of the daemon; fields are named, enums are tagged by
+//!   lower-case names, addresses are dotted quads.
+//! - `v` is [`VERSION`]. A daemon refuses any other version with an error
+//!   response; a later version may add optional fields and new commands, but
+//!   never changes the meaning of an existing one without bumping `v`.
+//! - A request line is at most [`MAX_REQUEST`] bytes including its newline.
+//!   Responses have no such bound (a service listing can be large); a
+//!   connection listing is paged by [`Command::ListConnections`] instead.
+//! - Responses come back in request order, so a client may pipeline.
+//! - Error strings are for people. Where ipvsadm has a message for the same
+//!   condition, the daemon uses ipvsadm's words ([`errors`]), so that rvsadm
+//!   prints what ipvsadm would.
+
+use crate::config;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// The protocol version this crate speaks.
+pub const VERSION: u32 = 1;
+
+/// Largest request line, newline included.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Largest page a [`Command::ListConnections`] may ask for; a daemon clamps
+/// larger limits to this.
+pub const MAX_CONNECTION_PAGE: u32 = 10_000;
+
+/// Messages ipvsadm prints for conditions the daemon detects; the daemon
+/// returns these exact strings as [`Response::error`].
+pub mod errors {
+    pub const SERVICE_EXISTS: &str = "Service already exists";
+    /// `-A`/`-E` with a scheduler the daemon does not know.
+    pub const SCHEDULER_NOT_FOUND: &str = "Scheduler or persistence engine not found";
+    /// `-E`, `-D`, `-Z`, `-L service` on a missing service.
+    pub const NO_SUCH_SERVICE: &str = "No such service";
+    /// `-a`, `-e`, `-d` on a missing service.
+    pub const SERVICE_NOT_DEFINED: &str = "Service not defined";
+    pub const DESTINATION_EXISTS: &str = "Destination already exists";
+    pub const NO_SUCH_DESTINATION: &str = "No such destination";
+    pub const PERMISSION_DENIED: &str = "Permission denied (you must be root)";
+    pub const INVALID_OPERATION: &str =
+        "Invalid operation.  Possibly wrong module version, address not unicast, ...";
+    /// A table is full (services, reals, local addresses).
+    pub const NO_MEMORY: &str = "Memory allocation problem";
+}
+
+/// One request line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub v: u32,
+    /// Chosen by the client, echoed in the response.
+    pub id: u64,
+    pub cmd: Command,
+}
+
+impl Request {
+    pub fn new(id: u64, cmd: Command) -> Self {
+        Request {
+            v: VERSION,
+            id,
+            cmd,
+        }
+    }
+}
+
+/// One response line: `result` when `ok`, else `error`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    /// The request's id; 0 when the request was too malformed to carry one.
+    pub id: u64,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    pub fn success(id: u64, result: Value) -> Self {
+        Response {
+            v: VERSION,
+            id,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn failure(id: u64, error: impl Into<String>) -> Self {
+        Response {
+            v: VERSION,
+            id,
+            ok: false,
+            result: None,
+            error: Some(error.into()),
+        }
+    }
+
+    /// The response as `Ok(result)` or `Err(error)`.
+    pub fn into_result(self) -> Result<Value, String> {
+        if self.ok {
+            Ok(self.result.unwrap_or(Value::Null))
+        } else {
+            Err(self
+                .error
+                .unwrap_or_else(|| "error without a message".to_owned()))
+        }
+    }
+}
+
+/// What a request asks for. Tagged by `op`, e.g. `{"op":"clear"}`.
+///
+/// The result of each command, in `Response::result`, is noted per variant;
+/// "null" for commands that only change state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Daemon and protocol versions. Result: [`VersionInfo`].
+    Version,
+    /// `ipvsadm -A`. Result: null.
+    AddService { service: ServiceSpec },
+    /// `ipvsadm -E`: replaces every setting of the service (ipvsadm resets
+    /// omitted options to their defaults); reals and counters stay. Result: null.
+    EditService { service: ServiceSpec },
+    /// `ipvsadm -D`. Result: null.
+    DeleteService { service: ServiceKey },
+    /// `ipvsadm -C`: every service, real and local address. Result: null.
+    Clear,
+    /// `ipvsadm -a`. Result: null.
+    AddReal { service: ServiceKey, real: RealSpec },
+    /// `ipvsadm -e`: replaces every setting of the real. Result: null.
+    EditReal { service: ServiceKey, real: RealSpec },
+    /// `ipvsadm -d`. Result: null.
+    DeleteReal {
+        service: ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+    },
+    /// `ipvsadm -L`: every service, or the one named. Result:
+    /// `[ServiceInfo]`, in the daemon's order (rvsadm sorts).
+    ListServices {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<ServiceKey>,
+    },
+    /// `ipvsadm -L -c`, one page: up to `limit` entries (clamped to
+    /// [`MAX_CONNECTION_PAGE`]) starting at `cursor` (none: the start).
+    /// Result: [`ConnPage`]; its `next` is the cursor of the following page,
+    /// none at the end. A cursor is opaque to clients; a listing taken while
+    /// traffic flows may miss or repeat connections that move meanwhile.
+    ListConnections {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<u64>,
+        limit: u32,
+    },
+    /// `ipvsadm -Z`: counters of one service and its reals, or of all.
+    /// Result: null.
+    Zero {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<ServiceKey>,
+    },
+    /// `ipvsadm --set tcp tcpfin udp`; 0 leaves a timeout unchanged.
+    /// Result: null.
+    SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
+    /// `ipvsadm -L --timeout`. Result: [`Timeouts`].
+    GetTimeouts,
+    /// DPVS `ipvsadm --add-laddr`: a FullNAT local address for a service.
+    /// Result: null.
+    AddLaddr {
+        service: ServiceKey,
+        laddr: LaddrSpec,
+    },
+    /// DPVS `ipvsadm --del-laddr`. Result: null.
+    DelLaddr {
+        service: ServiceKey,
+        laddr: LaddrSpec,
+    },
+    /// DPVS `ipvsadm --get-laddr`: of one service or of all. Result:
+    /// `[LaddrInfo]`.
+    GetLaddr {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<ServiceKey>,
+    },
+    /// Totals over all services. Result: [`GlobalStats`].
+    Stats,
+}
+
+/// Transport protocol of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// ipvsadm's name in listings.
+    pub fn upper(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+
+    /// IP protocol number, the order ipvsadm sorts services in.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+}
+
+impl From<config::Protocol> for Protocol {
+    fn from(protocol: config::Protocol) -> Self {
+        match protocol {
+            config::Protocol::Tcp => Protocol::Tcp,
+            config::Protocol::Udp => Protocol::Udp,
+        }
+    }
+}
+
+/// Identity of a virtual service: `(protocol, vip, port)` or a firewall mark.
+///
+/// On the wire `{"protocol":"tcp","addr":"10.0.0.1","port":80}` or
+/// `{"protocol":"fwmark","mark":5}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "ServiceKeyRepr", into = "ServiceKeyRepr")]
+pub enum ServiceKey {
+    Inet {
+        protocol: Protocol,
+        addr: Ipv4Addr,
+        port: u16,
+    },
+    /// A firewall-mark service; marks are 1..=u32::MAX.
+    Mark(u32),
+}
+
+impl ServiceKey {
+    pub fn tcp(addr: Ipv4Addr, port: u16) -> Self {
+        ServiceKey::Inet {
+            protocol: Protocol::Tcp,
+            addr,
+            port,
+        }
+    }
+
+    pub fn udp(addr: Ipv4Addr, port: u16) -> Self {
+        ServiceKey::Inet {
+            protocol: Protocol::Udp,
+            addr,
+            port,
+        }
+    }
+
+    /// The service port; 0 for a mark service.
+    pub fn port(&self) -> u16 {
+        match self {
+            ServiceKey::Inet { port, .. } => *port,
+            ServiceKey::Mark(_) => 0,
+        }
+    }
+
+    /// ipvsadm's sort key: mark, protocol number, address, port. Address
+    /// services (mark 0) come before mark services.
+    pub fn sort_key(&self) -> (u32, u8, u32, u16) {
+        match *self {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } => (0, protocol.number(), u32::from(addr), port),
+            // ipvsadm gives mark services protocol TCP and address 0.
+            ServiceKey::Mark(mark) => (mark, Protocol::Tcp.number(), 0, 0),
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    /// `tcp 10.0.0.1:80` or `fwmark 5`, for messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } => {
+                let name = match protocol {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                };
+                write!(f, "{name} {addr}:{port}")
+            }
+            ServiceKey::Mark(mark) => write!(f, "fwmark {mark}"),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceKeyRepr {
+    protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    addr: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mark: Option<u32>,
+}
+
+impl TryFrom<ServiceKeyRepr> for ServiceKey {
+    type Error = String;
+
+    fn try_from(repr: ServiceKeyRepr) -> Result<Self, String> {
+        let protocol = match repr.protocol.as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            "fwmark" => {
+                if repr.addr.is_some() || repr.port.is_some() {
+                    return Err("a fwmark service has `mark` only, no `addr` or `port`".into());
+                }
+                return match repr.mark {
+                    Some(0) => Err("fwmark 0 is not a mark; marks are 1..4294967295".into()),
+                    Some(mark) => Ok(ServiceKey::Mark(mark)),
+                    None => Err("a fwmark service needs `mark`".into()),
+                };
+            }
+            other => {
+                return Err(format!(
+                    "unknown service protocol `{other}`; expected tcp, udp or fwmark"
+                ))
+            }
+        };
+        if repr.mark.is_some() {
+            return Err(format!("a {} service has no `mark`", repr.protocol));
+        }
+        let addr = repr
+            .addr
+            .ok_or_else(|| format!("a {} service needs `addr`", repr.protocol))?;
+        let port = repr
+            .port
+            .ok_or_else(|| format!("a {} service needs `port`", repr.protocol))?;
+        Ok(ServiceKey::Inet {
+            protocol,
+            addr,
+            port,
+        })
+    }
+}
+
+impl From<ServiceKey> for ServiceKeyRepr {
+    fn from(key: ServiceKey) -> Self {
+        match key {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } => ServiceKeyRepr {
+                protocol: match protocol {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                }
+                .to_owned(),
+                addr: Some(addr),
+                port: Some(port),
+                mark: None,
+            },
+            ServiceKey::Mark(mark) => ServiceKeyRepr {
+                protocol: "fwmark".to_owned(),
+                addr: None,
+                port: None,
+                mark: Some(mark),
+            },
+        }
+    }
+}
+
+/// Every setting of a virtual service, as `ipvsadm -A`/`-E` sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub key: ServiceKey,
+    /// IPVS scheduler name (`rr`, `wlc`, `mh`...); the daemon refuses names
+    /// it does not implement with [`errors::SCHEDULER_NOT_FOUND`].
+    pub scheduler: String,
+    /// Scheduler flags by ipvsadm's names (`sh-fallback`, `mh-port`,
+    /// `flag-1`...), without repeats.
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// Persistence timeout in seconds; none: not persistent.
+    #[serde(default)]
+    pub persistent: Option<u32>,
+    /// Persistence granularity; none: /32 (255.255.255.255).
+    #[serde(default)]
+    pub netmask: Option<Ipv4Addr>,
+    /// One-packet scheduling (UDP and mark services only).
+    #[serde(default)]
+    pub ops: bool,
+}
+
+impl ServiceSpec {
+    /// ipvsadm's defaults: wlc, not persistent.
+    pub fn new(key: ServiceKey) -> Self {
+        ServiceSpec {
+            key,
+            scheduler: "wlc".to_owned(),
+            flags: Vec::new(),
+            persistent: None,
+            netmask: None,
+            ops: false,
+        }
+    }
+}
+
+/// How packets reach a real.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forward {
+    /// NAT, ipvsadm `-m`.
+    Masq,
+    /// Direct routing, ipvsadm `-g` (ipvsadm's default).
+    Route,
+    /// IP-in-IP, ipvsadm `-i`.
+    Tunnel,
+    /// DPVS's full NAT, `--fullnat`.
+    #[serde(rename = "fullnat")]
+    FullNat,
+}
+
+impl Forward {
+    /// The name in `ipvsadm -L` listings.
+    pub fn listing_name(self) -> &'static str {
+        match self {
+            Forward::Masq => "Masq",
+            Forward::Route => "Route",
+            Forward::Tunnel => "Tunnel",
+            Forward::FullNat => "FullNat",
+        }
+    }
+}
+
+impl From<config::Forward> for Forward {
+    fn from(forward: config::Forward) -> Self {
+        match forward {
+            config::Forward::Nat => Forward::Masq,
+            config::Forward::Dr => Forward::Route,
+            config::Forward::Tun => Forward::Tunnel,
+            config::Forward::FullNat => Forward::FullNat,
+        }
+    }
+}
+
+/// Every setting of a real, as `ipvsadm -a`/`-e` sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealSpec {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub forward: Forward,
+    /// 0..=65535; 0 quiesces the real.
+    pub weight: u32,
+    /// Upper connection threshold; 0: none.
+    #[serde(default)]
+    pub u_threshold: u32,
+    /// Lower connection threshold; 0: none.
+    #[serde(default)]
+    pub l_threshold: u32,
+}
+
+/// A FullNAT local address of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaddrSpec {
+    pub addr: Ipv4Addr,
+    /// The port the address lives on (DPVS `-F`); none: the port whose
+    /// subnet holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+}
+
+/// Cumulative counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stats {
+    pub conns: u64,
+    pub in_pkts: u64,
+    pub out_pkts: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+}
+
+/// Estimated rates per second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Rates {
+    pub cps: u64,
+    pub inpps: u64,
+    pub outpps: u64,
+    pub inbps: u64,
+    pub outbps: u64,
+}
+
+/// A service in a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub spec: ServiceSpec,
+    #[serde(default)]
+    pub stats: Stats,
+    #[serde(default)]
+    pub rates: Rates,
+    #[serde(default)]
+    pub reals: Vec<RealInfo>,
+    /// FullNAT local addresses, so that `rvsadm -S` can save them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub laddrs: Vec<LaddrSpec>,
+}
+
+/// A real in a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealInfo {
+    pub spec: RealSpec,
+    #[serde(default)]
+    pub active_conns: u32,
+    #[serde(default)]
+    pub inact_conns: u32,
+    #[serde(default)]
+    pub persist_conns: u32,
+    #[serde(default)]
+    pub stats: Stats,
+    #[serde(default)]
+    pub rates: Rates,
+}
+
+/// One tracked connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnEntry {
+    pub protocol: Protocol,
+    pub client: Ipv4Addr,
+    pub client_port: u16,
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    pub real: Ipv4Addr,
+    pub real_port: u16,
+    /// IPVS's state name: `ESTABLISHED`, `SYN_RECV`, `FIN_WAIT`,
+    /// `TIME_WAIT`, `CLOSE`, ... for TCP, `UDP` for UDP, `NONE` for a
+    /// persistence template.
+    pub state: String,
+    /// Seconds until the entry expires.
+    pub expires_secs: u32,
+}
+
+/// A page of [`Command::ListConnections`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnPage {
+    pub entries: Vec<ConnEntry>,
+    /// Cursor of the next page; none: this was the last.
+    #[serde(default)]
+    pub next: Option<u64>,
+}
+
+/// Connection timeouts in seconds, `ipvsadm --set` order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcpfin: u32,
+    pub udp: u32,
+}
+
+impl From<&config::Timeouts> for Timeouts {
+    fn from(timeouts: &config::Timeouts) -> Self {
+        Timeouts {
+            tcp: timeouts.tcp,
+            tcpfin: timeouts.tcpfin,
+            udp: timeouts.udp,
+        }
+    }
+}
+
+/// Local addresses of one service in [`Command::GetLaddr`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaddrInfo {
+    pub service: ServiceKey,
+    pub laddrs: Vec<LaddrEntry>,
+}
+
+/// One local address and its use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaddrEntry {
+    pub addr: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    /// Times a port was found taken when allocating (DPVS's CONFLICTS).
+    #[serde(default)]
+    pub conflicts: u64,
+    /// Connections using the address now.
+    #[serde(default)]
+    pub conns: u64,
+}
+
+/// Result of [`Command::Stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalStats {
+    pub stats: Stats,
+    pub rates: Rates,
+    /// Connections tracked now, all workers together.
+    #[serde(default)]
+    pub connections: u64,
+}
+
+/// Result of [`Command::Version`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// rvsd's version, e.g. `0.1.0`.
+    pub daemon: String,
+    pub protocol: u32,
+}
+
+/// Why a request line could not be turned into a [`Request`]. The message
+/// says what was expected and what was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The request's id when the line got far enough to carry one, else 0.
+    pub id: u64,
+    pub message: String,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes one request line (without its newline).
+///
+/// Checks in order: JSON syntax, an object, `v` equal to [`VERSION`], then
+/// the command; a failure after the id has been read carries the id, so the
+/// client can match the error to its request.
+pub fn decode_request(line: &[u8]) -> Result<Request, DecodeError> {
+    let value: Value = serde_json::from_slice(line).map_err(|err| DecodeError {
+        id: 0,
+        message: format!("malformed request: not JSON: {err}"),
+    })?;
+    let Value::Object(object) = &value else {
+        return Err(DecodeError {
+            id: 0,
+            message: format!(
+                "malformed request: expected a JSON object {{\"v\":{VERSION},\"id\":N,\"cmd\":{{...}}}}, found {}",
+                json_kind(&value)
+            ),
+        });
+    };
+    let id = object.get("id").and_then(Value::as_u64).unwrap_or(0);
+    match object.get("v") {
+        Some(Value::Number(v)) if v.as_u64() == Some(u64::from(VERSION)) => {}
+        Some(other) => {
+            return Err(DecodeError {
+                id,
+                message: format!(
+                    "unsupported protocol version {other}; this rvsd speaks version {VERSION}"
+                ),
+            })
+        }
+        None => {
+            return Err(DecodeError {
+                id,
+                message: format!("malformed request: missing `v` (protocol version {VERSION})"),
+            })
+        }
+    }
+    serde_json::from_value(value).map_err(|err| DecodeError {
+        id,
+        message: format!("invalid request: {err}"),
+    })
+}
+
+/// Encodes a request as one line, newline included.
+pub fn encode_request(request: &Request) -> Vec<u8> {
+    let mut line = serde_json::to_vec(request).expect("a Request always serialises");
+    line.push(b'\n');
+    line
+}
+
+/// Encodes a response as one line, newline included.
+pub fn encode_response(response: &Response) -> Vec<u8> {
+    let mut line = serde_json::to_vec(response).expect("a Response always serialises");
+    line.push(b'\n');
+    line
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vip() -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, 1)
+    }
+
+    fn real() -> RealSpec {
+        RealSpec {
+            addr: Ipv4Addr::new(192, 168, 1, 2),
+            port: 80,
+            forward: Forward::Masq,
+            weight: 3,
+            u_threshold: 10,
+            l_threshold: 5,
+        }
+    }
+
+    fn every_command() -> Vec<Command> {
+        let key = ServiceKey::tcp(vip(), 80);
+        let mut spec = ServiceSpec::new(key);
+        spec.persistent = Some(360);
+        spec.netmask = Some(Ipv4Addr::new(255, 255, 255, 0));
+        spec.flags = vec!["sh-port".into()];
+        let laddr = LaddrSpec {
+            addr: Ipv4Addr::new(192, 168, 1, 254),
+            ifname: Some("dpdk0".into()),
+        };
+        vec![
+            Command::Version,
+            Command::AddService {
+                service: spec.clone(),
+            },
+            Command::EditService {
+                service: ServiceSpec::new(ServiceKey::Mark(7)),
+            },
+            Command::DeleteService {
+                service: ServiceKey::udp(vip(), 53),
+            },
+            Command::Clear,
+            Command::AddReal {
+                service: key,
+                real: real(),
+            },
+            Command::EditReal {
+                service: key,
+                real: real(),
+            },
+            Command::DeleteReal {
+                service: key,
+                addr: Ipv4Addr::new(192, 168, 1, 2),
+                port: 80,
+            },
+            Command::ListServices { service: None },
+            Command::ListServices { service: Some(key) },
+            Command::ListConnections {
+                cursor: None,
+                limit: 1000,
+            },
+            Command::ListConnections {
+                cursor: Some(u64::MAX),
+                limit: 1,
+            },
+            Command::Zero { service: None },
+            Command::Zero { service: Some(key) },
+            Command::SetTimeouts {
+                tcp: 30,
+                tcpfin: 5,
+                udp: 60,
+            },
+            Command::GetTimeouts,
+            Command::AddLaddr {
+                service: key,
+                laddr: laddr.clone(),
+            },
+            Command::DelLaddr {
+                service: key,
+                laddr,
+            },
+            Command::GetLaddr { service: None },
+            Command::Stats,
+        ]
+    }
+
+    #[test]
+    fn every_command_round_trips() {
+        for (index, cmd) in every_command().into_iter().enumerate() {
+            let request = Request::new(index as u64, cmd);
+            let line = encode_request(&request);
+            assert_eq!(line.last(), Some(&b'\n'));
+            assert!(!line[..line.len() - 1].contains(&b'\n'));
+            let decoded = decode_request(&line[..line.len() - 1]).unwrap();
+            assert_eq!(decoded, request);
+        }
+    }
+
+    #[test]
+    fn wire_shapes_are_stable() {
+        let request = Request::new(
+            7,
+            Command::AddReal {
+                service: ServiceKey::tcp(vip(), 80),
+                real: real(),
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            json!({"v":1,"id":7,"cmd":{"op":"add_real",
+                "service":{"protocol":"tcp","addr":"10.0.0.1","port":80},
+                "real":{"addr":"192.168.1.2","port":80,"forward":"masq","weight":3,
+                        "u_threshold":10,"l_threshold":5}}})
+        );
+        assert_eq!(
+            serde_json::to_value(ServiceKey::Mark(5)).unwrap(),
+            json!({"protocol":"fwmark","mark":5})
+        );
+        assert_eq!(
+            serde_json::to_value(Command::Clear).unwrap(),
+            json!({"op":"clear"})
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::success(3, Value::Null)).unwrap(),
+            r#"{"v":1,"id":3,"ok":true,"result":null}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::failure(3, "No such service")).unwrap(),
+            r#"{"v":1,"id":3,"ok":false,"error":"No such service"}"#
+        );
+        assert_eq!(
+            serde_json::to_value(Forward::FullNat).unwrap(),
+            json!("fullnat")
+        );
+    }
+
+    #[test]
+    fn listing_types_round_trip() {
+        let info = ServiceInfo {
+            spec: ServiceSpec::new(ServiceKey::udp(vip(), 53)),
+            stats: Stats {
+                conns: 1,
+                in_pkts: 2,
+                out_pkts: 3,
+                in_bytes: 4,
+                out_bytes: u64::MAX,
+            },
+            rates: Rates {
+                cps: 5,
+                inpps: 6,
+                outpps: 7,
+                inbps: 8,
+                outbps: 9,
+            },
+            reals: vec![RealInfo {
+                spec: real(),
+                active_conns: 1,
+                inact_conns: 2,
+                persist_conns: 3,
+                stats: Stats::default(),
+                rates: Rates::default(),
+            }],
+            laddrs: vec![],
+        };
+        let text = serde_json::to_string(&info).unwrap();
+        assert_eq!(serde_json::from_str::<ServiceInfo>(&text).unwrap(), info);
+        let page = ConnPage {
+            entries: vec![ConnEntry {
+                protocol: Protocol::Tcp,
+                client: Ipv4Addr::new(10, 0, 0, 2),
+                client_port: 40000,
+                vip: vip(),
+                vport: 80,
+                real: Ipv4Addr::new(192, 168, 1, 2),
+                real_port: 80,
+                state: "ESTABLISHED".into(),
+                expires_secs: 899,
+            }],
+            next: Some(12),
+        };
+        let text = serde_json::to_string(&page).unwrap();
+        assert_eq!(serde_json::from_str::<ConnPage>(&text).unwrap(), page);
+    }
+
+    #[test]
+    fn decode_errors_are_precise() {
+        let cases: &[(&str, u64, &str)] = &[
+            ("hello", 0, "malformed request: not JSON: expected value at line 1 column 1"),
+            ("[1,2]", 0, "malformed request: expected a JSON object {\"v\":1,\"id\":N,\"cmd\":{...}}, found an array"),
+            (r#"{"id":4,"cmd":{"op":"clear"}}"#, 4, "malformed request: missing `v` (protocol version 1)"),
+            (r#"{"v":2,"id":5,"cmd":{"op":"clear"}}"#, 5, "unsupported protocol version 2; this rvsd speaks version 1"),
+            (r#"{"v":1,"id":6,"cmd":{"op":"explode"}}"#, 6, "invalid request: unknown variant `explode`, expected one of"),
+            (r#"{"v":1,"id":8,"cmd":{"op":"delete_service","service":{"protocol":"sctp","addr":"1.2.3.4","port":1}}}"#, 8,
+             "invalid request: unknown service protocol `sctp`; expected tcp, udp or fwmark"),
+            (r#"{"v":1,"id":9,"cmd":{"op":"delete_service","service":{"protocol":"fwmark","mark":0}}}"#, 9,
+             "invalid request: fwmark 0 is not a mark"),
+            (r#"{"v":1,"id":10,"cmd":{"op":"clear"},"extra":1}"#, 10, "invalid request: unknown field `extra`"),
+        ];
+        for (line, id, message) in cases {
+            let err = decode_request(line.as_bytes()).unwrap_err();
+            assert_eq!(err.id, *id, "{line}");
+            assert!(
+                err.message.starts_with(message),
+                "{line}: got {:?}, want prefix {message:?}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn service_keys_sort_like_ipvsadm() {
+        let mut keys = vec![
+            ServiceKey::Mark(2),
+            ServiceKey::udp(Ipv4Addr::new(10, 0, 0, 1), 53),
+            ServiceKey::tcp(Ipv4Addr::new(200, 0, 0, 1), 80),
+            ServiceKey::Mark(1),
+            ServiceKey::tcp(Ipv4Addr::new(10, 0, 0, 1), 443),
+            ServiceKey::tcp(Ipv4Addr::new(10, 0, 0, 1), 80),
+        ];
+        keys.sort_by_key(ServiceKey::sort_key);
+        assert_eq!(
+            keys,
+            vec![
+                ServiceKey::tcp(Ipv4Addr::new(10, 0, 0, 1), 80),
+                ServiceKey::tcp(Ipv4Addr::new(10, 0, 0, 1), 443),
+                ServiceKey::tcp(Ipv4Addr::new(200, 0, 0, 1), 80),
+                ServiceKey::udp(Ipv4Addr::new(10, 0, 0, 1), 53),
+                ServiceKey::Mark(1),
+                ServiceKey::Mark(2),
+            ]
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! The rvsadm binary end to end against the control server, with an
+//! in-memory daemon standing in for rvsd: the seed script, listings,
+//! `-S | -R`, paged connection listings, errors and exit codes.
+
+use rvs_control::proto::{
+    errors, Command, ConnEntry, ConnPage, Protocol, RealInfo, ServiceInfo, Timeouts,
+};
+use rvs_control::server::{Handler, Server};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Connections the fake daemon reports, enough for several pages.
+const CONNECTIONS: u64 = 2500;
+
+#[derive(Default)]
+struct FakeDaemon {
+    services: Vec<ServiceInfo>,
+    timeouts: Option<Timeouts>,
+}
+
+impl Handler for FakeDaemon {
+    fn handle(&mut self, cmd: Command) -> Result<Value, String> {
+        let find = |services: &mut Vec<ServiceInfo>, key| {
+            services
+                .iter_mut()
+                .position(|info| info.spec.key == key)
+                .ok_or(errors::SERVICE_NOT_DEFINED.to_owned())
+        };
+        match cmd {
+            Command::Clear => self.services.clear(),
+            Command::AddService { service } => {
+                if self
+                    .services
+                    .iter()
+                    .any(|info| info.spec.key == service.key)
+                {
+                    return Err(errors::SERVICE_EXISTS.into());
+                }
+                if !["rr", "wrr", "lc", "wlc", "sh", "mh"].contains(&service.scheduler.as_str()) {
+                    return Err(errors::SCHEDULER_NOT_FOUND.into());
+                }
+                self.services.push(ServiceInfo {
+                    spec: service,
+                    stats: Default::default(),
+                    rates: Default::default(),
+                    reals: vec![],
+                    laddrs: vec![],
+                });
+            }
+            Command::AddReal { service, real } => {
+                let index = find(&mut self.services, service)?;
+                self.services[index].reals.insert(
+                    0,
+                    RealInfo {
+                        spec: real,
+                        active_conns: 0,
+                        inact_conns: 0,
+                        persist_conns: 0,
+                        stats: Default::default(),
+                        rates: Default::default(),
+                    },
+                );
+            }
+            Command::AddLaddr { service, laddr } => {
+                let index = find(&mut self.services, service)?;
+                self.services[index].laddrs.push(laddr);
+            }
+            Command::ListServices { service: None } => {
+                return Ok(serde_json::to_value(&self.services).unwrap())
+            }
+            Command::ListServices { service: Some(key) } => {
+                let one: Vec<&ServiceInfo> = self
+                    .services
+                    .iter()
+                    .filter(|info| info.spec.key == key)
+                    .collect();
+                if one.is_empty() {
+                    return Err(errors::NO_SUCH_SERVICE.into());
+                }
+                return Ok(serde_json::to_value(one).unwrap());
+            }
+            Command::SetTimeouts { tcp, tcpfin, udp } => {
+                self.timeouts = Some(Timeouts { tcp, tcpfin, udp })
+            }
+            Command::GetTimeouts => {
+                let timeouts = self.timeouts.unwrap_or(Timeouts {
+                    tcp: 900,
+                    tcpfin: 120,
+                    udp: 300,
+                });
+                return Ok(serde_json::to_value(timeouts).unwrap());
+            }
+            Command::ListConnections { cursor, limit } => {
+                let start = cursor.unwrap_or(0);
+                let end = (start + u64::from(limit)).min(CONNECTIONS);
+                let entries = (start..end)
+                    .map(|index| ConnEntry {
+                        protocol: Protocol::Tcp,
+                        client: "10.1.0.0".parse::<std::net::Ipv4Addr>().unwrap(),
+                        client_port: index as u16,
+                        vip: "10.0.0.1".parse().unwrap(),
+                        vport: 80,
+                        real: "192.168.1.2".parse().unwrap(),
+                        real_port: 80,
+                        state: "ESTABLISHED".into(),
+                        expires_secs: 899,
+                    })
+                    .collect();
+                let page = ConnPage {
+                    entries,
+                    next: (end < CONNECTIONS).then_some(end),
+                };
+                return Ok(serde_json::to_value(page).unwrap());
+            }
+            _ => return Err("not in this fake".into()),
+        }
+        Ok(Value::Null)
+    }
+}
+
+struct Daemon {
+    dir: PathBuf,
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Daemon {
+    fn start(name: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("rvsadm-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rvsd.sock");
+        let mut server = Server::bind(&path, 0o600, None).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut daemon = FakeDaemon::default();
+            while !flag.load(Ordering::Relaxed) {
+                server.poll(&mut daemon, Duration::from_millis(20)).unwrap();
+            }
+        });
+        Daemon {
+            dir,
+            path,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn rvsadm(&self, line: &str) -> Output {
+        rvsadm_at(&self.path, line, None)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rvsadm_at(socket: &Path, line: &str, stdin: Option<&str>) -> Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rvsadm"))
+        .args(line.split_whitespace())
+        .env("RVS_SOCKET", socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}, stderr {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn failed(output: &Output, code: i32) -> String {
+    assert_eq!(output.status.code(), Some(code), "{output:?}");
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[test]
+fn seed_script_then_listing() {
+    let daemon = Daemon::start("seed");
+    for line in [
+        "-C",
+        "--set 30 5 60",
+        "-A -t 10.0.0.1:80 -s rr -p 20",
+        "-a -t 10.0.0.1:80 -r 192.168.1.2 -g -w 1",
+        "-a -t 10.0.0.1:80 -r 192.168.1.3 -g -w 1",
+    ] {
+        ok(&daemon.rvsadm(line));
+    }
+    assert_eq!(
+        ok(&daemon.rvsadm("-L -n")),
+        concat!(
+            "IP Virtual Server version 1.2.1 (size=4096)\n",
+            "Prot LocalAddress:Port Scheduler Flags\n",
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+            "TCP  10.0.0.1:80 rr persistent 20\n",
+            "  -> 192.168.1.2:80               Route   1      0          0         \n",
+            "  -> 192.168.1.3:80               Route   1      0          0         \n",
+        )
+    );
+    assert_eq!(
+        ok(&daemon.rvsadm("-L --timeout")),
+        "Timeout (tcp tcpfin udp): 30 5 60\n"
+    );
+    assert_eq!(
+        ok(&daemon.rvsadm("-L -t 10.0.0.1:80")),
+        concat!(
+            "Prot LocalAddress:Port Scheduler Flags\n",
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+            "TCP  10.0.0.1:80 rr persistent 20\n",
+            "  -> 192.168.1.2:80               Route   1      0          0         \n",
+            "  -> 192.168.1.3:80               Route   1      0          0         \n",
+        )
+    );
+}
+
+#[test]
+fn daemon_refusals_print_ipvsadm_messages_and_exit_1() {
+    let daemon = Daemon::start("refusals");
+    ok(&daemon.rvsadm("-A -t 10.0.0.1:80"));
+    assert_eq!(
+        failed(&daemon.rvsadm("-A -t 10.0.0.1:80"), 1),
+        "Service already exists\n"
+    );
+    assert_eq!(
+        failed(&daemon.rvsadm("-A -t 10.0.0.2:80 -s foo"), 1),
+        "Scheduler or persistence engine not found\n"
+    );
+    assert_eq!(
+        failed(&daemon.rvsadm("-a -t 10.0.0.9:80 -r 192.168.1.2"), 1),
+        "Service not defined\n"
+    );
+    assert_eq!(
+        failed(&daemon.rvsadm("-L -t 10.0.0.9:80"), 1),
+        "No such service\n"
+    );
+}
+
+#[test]
+fn command_line_errors_exit_2() {
+    let daemon = Daemon::start("usage");
+    assert_eq!(
+        failed(&daemon.rvsadm("-E -t 10.0.0.1:80 -m"), 2),
+        "Illegal 'forwarding-method' option with the 'edit-service' command\n"
+    );
+    assert_eq!(
+        failed(&daemon.rvsadm("-t 10.0.0.1:80"), 2),
+        "Try `rvsadm -h' or 'rvsadm --help' for more information.\n"
+    );
+    assert_eq!(
+        failed(&daemon.rvsadm("--start-daemon master"), 2),
+        "rvsadm: --start-daemon: kernel connection sync; rvs has no equivalent yet\n"
+    );
+    assert!(ok(&daemon.rvsadm("-h")).contains("rvsadm -A|E virtual-service"));
+}
+
+#[test]
+fn missing_daemon() {
+    let output = rvsadm_at(Path::new("/nonexistent-rvs/rvsd.sock"), "-L -n", None);
+    assert_eq!(
+        failed(&output, 1),
+        "rvsadm: cannot connect to rvsd at /nonexistent-rvs/rvsd.sock: No such file or directory (is rvsd running? set --socket or RVS_SOCKET)\n"
+    );
+    // --socket wins over the environment.
+    let daemon = Daemon::start("flag");
+    let line = format!("--socket {} --set 1 2 3", daemon.path.display());
+    ok(&rvsadm_at(
+        Path::new("/nonexistent-rvs/rvsd.sock"),
+        &line,
+        None,
+    ));
+}
+
+#[test]
+fn save_then_restore_reproduces_the_configuration() {
+    let source = Daemon::start("save");
+    for line in [
+        "-A -t 10.0.0.1:80 -s wrr -p 360 -M 255.255.255.0",
+        "-a -t 10.0.0.1:80 -r 192.168.1.2:8080 -m -w 3 -x 100 -y 10",
+        "-a -t 10.0.0.1:80 -r 192.168.1.3 -i -w 0",
+        "-A -u 10.0.0.1:53 -s rr -o",
+        "-a -u 10.0.0.1:53 -r 192.168.1.2 --fullnat",
+        "--add-laddr -u 10.0.0.1:53 -z 192.168.1.250 -F dpdk0",
+        "-A -f 5 -s sh -b sh-port -p",
+        "-a -f 5 -r 192.168.1.4 -g",
+    ] {
+        ok(&source.rvsadm(line));
+    }
+    let saved = ok(&source.rvsadm("-S -n"));
+    assert_eq!(
+        saved,
+        concat!(
+            "-A -t 10.0.0.1:80 -s wrr -p 360 -M 255.255.255.0\n",
+            "-a -t 10.0.0.1:80 -r 192.168.1.2:8080 -m -w 3 -x 100 -y 10\n",
+            "-a -t 10.0.0.1:80 -r 192.168.1.3:80 -i -w 0 --tun-type ipip\n",
+            "-A -u 10.0.0.1:53 -s rr -o\n",
+            "-a -u 10.0.0.1:53 -r 192.168.1.2:53 --fullnat -w 1\n",
+            "--add-laddr -z 192.168.1.250 -u 10.0.0.1:53 -F dpdk0\n",
+            "-A -f 5 -s sh -p 360 -b sh-port\n",
+            "-a -f 5 -r 192.168.1.4:0 -g -w 1\n",
+        )
+    );
+    let target = Daemon::start("restore");
+    ok(&rvsadm_at(&target.path, "-R", Some(&saved)));
+    assert_eq!(ok(&target.rvsadm("-S")), saved);
+    assert_eq!(
+        ok(&target.rvsadm("-L -n --thresholds")),
+        ok(&source.rvsadm("-L -n --thresholds"))
+    );
+}
+
+#[test]
+fn restore_refuses_a_bad_line_before_applying_anything() {
+    let daemon = Daemon::start("restore-bad");
+    let input = "-A -t 10.0.0.1:80 -s rr\n\n# comment\n-a -t 10.0.0.1:80 -r 192.168.1.2 -w 70000\n";
+    let stderr = failed(&rvsadm_at(&daemon.path, "-R", Some(input)), 2);
+    assert_eq!(stderr, "rvsadm: -R line 4: illegal weight specified\n");
+    assert_eq!(ok(&daemon.rvsadm("-S")), "");
+}
+
+#[test]
+fn connection_listing_pages_through_everything() {
+    let daemon = Daemon::start("conns");
+    let listing = ok(&daemon.rvsadm("-L -n -c"));
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 2 + CONNECTIONS as usize);
+    assert_eq!(lines[0], "IPVS connection entries");
+    assert_eq!(
+        lines[1],
+        "pro expire state       source             virtual            destination"
+    );
+    assert_eq!(
+        lines[2],
+        "TCP 14:59  ESTABLISHED 10.1.0.0:0         10.0.0.1:80        192.168.1.2:80"
+    );
+    assert!(lines
+        .last()
+        .unwrap()
+        .contains(&format!("10.1.0.0:{} ", CONNECTIONS - 1)));
+}
