@@ -6,13 +6,35 @@ Subcommands, each printing one JSON object on stdout:
   http --url URL --count N [--concurrency C] [--timeout S]
       N requests, each on a NEW TCP connection with "Connection: close".
       -> {"by_real": {"r1": n, ...}, "by_port": {"8080": n, ...}, "errors": k,
-          "ok": n, "error_samples": [...], "seconds": t}
+          "ok": n, "error_samples": [...], "seconds": t,
+          "by_peer": {"10.99.2.100": n, ...}, "by_local": {"10.99.1.100": n},
+          "error_kinds": {"ConnectionResetError": k, ...}}
+      (peer/local: the client address and the address connected to, as the
+      real saw them.)
   download --url URL [--timeout S]
       -> {"sha256": hex, "bytes": n, "status": 200, "real": "r1", "seconds": t}
-  udp --addr IP:PORT --count N [--timeout S]
+  udp --addr IP:PORT --count N [--timeout S] [--peer] [--size B]
       N datagrams, each from a NEW socket (new source port = new connection);
       the real answers "<name>:<payload>".
-      -> {"by_real": {...}, "lost": k, "sent": n, "bad": b}
+      -> {"by_real": {...}, "lost": k, "sent": n, "bad": b,
+          "by_source": {"IP:PORT the replies came from": n}}
+      --peer: payloads start with "?peer", the real appends what it saw;
+      adds "by_peer" {ip: n}, "peer_ports" [...], "by_local" {ip: n}.
+  hold --addr IP:PORT --count N [--extra M] [--connect-timeout S] [--pause S]
+      Opens N TCP connections and keeps them idle, then tries M more (each
+      given --connect-timeout), waits --pause seconds, then sends one
+      "GET /" on each held connection and reads the answer.
+      -> {"held": n, "connect_errors": [...], "extra": [{"ok": b, "error": e,
+          "seconds": t}, ...], "completed": k, "by_real": {...},
+          "by_peer": {...}, "peer_ports": [...], "request_errors": [...]}
+  pmtu --addr IP:PORT [--size 1472] [--timeout S] [--no-df]
+      One UDP datagram of --size bytes with DF (IP_PMTUDISC_DO; --no-df:
+      IP_PMTUDISC_DONT) and IP_RECVERR on a connected socket; waits for an
+      ICMP error (frag-needed, port-unreachable, ...), then sends the same
+      size again.
+      -> {"first_send": "ok"|err, "icmp": {"type", "code", "info" (next-hop
+          MTU), "errno", "offender"} or null, "second_send": "ok"|err,
+          "second_errno": n|null, "ip_mtu": n|null}
   garbage --iface IF --dst-mac MAC --count N [--vip IP] [--dir-ip IP] [--seed S]
       N malformed frames on a raw AF_PACKET socket, addressed to the
       director's MAC and to the VIP / director addresses.
@@ -42,6 +64,19 @@ def out(obj):
 
 # --------------------------------------------------------------------------- http
 BODY_RE = re.compile(rb"real=(\S+) port=(\d+)")
+PEER_RE = re.compile(rb"peer=([\d.]+):(\d+)")
+LOCAL_RE = re.compile(rb"local=([\d.]+)")
+
+
+def body_info(body):
+    """(real, port, peer_ip, peer_port, local) from a realserver answer."""
+    m = BODY_RE.search(body)
+    if not m:
+        raise RuntimeError(f"unexpected body {body[:80]!r}")
+    p, lo = PEER_RE.search(body), LOCAL_RE.search(body)
+    return (m.group(1).decode(), m.group(2).decode(),
+            p.group(1).decode() if p else None, int(p.group(2)) if p else None,
+            lo.group(1).decode() if lo else None)
 
 
 def parse_url(url):
@@ -62,10 +97,7 @@ def one_request(host, port, path, timeout):
         body = resp.read()
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}")
-        m = BODY_RE.search(body)
-        if not m:
-            raise RuntimeError(f"unexpected body {body[:80]!r}")
-        return m.group(1).decode(), m.group(2).decode()
+        return body_info(body)
     finally:
         conn.close()
 
@@ -73,26 +105,33 @@ def one_request(host, port, path, timeout):
 def cmd_http(a):
     host, port, path = parse_url(a.url)
     by_real, by_port, errors, samples = {}, {}, 0, []
+    by_peer, by_local, kinds = {}, {}, {}
     t0 = time.monotonic()
 
     def job(i):
         try:
             return one_request(host, port, path, a.timeout), None
         except Exception as e:  # noqa: BLE001 - every failure is counted
-            return None, f"#{i}: {type(e).__name__}: {e}"
+            return None, (type(e).__name__, f"#{i}: {type(e).__name__}: {e}")
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.concurrency)) as ex:
         for res, err in ex.map(job, range(a.count)):
             if err:
                 errors += 1
+                kinds[err[0]] = kinds.get(err[0], 0) + 1
                 if len(samples) < 5:
-                    samples.append(err)
+                    samples.append(err[1])
                 continue
-            real, rport = res
+            real, rport, peer, _pport, local = res
             by_real[real] = by_real.get(real, 0) + 1
             by_port[rport] = by_port.get(rport, 0) + 1
+            if peer:
+                by_peer[peer] = by_peer.get(peer, 0) + 1
+            if local:
+                by_local[local] = by_local.get(local, 0) + 1
     out({"by_real": by_real, "by_port": by_port, "errors": errors,
          "ok": a.count - errors, "error_samples": samples,
+         "by_peer": by_peer, "by_local": by_local, "error_kinds": kinds,
          "seconds": round(time.monotonic() - t0, 3)})
 
 
@@ -126,13 +165,16 @@ def cmd_udp(a):
     ip, _, p = a.addr.rpartition(":")
     port = int(p)
     by_real, lost, bad, samples = {}, 0, 0, []
+    by_source, by_peer, by_local, peer_ports = {}, {}, {}, set()
     for i in range(a.count):
-        payload = f"hello-{i}".encode()
+        payload = f"?peer hello-{i}".encode() if a.peer else f"hello-{i}".encode()
+        if a.size and a.size > len(payload):
+            payload = payload.ljust(a.size, b".")
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(a.timeout)
         try:
             s.sendto(payload, (ip, port))
-            data, _ = s.recvfrom(2048)
+            data, src = s.recvfrom(2048)
         except OSError as e:
             lost += 1
             if len(samples) < 5:
@@ -140,15 +182,160 @@ def cmd_udp(a):
             continue
         finally:
             s.close()
+        src = "%s:%d" % src[:2]
+        by_source[src] = by_source.get(src, 0) + 1
         name, sep, echoed = data.partition(b":")
+        extra = b""
+        if a.peer and echoed.startswith(payload):
+            echoed, extra = payload, echoed[len(payload):]
         if not sep or echoed != payload:
             bad += 1
             if len(samples) < 5:
                 samples.append(f"#{i}: unexpected reply {data[:60]!r}")
             continue
         by_real[name.decode()] = by_real.get(name.decode(), 0) + 1
-    out({"by_real": by_real, "lost": lost, "bad": bad, "sent": a.count,
-         "error_samples": samples})
+        if a.peer:
+            p, lo = PEER_RE.search(extra), LOCAL_RE.search(extra)
+            if p:
+                by_peer[p.group(1).decode()] = by_peer.get(p.group(1).decode(), 0) + 1
+                peer_ports.add(int(p.group(2)))
+            if lo:
+                by_local[lo.group(1).decode()] = by_local.get(lo.group(1).decode(), 0) + 1
+    res = {"by_real": by_real, "lost": lost, "bad": bad, "sent": a.count,
+           "error_samples": samples, "by_source": by_source}
+    if a.peer:
+        res.update(by_peer=by_peer, by_local=by_local, peer_ports=sorted(peer_ports))
+    out(res)
+
+
+# --------------------------------------------------------------------------- hold
+def cmd_hold(a):
+    ip, _, p = a.addr.rpartition(":")
+    port = int(p)
+    held, connect_errors, extra, extra_socks = [], [], [], []
+    for i in range(a.count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(a.connect_timeout)
+        try:
+            s.connect((ip, port))
+        except OSError as e:
+            connect_errors.append(f"#{i}: {type(e).__name__}: {e}")
+            s.close()
+            continue
+        held.append(s)
+    for i in range(a.extra):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(a.connect_timeout)
+        t0 = time.monotonic()
+        try:
+            s.connect((ip, port))
+            extra.append({"ok": True, "error": None,
+                          "seconds": round(time.monotonic() - t0, 3)})
+            extra_socks.append(s)  # unexpected, but keep it open until the end
+            continue
+        except OSError as e:
+            extra.append({"ok": False, "error": f"{type(e).__name__}: {e}",
+                          "seconds": round(time.monotonic() - t0, 3)})
+        s.close()
+    if a.pause:
+        time.sleep(a.pause)
+    by_real, by_peer, peer_ports, req_errors, completed = {}, {}, set(), [], 0
+    for i, s in enumerate(held):
+        s.settimeout(a.timeout)
+        try:
+            s.sendall(f"GET / HTTP/1.0\r\nHost: {ip}\r\nUser-Agent: rvs-lab\r\n\r\n".encode())
+            buf = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                buf += chunk
+            head, _, body = buf.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n", 1)[0]:
+                raise RuntimeError(f"bad answer {buf[:80]!r}")
+            real, _port, peer, pport, _local = body_info(body)
+        except Exception as e:  # noqa: BLE001
+            req_errors.append(f"#{i}: {type(e).__name__}: {e}")
+            continue
+        finally:
+            s.close()
+        completed += 1
+        by_real[real] = by_real.get(real, 0) + 1
+        if peer:
+            by_peer[peer] = by_peer.get(peer, 0) + 1
+            peer_ports.add(pport)
+    for s in extra_socks:
+        s.close()
+    out({"held": len(held), "connect_errors": connect_errors,
+         "extra": extra, "completed": completed, "by_real": by_real, "by_peer": by_peer,
+         "peer_ports": sorted(peer_ports), "request_errors": req_errors})
+
+
+# --------------------------------------------------------------------------- pmtu
+IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IP_PMTUDISC_DO, IP_RECVERR, IP_MTU = 10, 0, 2, 11, 14
+MSG_ERRQUEUE = 0x2000
+SO_EE_ORIGIN_ICMP = 2
+
+
+def cmd_pmtu(a):
+    import errno as errno_mod
+    import select
+    ip, _, p = a.addr.rpartition(":")
+    port = int(p)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT if a.no_df else IP_PMTUDISC_DO)
+    s.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
+    s.connect((ip, port))
+    res = {"size": a.size, "first_send": None, "icmp": None, "second_send": None,
+           "second_errno": None, "ip_mtu": None}
+    payload = b"D" * a.size
+    try:
+        s.send(payload)
+        res["first_send"] = "ok"
+    except OSError as e:
+        res["first_send"] = f"{type(e).__name__}: {e}"
+    deadline = time.monotonic() + a.timeout
+    while res["icmp"] is None and time.monotonic() < deadline:
+        r, _, x = select.select([s], [], [s], max(0.0, deadline - time.monotonic()))
+        if not r and not x:
+            break
+        try:
+            _data, anc, _flags, _addr = s.recvmsg(2048, 512, MSG_ERRQUEUE)
+        except BlockingIOError:
+            # readable without an error queued: a normal reply (the datagram
+            # got through); consume it and keep waiting
+            try:
+                s.recv(4096, socket.MSG_DONTWAIT)
+                res.setdefault("replies", 0)
+                res["replies"] += 1
+            except OSError:
+                pass
+            continue
+        except OSError as e:
+            res["recv_error"] = f"{type(e).__name__}: {e}"
+            break
+        for level, ctype, cdata in anc:
+            if level == socket.SOL_IP and ctype == IP_RECVERR and len(cdata) >= 16:
+                ee_errno, origin, etype, code, _pad, info, _data32 = struct.unpack_from(
+                    "=IBBBBII", cdata)
+                offender = None
+                if len(cdata) >= 24 and origin == SO_EE_ORIGIN_ICMP:
+                    offender = socket.inet_ntoa(cdata[20:24])
+                res["icmp"] = {"errno": ee_errno, "origin": origin, "type": etype,
+                               "code": code, "info": info, "offender": offender}
+    try:
+        res["ip_mtu"] = s.getsockopt(socket.SOL_IP, IP_MTU)
+    except OSError:
+        pass
+    try:
+        s.send(payload)
+        res["second_send"] = "ok"
+    except OSError as e:
+        res["second_send"] = f"{type(e).__name__}: {e}"
+        res["second_errno"] = e.errno
+    res["emsgsize"] = errno_mod.EMSGSIZE
+    s.close()
+    out(res)
 
 
 # --------------------------------------------------------------------------- garbage
@@ -317,6 +504,22 @@ def main():
     p.add_argument("--addr", required=True, help="IP:PORT")
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1.0)
+    p.add_argument("--peer", action="store_true",
+                   help="ask the real to append the sender and destination it saw")
+    p.add_argument("--size", type=int, default=0, help="pad each payload to this many bytes")
+    p = sub.add_parser("hold")
+    p.add_argument("--addr", required=True, help="IP:PORT of an HTTP service")
+    p.add_argument("--count", type=int, required=True, help="connections to open and hold")
+    p.add_argument("--extra", type=int, default=0, help="further connection attempts")
+    p.add_argument("--connect-timeout", type=float, default=2.0)
+    p.add_argument("--pause", type=float, default=0.0, help="seconds to hold before requests")
+    p.add_argument("--timeout", type=float, default=10.0, help="per request")
+    p = sub.add_parser("pmtu")
+    p.add_argument("--addr", required=True, help="IP:PORT (UDP)")
+    p.add_argument("--size", type=int, default=1472, help="UDP payload bytes")
+    p.add_argument("--no-df", action="store_true",
+                   help="DF off (IP_PMTUDISC_DONT): just catch whatever ICMP error comes")
+    p.add_argument("--timeout", type=float, default=3.0)
     p = sub.add_parser("garbage")
     p.add_argument("--iface", required=True)
     p.add_argument("--dst-mac", required=True)
@@ -329,8 +532,8 @@ def main():
     p.add_argument("--pps", type=float, default=20000,
                    help="rate limit, frames per second (0 = as fast as possible)")
     a = ap.parse_args()
-    rc = {"http": cmd_http, "download": cmd_download, "udp": cmd_udp,
-          "garbage": cmd_garbage}[a.cmd](a)
+    rc = {"http": cmd_http, "download": cmd_download, "udp": cmd_udp, "hold": cmd_hold,
+          "pmtu": cmd_pmtu, "garbage": cmd_garbage}[a.cmd](a)
     return rc or 0
 
 

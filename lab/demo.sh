@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# lab/demo.sh — rvs in one go: install, build, lab up, rvsd (NAT) in the
-# director namespace, HTTP/UDP/ping through the VIP, stats, teardown.
+# lab/demo.sh — rvs in one go: install, build, lab up, rvsd in the director
+# namespace, HTTP/UDP/ping through the VIP, stats, teardown.
 #
-#   bash lab/demo.sh
+#   bash lab/demo.sh                 # NAT
+#   TOPO=dr bash lab/demo.sh         # or tun, tun-l3, fullnat
 #
-# Environment: LAB (namespace prefix, default rvs), RVSD (binary, default
-# target/release/rvsd), CONF (default conf/lab-nat.yaml), SKIP_BUILD=1 (use the
-# binary as it is), SKIP_INSTALL=1. The lab is torn down on every exit path.
+# Environment: LAB (namespace prefix, default rvs), TOPO (lab topology and
+# forwarding mode: nat, dr, tun, tun-l3 or fullnat; default nat), RVSD (binary,
+# default target/release/rvsd), CONF (default conf/lab-$TOPO.yaml; tun-l3 has
+# no file of its own and needs CONF), SKIP_BUILD=1 (use the binary as it is),
+# SKIP_INSTALL=1. The lab is torn down on every exit path.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export LAB=${LAB:-rvs}
 RVSD=${RVSD:-$ROOT/target/release/rvsd}
-CONF=${CONF:-$ROOT/conf/lab-nat.yaml}
+TOPO=${TOPO:-nat}
+CONF=${CONF:-$ROOT/conf/lab-$TOPO.yaml}
 RUN=$ROOT/lab/run/$LAB
 VIP=10.99.1.100
 LOG=$RUN/demo-rvsd.log
@@ -44,8 +48,8 @@ if [ -z "${SKIP_INSTALL:-}" ]; then say "install"; bash lab/install.sh; fi
 if [ -z "${SKIP_BUILD:-}" ]; then say "build"; cargo build --release; fi
 [ -x "$RVSD" ] || die "no rvsd binary at $RVSD"
 
-say "lab up ($LAB)"
-bash lab/lab.sh up
+say "lab up ($LAB, $TOPO)"
+bash lab/lab.sh up "$TOPO"
 mkdir -p "$RUN"
 
 say "rvsd --config ${CONF#"$ROOT"/}"

@@ -2,10 +2,17 @@
 """Real server of the rvs lab (run inside a real's namespace by lab/lab.sh).
 
   * HTTP on TCP ports 80 and 8080 (threaded, one request per connection):
-      GET /       -> 200, body "real=<name> port=<local port>\n"
+      GET /       -> 200, body "real=<name> port=<local port> peer=<ip>:<port>
+                     local=<ip>\n" (peer: the connection's remote end as
+                     the real sees it, e.g. a FullNAT local address; local:
+                     the address it arrived on, e.g. the VIP in DR/TUN)
       GET /blob   -> 200, streams the blob file (Content-Length set)
       GET /health -> 200 "ok\n"
-  * UDP echo on port 9000: answers "<name>:" + datagram.
+  * UDP echo on port 9000: answers "<name>:" + datagram; a datagram that
+    starts with "?peer" gets " peer=<ip>:<port> local=<ip>" appended (the
+    sender as the real sees it, e.g. a FullNAT local address and port, and
+    the datagram's destination). Replies leave from that destination address
+    (IP_PKTINFO), so a DR/TUN real answers from the VIP.
 
 The local port in the answer is the port the connection actually arrived on,
 so a NAT service VIP:80 -> real:8080 can be checked from the client side.
@@ -16,7 +23,7 @@ import http.server
 import os
 import signal
 import socket
-import socketserver
+import struct
 import sys
 import threading
 
@@ -41,10 +48,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_GET(self):
-        port = self.connection.getsockname()[1]
+        local, port = self.connection.getsockname()[:2]
+        peer = "%s:%d" % self.client_address[:2]
         path = self.path.split("?", 1)[0]
         if path == "/":
-            self._send(200, f"real={self.server.real_name} port={port}\n".encode())
+            self._send(200, f"real={self.server.real_name} port={port} peer={peer} "
+                            f"local={local}\n".encode())
         elif path == "/health":
             self._send(200, b"ok\n")
         elif path == "/blob":
@@ -83,18 +92,50 @@ class HTTPServer(http.server.ThreadingHTTPServer):
     request_queue_size = 128
 
 
-class UDPEcho(socketserver.ThreadingUDPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
 
-class UDPHandler(socketserver.BaseRequestHandler):
-    def handle(self):
-        data, sock = self.request
-        sock.sendto(self.server.real_name.encode() + b":" + data, self.client_address)
-        if self.server.verbose:
-            log(f"{self.server.real_name} udp {self.client_address[0]}:{self.client_address[1]} "
-                f"{len(data)} bytes")
+class UDPEcho:
+    """UDP echo that answers from the address each datagram was sent to
+    (IP_PKTINFO), as a DR/TUN real must: a socket bound to 0.0.0.0 would
+    otherwise answer a datagram for the VIP from eth0's address."""
+
+    def __init__(self, addr, real_name, verbose):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.SOL_IP, IP_PKTINFO, 1)
+        self.sock.bind(addr)
+        self.real_name, self.verbose = real_name, verbose
+
+    def serve_forever(self):
+        while True:
+            try:
+                data, anc, _flags, peer = self.sock.recvmsg(65535, 256)
+            except OSError as e:
+                log(f"{self.real_name} udp recvmsg: {e}")
+                continue
+            local = None
+            for level, ctype, cdata in anc:
+                if level == socket.SOL_IP and ctype == IP_PKTINFO and len(cdata) >= 12:
+                    # struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }
+                    local = cdata[8:12]  # the datagram's destination address
+            reply = self.real_name.encode() + b":" + data
+            if data.startswith(b"?peer"):
+                reply += (" peer=%s:%d" % peer[:2]).encode()
+                if local is not None:
+                    reply += b" local=" + socket.inet_ntoa(local).encode()
+            try:
+                if local is not None:
+                    info = struct.pack("=I4s4s", 0, local, b"\0" * 4)
+                    self.sock.sendmsg([reply], [(socket.SOL_IP, IP_PKTINFO, info)], 0, peer)
+                else:
+                    self.sock.sendto(reply, peer)
+            except OSError as e:
+                log(f"{self.real_name} udp send to {peer[0]}:{peer[1]}: {e}")
+                continue
+            if self.verbose:
+                log(f"{self.real_name} udp {peer[0]}:{peer[1]} -> "
+                    f"{socket.inet_ntoa(local) if local else '?'} {len(data)} bytes")
 
 
 def main():
@@ -113,9 +154,7 @@ def main():
         s = HTTPServer((a.bind, int(p)), Handler)
         s.real_name, s.blob = a.name, a.blob
         servers.append(s)
-    u = UDPEcho((a.bind, a.udp_port), UDPHandler)
-    u.real_name, u.verbose = a.name, not a.quiet_udp
-    servers.append(u)
+    servers.append(UDPEcho((a.bind, a.udp_port), a.name, not a.quiet_udp))
 
     for s in servers:
         threading.Thread(target=s.serve_forever, daemon=True).start()

@@ -114,10 +114,10 @@ pub struct Conn {
     pub local_port: u16,
     /// How packets of this conn reach the real.
     pub forward: ForwardMode,
-    /// Index of the service in the config snapshot.
-    pub service: u32,
-    /// Index of the real in the service's real list.
-    pub real_index: u32,
+    /// Stable id of the service (survives configuration changes).
+    pub service_id: u32,
+    /// Stable id of the real (survives configuration changes).
+    pub real_id: u32,
     pub state: TcpState,
     /// Second at which the conn may be expired; set by [`ConnTable::insert`]
     /// and [`ConnTable::touch`].
@@ -255,8 +255,8 @@ impl ConnTable {
             local: Ipv4Addr::UNSPECIFIED,
             local_port: 0,
             forward: ForwardMode::Nat,
-            service: 0,
-            real_index: 0,
+            service_id: 0,
+            real_id: 0,
             state: TcpState::None,
             expires: 0,
         };
@@ -481,6 +481,17 @@ impl ConnTable {
             .map(|(index, entry)| (ConnId(index as u32), &entry.conn))
     }
 
+    /// Tracked conns from slab position `from` on, in slab order. For paged
+    /// listings: a page resumes at the position of the conn it stopped at.
+    pub fn iter_from(&self, from: usize) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .skip(from)
+            .filter(|(_, entry)| entry.prev != FREE)
+            .map(|(index, entry)| (ConnId(index as u32), &entry.conn))
+    }
+
     fn hash(&self, key: &ConnKey) -> u64 {
         hash_key(&self.hasher, key)
     }
@@ -602,8 +613,8 @@ mod tests {
             local: Ipv4Addr::new(198, 51, 100, client),
             local_port: client_port,
             forward: ForwardMode::Nat,
-            service: 3,
-            real_index: u32::from(real),
+            service_id: 3,
+            real_id: u32::from(real),
             state: TcpState::SynRecv,
             expires: 0,
         }

@@ -208,7 +208,11 @@ impl CountersSnapshot {
 #[repr(align(64))]
 #[derive(Default)]
 pub struct RealCounters {
+    /// Connections scheduled to the real (IPVS "Conns").
     pub conns: AtomicU64,
+    /// Current ActiveConn / InActConn as IPVS counts them.
+    pub active: AtomicU64,
+    pub inactive: AtomicU64,
     pub in_packets: AtomicU64,
     pub in_bytes: AtomicU64,
     pub out_packets: AtomicU64,

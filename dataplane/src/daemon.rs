@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_control::config::{Config, Forward, Protocol, Scheduler};
+use rvs_control::config::{Config, Forward, HostCpus, Protocol, Scheduler};
 
-use crate::counters::{CountersSnapshot, DropReason, RealCounters, WorkerCounters};
+use crate::control::ControlPlane;
+use crate::counters::{DropReason, RealCounters, WorkerCounters};
 use crate::dpdk::{self, Mempool, PortConfig, PortHandle};
 use crate::engine::{Engine, EngineLimits, WorkerPlace};
 use crate::sched::SchedulerKind;
@@ -20,6 +21,7 @@ use crate::tcp_state::Timeouts;
 use crate::wire::ethernet::MacAddr;
 use crate::wire::ipv4::protocol;
 use crate::worker::{self, Mesh, RxQueue, WorkerSetup};
+use rvs_control::server::Server;
 
 /// A startup failure, worded for the operator.
 #[derive(Debug)]
@@ -212,8 +214,14 @@ fn with_causes(what: String, causes: &[String]) -> StartError {
     }
 }
 
-/// The snapshot the workers start from.
-pub fn build_snapshot(config: &Config, macs: &[MacAddr]) -> Snapshot {
+/// The snapshot of `config`. `service_id` gives a service its stable id and
+/// version, `real_id` a real its stable id (see `control`).
+pub fn build_snapshot_with(
+    config: &Config,
+    macs: &[MacAddr],
+    service_id: impl Fn(&rvs_control::config::Service) -> (u32, u64),
+    real_id: impl Fn(u32, &rvs_control::config::Service, &rvs_control::config::Real) -> u32,
+) -> Snapshot {
     let ports = config
         .ports
         .iter()
@@ -232,51 +240,50 @@ pub fn build_snapshot(config: &Config, macs: &[MacAddr]) -> Snapshot {
     let routes = config
         .routes
         .iter()
-        .map(|r| {
-            let port = match &r.port {
-                Some(name) => config.port_index(name),
-                None => config.ports.iter().position(|p| p.connects(r.via)),
-            };
-            Route {
-                prefix: Prefix::new(r.prefix.addr(), r.prefix.prefix_len()),
-                port: port.unwrap_or(0) as u16,
-                via: Some(r.via),
-            }
+        .map(|r| Route {
+            prefix: Prefix::new(r.prefix.addr(), r.prefix.prefix_len()),
+            port: config.route_port(r).unwrap_or(0) as u16,
+            via: Some(r.via),
         })
         .collect();
     let services = config
         .services
         .iter()
-        .map(|s| ServiceInfo {
-            protocol: match s.protocol {
-                Protocol::Tcp => protocol::TCP,
-                Protocol::Udp => protocol::UDP,
-            },
-            vip: s.vip,
-            port: s.port,
-            scheduler: match s.scheduler {
-                Scheduler::Rr => SchedulerKind::Rr,
-                Scheduler::Wrr => SchedulerKind::Wrr,
-                Scheduler::Lc => SchedulerKind::Lc,
-                Scheduler::Wlc => SchedulerKind::Wlc,
-            },
-            reals: s
-                .reals
-                .iter()
-                .map(|r| RealInfo {
-                    address: r.address,
-                    port: r.port_or(s.port),
-                    weight: r.weight,
-                    forward: match r.forward {
-                        Forward::Nat => ForwardMode::Nat,
-                        Forward::Dr => ForwardMode::Dr,
-                        Forward::Tun => ForwardMode::Tun,
-                        Forward::FullNat => ForwardMode::FullNat,
-                    },
-                    global_index: 0,
-                })
-                .collect(),
-            local_addresses: s.local_addresses.iter().map(|lip| (*lip, 0)).collect(),
+        .map(|s| {
+            let (id, version) = service_id(s);
+            ServiceInfo {
+                id,
+                version,
+                protocol: match s.protocol {
+                    Protocol::Tcp => protocol::TCP,
+                    Protocol::Udp => protocol::UDP,
+                },
+                vip: s.vip,
+                port: s.port,
+                scheduler: match s.scheduler {
+                    Scheduler::Rr => SchedulerKind::Rr,
+                    Scheduler::Wrr => SchedulerKind::Wrr,
+                    Scheduler::Lc => SchedulerKind::Lc,
+                    Scheduler::Wlc => SchedulerKind::Wlc,
+                },
+                reals: s
+                    .reals
+                    .iter()
+                    .map(|r| RealInfo {
+                        address: r.address,
+                        port: r.port_or(s.port),
+                        weight: r.weight,
+                        forward: match r.forward {
+                            Forward::Nat => ForwardMode::Nat,
+                            Forward::Dr => ForwardMode::Dr,
+                            Forward::Tun => ForwardMode::Tun,
+                            Forward::FullNat => ForwardMode::FullNat,
+                        },
+                        id: real_id(id, s, r),
+                    })
+                    .collect(),
+                local_addresses: s.local_addresses.iter().map(|lip| (*lip, 0)).collect(),
+            }
         })
         .collect();
     let t = &config.timeouts;
@@ -294,15 +301,15 @@ pub fn build_snapshot(config: &Config, macs: &[MacAddr]) -> Snapshot {
 
 struct Running {
     ports: Vec<PortHandle>,
-    counters: Vec<Arc<WorkerCounters>>,
-    real_counters: Vec<Arc<[RealCounters]>>,
-    snapshot: Arc<Snapshot>,
+    control: ControlPlane,
     stop: Arc<AtomicBool>,
     pool: Mempool,
 }
 
 /// Starts everything; returns once workers run.
 fn start(config: &Config) -> Result<Running, StartError> {
+    // Before EAL pins this thread to the main lcore's CPU.
+    let cpus = HostCpus::detect();
     let args = eal_args(config);
     eprintln!(
         "rvsd: {}, EAL args: {}",
@@ -382,14 +389,35 @@ fn start(config: &Config) -> Result<Running, StartError> {
         macs.push(mac);
     }
 
-    let snapshot = Arc::new(build_snapshot(config, &macs));
     let stop = Arc::new(AtomicBool::new(false));
     let tsc_hz = dpdk::tsc_hz().max(1);
     let tsc_start = dpdk::tsc();
     let dpdk_ports: Vec<u16> = ports.iter().map(|p| p.id).collect();
-    let mut counters = Vec::new();
-    let mut real_counters = Vec::new();
+    let counters: Vec<Arc<WorkerCounters>> = config
+        .workers
+        .iter()
+        .map(|_| Arc::new(WorkerCounters::default()))
+        .collect();
+    let real_counters: Vec<Arc<[RealCounters]>> = config
+        .workers
+        .iter()
+        .map(|_| {
+            (0..config.limits.reals)
+                .map(|_| RealCounters::default())
+                .collect()
+        })
+        .collect();
     let mesh = Arc::new(Mesh::new(config.workers.len()));
+    let control = ControlPlane::new(
+        config.clone(),
+        cpus,
+        macs,
+        Arc::clone(&mesh),
+        counters.clone(),
+        real_counters.clone(),
+    )
+    .map_err(|e| StartError(format!("rvsd: {e}")))?;
+    let snapshot = Arc::clone(control.snapshot());
     if config.workers.len() > 1 {
         eprintln!(
             "rvsd: steering: software redirect between {} workers over bounded rings of {} packets \
@@ -402,10 +430,8 @@ fn start(config: &Config) -> Result<Running, StartError> {
         eprintln!("rvsd: steering: one worker, no redirect needed");
     }
     for (index, worker) in config.workers.iter().enumerate() {
-        let worker_counters = Arc::new(WorkerCounters::default());
-        let reals: Arc<[RealCounters]> = (0..snapshot.real_count())
-            .map(|_| RealCounters::default())
-            .collect();
+        let worker_counters = Arc::clone(&counters[index]);
+        let reals = Arc::clone(&real_counters[index]);
         let engine = Engine::new(
             Arc::clone(&snapshot),
             WorkerPlace {
@@ -452,14 +478,10 @@ fn start(config: &Config) -> Result<Running, StartError> {
                 worker.lcore
             ))
         })?;
-        counters.push(worker_counters);
-        real_counters.push(reals);
     }
     Ok(Running {
         ports,
-        counters,
-        real_counters,
-        snapshot,
+        control,
         stop,
         pool,
     })
@@ -467,33 +489,27 @@ fn start(config: &Config) -> Result<Running, StartError> {
 
 /// Sums the counters of all workers and renders them as one JSON object.
 fn stats_json(running: &Running) -> String {
-    let mut total = CountersSnapshot::default();
-    for c in &running.counters {
-        total.add(&c.read());
-    }
+    let control = &running.control;
+    let total = control.totals();
     let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
         .iter()
         .map(|r| (r.name().to_owned(), total.drops_of(*r).into()))
         .collect();
+    let snapshot = control.snapshot();
     let mut reals = serde_json::Map::new();
-    for service in &running.snapshot.services {
+    for service in &snapshot.services {
         for real in &service.reals {
-            let i = real.global_index as usize;
-            let sum = |f: fn(&RealCounters) -> u64| -> u64 {
-                running
-                    .real_counters
-                    .iter()
-                    .map(|w| w.get(i).map_or(0, f))
-                    .sum()
-            };
+            let (stats, active, inactive) = control.real_stats(real.id);
             let key = format!("{}:{}", real.address, real.port);
             let entry = serde_json::json!({
                 "service": format!("{}:{}", service.vip, service.port),
-                "conns": sum(|c| c.conns.load(Relaxed)),
-                "in_packets": sum(|c| c.in_packets.load(Relaxed)),
-                "out_packets": sum(|c| c.out_packets.load(Relaxed)),
-                "in_bytes": sum(|c| c.in_bytes.load(Relaxed)),
-                "out_bytes": sum(|c| c.out_bytes.load(Relaxed)),
+                "conns": stats.conns,
+                "active": active,
+                "inactive": inactive,
+                "in_packets": stats.in_pkts,
+                "out_packets": stats.out_pkts,
+                "in_bytes": stats.in_bytes,
+                "out_bytes": stats.out_bytes,
             });
             // A real serving several services: key by service too.
             if reals.contains_key(&key) {
@@ -506,7 +522,7 @@ fn stats_json(running: &Running) -> String {
     let ports: Vec<serde_json::Value> = running
         .ports
         .iter()
-        .zip(&running.snapshot.ports)
+        .zip(&snapshot.ports)
         .map(|(handle, info)| {
             let s = handle.stats();
             serde_json::json!({
@@ -535,7 +551,7 @@ fn stats_json(running: &Running) -> String {
         "icmp_errors_sent": total.icmp_errors_sent,
         "icmp_errors_forwarded": total.icmp_errors_forwarded,
         "mbufs_free": running.pool.available(),
-        "workers": running.counters.len(),
+        "workers": running.control.config().workers.len(),
         "drops": drops,
         "reals": reals,
         "ports": ports,
@@ -544,38 +560,113 @@ fn stats_json(running: &Running) -> String {
 }
 
 /// Runs rvsd with `config` until SIGTERM or SIGINT. SIGUSR1 prints a stats line.
-pub fn run(config: &Config) -> Result<(), StartError> {
+pub fn run(config: &Config, config_path: &Path) -> Result<(), StartError> {
     let terminate = Arc::new(AtomicBool::new(false));
     let report = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&terminate))
+    let reload = Arc::new(AtomicBool::new(false));
+    let handlers = [
+        (signal_hook::consts::SIGTERM, &terminate),
+        (signal_hook::consts::SIGINT, &terminate),
+        (signal_hook::consts::SIGUSR1, &report),
+        (signal_hook::consts::SIGHUP, &reload),
+    ];
+    for (signal, flag) in handlers {
+        signal_hook::flag::register(signal, Arc::clone(flag))
             .map_err(|e| StartError(format!("rvsd: cannot install signal handler: {e}")))?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&report))
-        .map_err(|e| StartError(format!("rvsd: cannot install signal handler: {e}")))?;
+    let mut server = bind_control_socket(config)?;
 
-    let running = start(config)?;
+    let mut running = start(config)?;
     eprintln!(
-        "rvsd: ready: {} worker(s), {} service(s), VIPs {}",
+        "rvsd: ready: {} worker(s), {} service(s), VIPs {}, control socket {}",
         config.workers.len(),
         config.services.len(),
-        vip_list(config)
+        vip_list(config),
+        config.control.socket
     );
     while !terminate.load(Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
+        let control = &mut running.control;
+        let mut handler = |command| control.handle(command);
+        if let Err(e) = server.poll(&mut handler, Duration::from_millis(20)) {
+            eprintln!("rvsd: control socket: {e}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if reload.swap(false, Relaxed) {
+            match rvs_control::config::load(config_path) {
+                Ok(file) => match running.control.reload(file) {
+                    Ok(()) => eprintln!("rvsd: reloaded {}", config_path.display()),
+                    Err(e) => eprintln!(
+                        "rvsd: reload of {} refused, running state unchanged: {e}",
+                        config_path.display()
+                    ),
+                },
+                Err(e) => eprintln!("rvsd: reload refused, running state unchanged: {e}"),
+            }
+        }
+        running.control.tick();
         if report.swap(false, Relaxed) {
             eprintln!("rvsd: stats {}", stats_json(&running));
         }
     }
+    drop(server);
     running.stop.store(true, Relaxed);
     dpdk::wait_all_lcores();
+    running.control.tick();
     eprintln!("rvsd: stats {}", stats_json(&running));
     for port in &running.ports {
         port.close();
     }
+    drop(running);
     dpdk::eal_cleanup();
     eprintln!("rvsd: stopped");
     Ok(())
+}
+
+/// Binds the control socket (mode 0600, or 0660 with `control.group`).
+fn bind_control_socket(config: &Config) -> Result<Server, StartError> {
+    let path = Path::new(&config.control.socket);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StartError(format!(
+                "rvsd: cannot create {} for the control socket (control.socket): {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let gid = match &config.control.group {
+        None => None,
+        Some(group) => Some(group_id(group).ok_or_else(|| {
+            StartError(format!(
+                "rvsd: control.group: no group `{group}` in /etc/group"
+            ))
+        })?),
+    };
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    Server::bind(path, mode, gid).map_err(|e| {
+        let hint = if e.to_string().contains("ermission denied") {
+            "; likely cause: permissions (rvsd runs as root, or needs write access to that directory)"
+        } else {
+            ""
+        };
+        StartError(format!(
+            "rvsd: cannot serve the control socket {} (control.socket): {e}{hint}",
+            path.display()
+        ))
+    })
+}
+
+/// A group's id, by number or by name from /etc/group.
+fn group_id(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse() {
+        return Some(gid);
+    }
+    std::fs::read_to_string("/etc/group")
+        .ok()?
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next()? == group).then(|| fields.nth(1)?.parse().ok())?
+        })
 }
 
 fn vip_list(config: &Config) -> String {

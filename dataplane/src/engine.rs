@@ -65,6 +65,15 @@ pub trait PacketIo<P> {
     fn share_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16);
 }
 
+/// A page of a worker's connection table, for listings.
+#[derive(Clone, Debug, Default)]
+pub struct ConnDump {
+    /// (connection, seconds until it expires).
+    pub entries: Vec<(Conn, u32)>,
+    /// Table position to continue from; none: the end.
+    pub next: Option<usize>,
+}
+
 /// The L4 facts of a TCP or UDP packet the path needs.
 #[derive(Clone, Copy)]
 struct L4 {
@@ -218,6 +227,69 @@ impl<P: PacketBuf> Engine<P> {
             last_tick: 0,
             snapshot,
         }
+    }
+
+    /// Switches to a new configuration snapshot and returns the old one, for
+    /// the control thread to free. Established connections keep flowing:
+    /// they carry their real's address and mode and name it by stable id, and
+    /// the connection counts of reals that stay are carried over. A service
+    /// whose version is unchanged keeps its scheduler state. Called between
+    /// bursts, never per packet; its cost is proportional to the number of
+    /// reals, not of connections.
+    pub fn swap_snapshot(&mut self, new: Arc<Snapshot>) -> Arc<Snapshot> {
+        let old = std::mem::replace(&mut self.snapshot, new);
+        let mut old_schedulers: Vec<Option<Scheduler>> = std::mem::take(&mut self.schedulers)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let snapshot = &self.snapshot;
+        let mut loads = Vec::with_capacity(snapshot.services.len());
+        let mut schedulers = Vec::with_capacity(snapshot.services.len());
+        for service in &snapshot.services {
+            let service_loads: Vec<RealLoad> = service
+                .reals
+                .iter()
+                .map(|real| {
+                    let (active, inactive) = old
+                        .real_position(real.id)
+                        .and_then(|(s, r)| self.loads.get(s)?.get(r))
+                        .map_or((0, 0), |l| (l.active, l.inactive));
+                    RealLoad {
+                        weight: real.weight,
+                        active,
+                        inactive,
+                        overloaded: false,
+                    }
+                })
+                .collect();
+            let kept = old
+                .service_index(service.id)
+                .filter(|&i| old.services[i].version == service.version)
+                .and_then(|i| old_schedulers.get_mut(i)?.take());
+            schedulers
+                .push(kept.unwrap_or_else(|| Scheduler::new(service.scheduler, &service_loads)));
+            loads.push(service_loads);
+        }
+        self.loads = loads;
+        self.schedulers = schedulers;
+        self.local_ports = LocalPorts::new(snapshot, self.place);
+        self.lip_cursor.resize(snapshot.lips.len(), 0);
+        old
+    }
+
+    /// Up to `limit` connections from table position `from`, for a listing.
+    /// Runs between bursts on a control request; allocates the page.
+    pub fn dump_connections(&self, from: usize, limit: usize) -> ConnDump {
+        let mut entries = Vec::with_capacity(limit.min(self.conns.len()));
+        let mut next = None;
+        for (id, conn) in self.conns.iter_from(from) {
+            if entries.len() == limit {
+                next = Some(id.index());
+                break;
+            }
+            entries.push((*conn, conn.expires.saturating_sub(self.now)));
+        }
+        ConnDump { entries, next }
     }
 
     /// Sets the coarse clock (seconds), once per burst.
@@ -646,8 +718,8 @@ impl<P: PacketBuf> Engine<P> {
             local,
             local_port,
             forward: real.forward,
-            service,
-            real_index: real_index as u32,
+            service_id: snapshot.services[s].id,
+            real_id: real.id,
             state,
             expires: 0,
         };
@@ -655,15 +727,14 @@ impl<P: PacketBuf> Engine<P> {
             .conns
             .insert(conn, self.now, timeout)
             .map_err(|_| DropReason::ConnTableFull)?;
-        let load = &mut self.loads[s][real_index];
         if conn.is_active() {
-            load.active += 1;
+            self.adjust_load(conn.real_id, 1, 0);
         } else {
-            load.inactive += 1;
+            self.adjust_load(conn.real_id, 0, 1);
         }
         bump(&self.counters.conns_created, 1);
         bump(&self.counters.conns_current, 1);
-        if let Some(c) = self.real_counters.get(real.global_index as usize) {
+        if let Some(c) = self.real_counters.get(real.id as usize) {
             bump(&c.conns, 1);
         }
         Ok(id)
@@ -715,40 +786,41 @@ impl<P: PacketBuf> Engine<P> {
         let old = conn.state;
         let new = tcp_state::transition(old, direction, l4.syn, l4.fin, l4.ack, l4.rst);
         conn.state = new;
-        let (s, r) = (conn.service as usize, conn.real_index as usize);
+        let real_id = conn.real_id;
         if old.is_active() != new.is_active() {
-            if let Some(load) = self.loads.get_mut(s).and_then(|l| l.get_mut(r)) {
-                if new.is_active() {
-                    load.inactive = load.inactive.saturating_sub(1);
-                    load.active += 1;
-                } else {
-                    load.active = load.active.saturating_sub(1);
-                    load.inactive += 1;
-                }
+            if new.is_active() {
+                self.adjust_load(real_id, 1, -1);
+            } else {
+                self.adjust_load(real_id, -1, 1);
             }
         }
         let timeout = self.snapshot.timeouts.tcp(new);
         self.conns.touch(id, self.now, timeout);
     }
 
+    /// Changes the active/inactive connection counts of real `real_id`, both
+    /// what schedulers read and what listings show.
+    fn adjust_load(&mut self, real_id: u32, active: i32, inactive: i32) {
+        adjust_load(
+            &self.snapshot,
+            &mut self.loads,
+            &self.real_counters,
+            real_id,
+            active,
+            inactive,
+        );
+    }
+
     /// Takes a connection that is going away out of the scheduler counts.
     fn forget(&mut self, conn: &Conn) {
-        forget_load(&mut self.loads, conn);
+        forget_load(&self.snapshot, &mut self.loads, &self.real_counters, conn);
         bump(&self.counters.conns_expired, 1);
         decrement(&self.counters.conns_current, 1);
     }
 
     #[inline]
     fn count_real(&self, conn: &Conn, inbound: bool, bytes: usize) {
-        let Some(real) = self
-            .snapshot
-            .services
-            .get(conn.service as usize)
-            .and_then(|s| s.reals.get(conn.real_index as usize))
-        else {
-            return;
-        };
-        if let Some(c) = self.real_counters.get(real.global_index as usize) {
+        if let Some(c) = self.real_counters.get(conn.real_id as usize) {
             if inbound {
                 bump(&c.in_packets, 1);
                 bump(&c.in_bytes, bytes as u64);
@@ -910,10 +982,10 @@ impl<P: PacketBuf> Engine<P> {
         if direction == Direction::Input {
             // From the client's side, about a packet rvs sent it.
             match conn.forward {
-                ForwardMode::Dr => return self.forward(packet, conn.real, io),
+                ForwardMode::Dr => self.forward(packet, conn.real, io),
                 ForwardMode::Tun => {
                     self.encapsulate(&mut packet, conn.real, io)?;
-                    return self.forward(packet, conn.real, io);
+                    self.forward(packet, conn.real, io)
                 }
                 ForwardMode::Nat | ForwardMode::FullNat => {
                     // The real sent (real:rport → local:lport).
@@ -1018,13 +1090,17 @@ impl<P: PacketBuf> Engine<P> {
     pub fn tick(&mut self, io: &mut impl PacketIo<P>) {
         let now = self.now;
         let Engine {
+            snapshot,
             conns,
             loads,
             counters,
+            real_counters,
             expire_budget,
             ..
         } = self;
-        let expired = conns.expire(now, *expire_budget, |conn| forget_load(loads, conn));
+        let expired = conns.expire(now, *expire_budget, |conn| {
+            forget_load(snapshot, loads, real_counters, conn)
+        });
         if expired > 0 {
             bump(&counters.conns_expired, expired as u64);
             decrement(&counters.conns_current, expired as u64);
@@ -1057,18 +1133,47 @@ fn decrement(counter: &std::sync::atomic::AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).saturating_sub(n), Relaxed);
 }
 
-fn forget_load(loads: &mut [Vec<RealLoad>], conn: &Conn) {
-    let Some(load) = loads
-        .get_mut(conn.service as usize)
-        .and_then(|l| l.get_mut(conn.real_index as usize))
-    else {
-        return;
-    };
+fn forget_load(
+    snapshot: &Snapshot,
+    loads: &mut [Vec<RealLoad>],
+    real_counters: &[RealCounters],
+    conn: &Conn,
+) {
     if conn.is_active() {
-        load.active = load.active.saturating_sub(1);
+        adjust_load(snapshot, loads, real_counters, conn.real_id, -1, 0);
     } else {
-        load.inactive = load.inactive.saturating_sub(1);
+        adjust_load(snapshot, loads, real_counters, conn.real_id, 0, -1);
     }
+}
+
+fn adjust_load(
+    snapshot: &Snapshot,
+    loads: &mut [Vec<RealLoad>],
+    real_counters: &[RealCounters],
+    real_id: u32,
+    active: i32,
+    inactive: i32,
+) {
+    if let Some(c) = real_counters.get(real_id as usize) {
+        add_signed(&c.active, active);
+        add_signed(&c.inactive, inactive);
+    }
+    // A real removed from the configuration has no load any more; its
+    // connections drain without being counted for scheduling.
+    if let Some((s, r)) = snapshot.real_position(real_id) {
+        if let Some(load) = loads.get_mut(s).and_then(|l| l.get_mut(r)) {
+            load.active = load.active.saturating_add_signed(active);
+            load.inactive = load.inactive.saturating_add_signed(inactive);
+        }
+    }
+}
+
+fn add_signed(counter: &std::sync::atomic::AtomicU64, delta: i32) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let value = counter
+        .load(Relaxed)
+        .saturating_add_signed(i64::from(delta));
+    counter.store(value, Relaxed);
 }
 
 /// Sets the Ethernet addresses and hands the packet to TX, counting it.

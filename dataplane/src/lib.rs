@@ -5,6 +5,7 @@
 
 pub mod buf;
 pub mod conn;
+pub mod control;
 pub mod counters;
 pub mod daemon;
 pub mod dpdk;

@@ -86,12 +86,18 @@ pub struct RealInfo {
     pub port: u16,
     pub weight: u32,
     pub forward: ForwardMode,
-    /// Position of this real among all reals of the snapshot (counter index).
-    pub global_index: u32,
+    /// Stable id: the index of the real's counters, and what connections
+    /// remember it by across configuration changes. Unique in a snapshot.
+    pub id: u32,
 }
 
 #[derive(Clone, Debug)]
 pub struct ServiceInfo {
+    /// Stable id (survives configuration changes).
+    pub id: u32,
+    /// Changes whenever the service or its reals change: a worker keeps its
+    /// scheduler state while it stays the same.
+    pub version: u64,
     /// IP protocol number (6 TCP, 17 UDP).
     pub protocol: u8,
     pub vip: Ipv4Addr,
@@ -133,7 +139,10 @@ pub struct Snapshot {
     services_by_key: HashMap<(u8, Ipv4Addr, u16), u32>,
     /// Every VIP (any service), to tell "ours, no such service" from "not ours".
     vips: HashMap<Ipv4Addr, ()>,
-    real_count: usize,
+    /// Real id → (service index, real index), `u32::MAX` where no real has the id.
+    real_slots: Vec<(u32, u32)>,
+    /// Service id → service index.
+    service_slots: HashMap<u32, u32>,
 }
 
 impl Snapshot {
@@ -160,13 +169,23 @@ impl Snapshot {
         // pushed stay after static ones, which is the operator's intent.
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len));
 
-        let mut next_real = 0u32;
-        for service in &mut services {
-            for real in &mut service.reals {
-                real.global_index = next_real;
-                next_real += 1;
+        let id_bound = services
+            .iter()
+            .flat_map(|s| &s.reals)
+            .map(|r| r.id as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut real_slots = vec![(u32::MAX, u32::MAX); id_bound];
+        for (s, service) in services.iter().enumerate() {
+            for (r, real) in service.reals.iter().enumerate() {
+                real_slots[real.id as usize] = (s as u32, r as u32);
             }
         }
+        let service_slots = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i as u32))
+            .collect();
         let services_by_key = services
             .iter()
             .enumerate()
@@ -194,13 +213,28 @@ impl Snapshot {
             lip_ports: PortRange::default(),
             services_by_key,
             vips,
-            real_count: next_real as usize,
+            real_slots,
+            service_slots,
         }
     }
 
-    /// Number of reals over all services (length of per-real counter arrays).
-    pub fn real_count(&self) -> usize {
-        self.real_count
+    /// One more than the largest real id (length of per-real counter arrays).
+    pub fn real_id_bound(&self) -> usize {
+        self.real_slots.len()
+    }
+
+    /// Where real `id` sits: (service index, index in its reals).
+    #[inline]
+    pub fn real_position(&self, id: u32) -> Option<(usize, usize)> {
+        match self.real_slots.get(id as usize) {
+            Some(&(s, r)) if s != u32::MAX => Some((s as usize, r as usize)),
+            _ => None,
+        }
+    }
+
+    /// The index of the service with stable id `id`.
+    pub fn service_index(&self, id: u32) -> Option<usize> {
+        self.service_slots.get(&id).map(|&i| i as usize)
     }
 
     /// The service for a packet to `vip:port` over `protocol`.
@@ -311,6 +345,8 @@ mod tests {
             },
         ];
         let services = vec![ServiceInfo {
+            id: 0,
+            version: 0,
             protocol: protocol::TCP,
             vip: ip("10.99.1.100"),
             port: 80,

@@ -12,7 +12,8 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::counters::{bump, DropReason, WorkerCounters};
 use crate::dpdk::{self, Mbuf, Mempool, RxBurst, TxBuffer, BURST};
-use crate::engine::{Engine, PacketIo};
+use crate::engine::{ConnDump, Engine, PacketIo};
+use crate::snapshot::Snapshot;
 use crate::wire::ethernet::MacAddr;
 
 /// Packets waiting in one redirect ring, at most.
@@ -20,28 +21,48 @@ pub const REDIRECT_RING: usize = 1024;
 /// Neighbour updates waiting for one worker, at most.
 const NEIGHBOUR_RING: usize = 256;
 
-/// What workers hand each other: packets for the connection's owner (one
-/// bounded ring per ordered pair of workers, so each has a single producer)
-/// and neighbours learned by ARP.
+/// What workers hand each other, and what the control thread hands them:
+/// packets for the connection's owner (one bounded ring per ordered pair of
+/// workers, so each has a single producer), neighbours learned by ARP, new
+/// configuration snapshots (and the old ones back, to be freed off the packet
+/// path), and requests for pages of the connection table.
 pub struct Mesh {
     /// `packets[to][from]`: (packet, config port index).
     packets: Vec<Vec<ArrayQueue<(Mbuf, u16)>>>,
     neighbours: Vec<ArrayQueue<(Ipv4Addr, MacAddr, u16)>>,
+    /// Per worker: snapshots to switch to, oldest first.
+    pub snapshots: Vec<ArrayQueue<Arc<Snapshot>>>,
+    /// Snapshots the workers are done with.
+    pub retired: ArrayQueue<Arc<Snapshot>>,
+    /// Per worker: one outstanding connection-table page request and its answer.
+    pub dump_requests: Vec<ArrayQueue<DumpRequest>>,
+    pub dump_replies: Vec<ArrayQueue<ConnDump>>,
+}
+
+/// Snapshots waiting for one worker, at most.
+pub const SNAPSHOT_QUEUE: usize = 4;
+
+/// A request for up to `limit` connections from table position `from`.
+#[derive(Clone, Copy, Debug)]
+pub struct DumpRequest {
+    pub from: usize,
+    pub limit: usize,
 }
 
 impl Mesh {
     pub fn new(workers: usize) -> Self {
+        fn per_worker<T>(workers: usize, capacity: usize) -> Vec<ArrayQueue<T>> {
+            (0..workers).map(|_| ArrayQueue::new(capacity)).collect()
+        }
         Mesh {
             packets: (0..workers)
-                .map(|_| {
-                    (0..workers)
-                        .map(|_| ArrayQueue::new(REDIRECT_RING))
-                        .collect()
-                })
+                .map(|_| per_worker(workers, REDIRECT_RING))
                 .collect(),
-            neighbours: (0..workers)
-                .map(|_| ArrayQueue::new(NEIGHBOUR_RING))
-                .collect(),
+            neighbours: per_worker(workers, NEIGHBOUR_RING),
+            snapshots: per_worker(workers, SNAPSHOT_QUEUE),
+            retired: ArrayQueue::new(workers * (SNAPSHOT_QUEUE + 1)),
+            dump_requests: per_worker(workers, 1),
+            dump_replies: per_worker(workers, 1),
         }
     }
 }
@@ -171,6 +192,16 @@ pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
             in_port: 0,
         };
         let mut received = 0;
+        while let Some(snapshot) = setup.mesh.snapshots[setup.index].pop() {
+            let old = engine.swap_snapshot(snapshot);
+            // The retired queue has room for every snapshot in flight; if it
+            // ever had not, freeing here is still correct, only slower.
+            let _ = setup.mesh.retired.push(old);
+        }
+        if let Some(request) = setup.mesh.dump_requests[setup.index].pop() {
+            let page = engine.dump_connections(request.from, request.limit);
+            let _ = setup.mesh.dump_replies[setup.index].push(page);
+        }
         while let Some((ip, mac, port)) = setup.mesh.neighbours[setup.index].pop() {
             engine.learn_neighbour(ip, mac, port, &mut io);
         }

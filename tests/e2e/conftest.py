@@ -4,6 +4,13 @@ Environment:
   RVSD  path of the rvsd binary (default: target/release/rvsd)
   LAB   namespace prefix of the lab (default: rvs)
 
+The lab has one topology up at a time (`lab.sh up nat|dr|tun|tun-l3|fullnat`). The
+session-wide `lab_manager` switches it on demand: `lab_manager.ensure("dr")`
+returns a Lab for that topology, bringing it up (after tearing down whatever
+was up) if needed. The `lab` fixture is `ensure("nat")`, what test_nat.py
+uses. Tests marked `@pytest.mark.topology(name)` are run grouped by topology
+(collection order otherwise kept), so the lab switches as rarely as possible.
+
 rvsd contract relied on here (see lab/README.md):
   * `rvsd --config PATH` runs; `rvsd --check --config PATH` validates only.
   * stderr line containing `rvsd: ready` once ports and workers run.
@@ -27,6 +34,7 @@ LAB_SH = ROOT / "lab" / "lab.sh"
 CLIENT_PY = ROOT / "lab" / "client.py"
 RUN = ROOT / "lab" / "run" / LAB
 RVSD = pathlib.Path(os.environ.get("RVSD", ROOT / "target" / "release" / "rvsd"))
+RVSADM = pathlib.Path(os.environ.get("RVSADM", RVSD.parent / "rvsadm"))
 
 NS_CLIENT = f"{LAB}-client"
 NS_DIR = f"{LAB}-dir"
@@ -115,6 +123,17 @@ def render_config(services, *, sleep_us=100, idle_polls=64, eal_args=("--in-memo
 
 
 # --------------------------------------------------------------------------- lab
+TOPOLOGIES = ("nat", "dr", "tun", "tun-l3", "fullnat")
+# Real servers' addresses per topology (lab/lab.sh).
+TOPOLOGY_REALS = {
+    "nat": (R1, R2),
+    "dr": ("10.99.1.11", "10.99.1.12"),
+    "tun": ("10.99.1.11", "10.99.1.12"),
+    "tun-l3": ("10.99.3.11", "10.99.3.12"),
+    "fullnat": ("10.99.3.11", "10.99.3.12"),
+}
+
+
 class Lab:
     root = ROOT
     run_dir = RUN
@@ -123,8 +142,11 @@ class Lab:
     ns_dir = NS_DIR
     vip = VIP
 
-    def __init__(self):
+    def __init__(self, topology="nat"):
         self._dir_mac = None
+        self.topology = topology
+        self.reals = TOPOLOGY_REALS[topology]
+        self.real_names = {self.reals[0]: "r1", self.reals[1]: "r2"}
 
     @property
     def dir_mac(self):
@@ -172,13 +194,55 @@ def lab_down():
     _lab_is_up = False
 
 
+class LabManager:
+    """Keeps one lab topology up at a time for the whole session."""
+
+    def __init__(self):
+        self.topology = None
+
+    def ensure(self, topology):
+        global _lab_is_up
+        if topology not in TOPOLOGIES:
+            raise ValueError(f"unknown lab topology {topology!r}")
+        if self.topology != topology:
+            self.topology = None
+            _lab_is_up = True  # a failed `up` may leave pieces: down at exit
+            r = subprocess.run(["bash", str(LAB_SH), "up", topology],
+                               env={**os.environ, "LAB": LAB},
+                               capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                pytest.fail(f"lab.sh up {topology} failed ({r.returncode}):\n"
+                            f"{r.stdout}\n{r.stderr}")
+            self.topology = topology
+        return Lab(topology)
+
+
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "topology(name): the lab topology a test needs (tests are grouped by it)")
+
     # SIGTERM (e.g. CI cancelling the job) behaves like Ctrl-C, so that fixture
     # teardown (rvsd stop, lab down) still runs.
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Groups the tests marked with a topology by topology (stable), in the
+    slots those tests already occupy: the lab is switched once per topology."""
+    # nat last: test_nat.py (unmarked, nat) usually runs right after test_modes.py
+    order = {t: i for i, t in enumerate(("dr", "tun", "tun-l3", "fullnat", "nat"))}
+    slots, marked = [], []
+    for i, item in enumerate(items):
+        m = item.get_closest_marker("topology")
+        if m is not None:
+            slots.append(i)
+            marked.append((order.get(m.args[0], len(order)), len(marked), item))
+    marked.sort(key=lambda t: (t[0], t[1]))
+    for i, (_, _, item) in zip(slots, marked):
+        items[i] = item
 
 
 def pytest_unconfigure(config):
@@ -188,20 +252,23 @@ def pytest_unconfigure(config):
 
 
 @pytest.fixture(scope="session")
-def lab():
-    global _lab_is_up
+def lab_manager():
+    """The session's LabManager; the lab is torn down at the end."""
     reason = skip_reason_lab()
     if reason:
         pytest.skip(reason)
-    _lab_is_up = True
+    mgr = LabManager()
     try:
-        r = subprocess.run(["bash", str(LAB_SH), "up"], env={**os.environ, "LAB": LAB},
-                           capture_output=True, text=True, timeout=300)
-        if r.returncode != 0:
-            pytest.fail(f"lab.sh up failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-        yield Lab()
+        yield mgr
     finally:
-        lab_down()
+        if _lab_is_up:
+            lab_down()
+
+
+@pytest.fixture
+def lab(lab_manager):
+    """The NAT topology (lab.sh up nat), as test_nat.py expects."""
+    return lab_manager.ensure("nat")
 
 
 # --------------------------------------------------------------------------- rvsd
@@ -212,6 +279,11 @@ class Rvsd:
         RUN.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.conf = RUN / f"e2e-{name}.yaml"
+        # Every test rvsd serves its own control socket, so that labs running
+        # side by side (another LAB prefix, a CI rehearsal) never collide.
+        self.socket = RUN / "rvsd.sock"
+        if not re.search(r"^control:", config_text, re.M):
+            config_text = config_text.rstrip("\n") + f"\ncontrol:\n  socket: {self.socket}\n"
         self.conf.write_text(config_text)
         self.log_path = RUN / f"e2e-{name}.rvsd.log"
         self._log = open(self.log_path, "wb")
@@ -221,6 +293,14 @@ class Rvsd:
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True, env={**os.environ, "RUST_BACKTRACE": "1"})
         self.returncode = None
+
+    def rvsadm(self, *args, stdin=None, check=True, timeout=30):
+        """Runs rvsadm against this rvsd; returns the CompletedProcess."""
+        r = subprocess.run([str(RVSADM), "--socket", str(self.socket), *args], input=stdin,
+                           capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"rvsadm {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r
 
     def log(self):
         try:
@@ -298,7 +378,7 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture
-def start_rvsd(lab, request):
+def start_rvsd(lab_manager, request):
     """start_rvsd(config_text) -> Rvsd, ready; always stopped after the test."""
     started = []
 

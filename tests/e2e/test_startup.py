@@ -19,6 +19,7 @@ pytestmark = pytest.mark.skipif(skip_reason_rvsd() is not None or os.geteuid() !
                                 reason=skip_reason_rvsd() or "needs root")
 
 GOOD = """\
+control: {{ socket: "{socket}" }}
 eal: {{ main_lcore: 0, main_cpu: 0, args: [{args}] }}
 ports:
   - {{ name: a, device: "{device}", addresses: ["10.77.0.1/24"] }}
@@ -33,9 +34,14 @@ services:
 """
 
 
+def good(args, device):
+    """GOOD with these EAL args and device; the socket is filled in by config()."""
+    return GOOD.format(args=args, device=device, socket="{socket}")
+
+
 def config(tmp_path, name, text):
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(text.replace("{socket}", str(tmp_path / "rvsd.sock")))
     path.chmod(0o644)
     return path
 
@@ -50,16 +56,16 @@ def run_rvsd(path, *, user=None, timeout=60):
 
 @pytest.mark.parametrize("name,text,key_path,reason", [
     ("unknown-key.yaml",
-     GOOD.format(args='"--in-memory"', device="net_null0") + "bogus_section: 1\n",
+     good(args='"--in-memory"', device="net_null0") + "bogus_section: 1\n",
      "bogus_section", "unknown key"),
     ("bad-address.yaml",
-     GOOD.format(args='"--in-memory"', device="net_null0").replace("10.77.0.11", "10.77.0.300"),
+     good(args='"--in-memory"', device="net_null0").replace("10.77.0.11", "10.77.0.300"),
      "services[0].reals[0].address", "invalid IPv4 address"),
     ("main-lcore.yaml",
-     GOOD.format(args='"--in-memory"', device="net_null0").replace("lcore: 1, cpu: 1", "lcore: 0, cpu: 0"),
+     good(args='"--in-memory"', device="net_null0").replace("lcore: 1, cpu: 1", "lcore: 0, cpu: 0"),
      "workers[0].lcore", "main lcore"),
     ("missing-cpu.yaml",
-     GOOD.format(args='"--in-memory"', device="net_null0").replace("cpu: 1", "cpu: 4000"),
+     good(args='"--in-memory"', device="net_null0").replace("cpu: 1", "cpu: 4000"),
      "workers[0].cpu", "does not exist"),
 ])
 def test_bad_config_is_refused_at_start(tmp_path, name, text, key_path, reason):
@@ -76,7 +82,7 @@ def test_bad_config_is_refused_at_start(tmp_path, name, text, key_path, reason):
     ("hugepages", '"--in-memory", "-m", "4000000"', "net_null0", "hugepages"),
 ])
 def test_dpdk_failure_names_the_likely_cause(tmp_path, name, args, device, cause):
-    path = config(tmp_path, name + ".yaml", GOOD.format(args=args, device=device))
+    path = config(tmp_path, name + ".yaml", good(args=args, device=device))
     code, err = run_rvsd(path)
     assert code != 0, err
     assert "likely cause" in err and cause in err, err
@@ -88,9 +94,11 @@ def test_dpdk_failure_as_non_root_names_permissions():
     # read this config.
     directory = pathlib.Path(tempfile.mkdtemp(prefix="rvs-perm-"))
     try:
-        directory.chmod(0o755)
+        # World-writable, so that nobody may create the control socket there
+        # and rvsd gets as far as DPDK.
+        directory.chmod(0o777)
         path = config(directory, "perm.yaml",
-                      GOOD.format(args='"--in-memory"', device="net_af_packet0,iface=lo"))
+                      good(args='"--in-memory"', device="net_af_packet0,iface=lo"))
         code, err = run_rvsd(path, user=65534)
     finally:
         shutil.rmtree(directory)

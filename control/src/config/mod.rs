@@ -85,7 +85,29 @@ pub struct Config {
     #[serde(default)]
     pub fullnat: FullNat,
     #[serde(default)]
+    pub control: Control,
+    #[serde(default)]
     pub services: Vec<Service>,
+}
+
+/// The control socket rvsadm and rvsctl talk to.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Control {
+    /// Unix socket path.
+    pub socket: String,
+    /// Group (name or number) whose members may use the socket besides root;
+    /// none: root only.
+    pub group: Option<String>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket: "/run/rvs/rvsd.sock".to_owned(),
+            group: None,
+        }
+    }
 }
 
 /// FullNAT local-address ports: each LIP lends the ports `port_min..=port_max`,
@@ -226,6 +248,9 @@ pub struct QueueRef {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
+    /// Reals over all services, at most (per-real counters are allocated at
+    /// start for this many).
+    pub reals: u32,
     /// Tracked connections per worker.
     pub connections: u32,
     /// Packets held per worker while ARP resolves their next hop.
@@ -235,6 +260,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            reals: 131072,
             connections: 262144,
             arp_pending: 256,
         }

@@ -412,6 +412,22 @@ impl Config {
                 ),
             );
         }
+        let reals: usize = self.services.iter().map(|s| s.reals.len()).sum();
+        if reals > self.limits.reals as usize {
+            return refuse(
+                "limits.reals",
+                format!(
+                    "the services list {reals} reals, more than limits.reals ({}); raise it",
+                    self.limits.reals
+                ),
+            );
+        }
+        if !self.control.socket.starts_with('/') {
+            return refuse(
+                "control.socket",
+                format!("`{}` is not an absolute path", self.control.socket),
+            );
+        }
         let workers = self.workers.len() as u32;
         let range = u32::from(self.fullnat.port_max) - u32::from(self.fullnat.port_min) + 1;
         if self.services.iter().any(|s| !s.local_addresses.is_empty()) && range < workers {

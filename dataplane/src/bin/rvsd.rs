@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         println!("{}: configuration is valid", config_path.display());
         return ExitCode::SUCCESS;
     }
-    match daemon::run(&config) {
+    match daemon::run(&config, &config_path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

@@ -166,16 +166,19 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
     ];
     let real_infos: Vec<RealInfo> = reals
         .iter()
-        .map(|r| RealInfo {
+        .enumerate()
+        .map(|(i, r)| RealInfo {
             address: r.address,
             port: r.port,
             weight: r.weight,
             forward: r.forward,
-            global_index: 0,
+            id: i as u32,
         })
         .collect();
     let services = vec![
         ServiceInfo {
+            id: 0,
+            version: 1,
             protocol: protocol::TCP,
             vip: vip(),
             port: 80,
@@ -184,11 +187,19 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
             local_addresses: local_addresses.clone(),
         },
         ServiceInfo {
+            id: 1,
+            version: 1,
             protocol: protocol::UDP,
             vip: vip(),
             port: 53,
             scheduler,
-            reals: real_infos,
+            reals: real_infos
+                .into_iter()
+                .map(|r| RealInfo {
+                    id: r.id + reals.len() as u32,
+                    ..r
+                })
+                .collect(),
             local_addresses,
         },
     ];
@@ -196,7 +207,7 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
         Snapshot::new(ports, vec![], services, Timeouts::default()).with_lip_ports(setup.lip_ports),
     );
     let counters = Arc::new(WorkerCounters::default());
-    let real_counters: Arc<[RealCounters]> = (0..snapshot.real_count())
+    let real_counters: Arc<[RealCounters]> = (0..snapshot.real_id_bound())
         .map(|_| RealCounters::default())
         .collect();
     let mut engine = Engine::new(
