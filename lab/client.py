@@ -89,8 +89,9 @@ def parse_url(url):
     return u.hostname, u.port or 80, path
 
 
-def one_request(host, port, path, timeout):
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+def one_request(host, port, path, timeout, source=None):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
     try:
         conn.request("GET", path, headers={"Connection": "close", "User-Agent": "rvs-lab"})
         resp = conn.getresponse()
@@ -110,7 +111,7 @@ def cmd_http(a):
 
     def job(i):
         try:
-            return one_request(host, port, path, a.timeout), None
+            return one_request(host, port, path, a.timeout, a.source), None
         except Exception as e:  # noqa: BLE001 - every failure is counted
             return None, (type(e).__name__, f"#{i}: {type(e).__name__}: {e}")
 
@@ -497,6 +498,7 @@ def main():
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--source", help="local address to connect from (a second client)")
     p = sub.add_parser("download")
     p.add_argument("--url", required=True)
     p.add_argument("--timeout", type=float, default=5.0)

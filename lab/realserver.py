@@ -8,6 +8,9 @@
                      the address it arrived on, e.g. the VIP in DR/TUN)
       GET /blob   -> 200, streams the blob file (Content-Length set)
       GET /health -> 200 "ok\n"
+      GET /drip?chunks=N&size=B&interval=S -> 200, N chunks of B bytes
+                     (Content-Length N*B), one every S seconds: a long,
+                     slow stream (defaults 100, 1000, 0.1)
   * UDP echo on port 9000: answers "<name>:" + datagram; a datagram that
     starts with "?peer" gets " peer=<ip>:<port> local=<ip>" appended (the
     sender as the real sees it, e.g. a FullNAT local address and port, and
@@ -26,6 +29,8 @@ import socket
 import struct
 import sys
 import threading
+import time
+import urllib.parse
 
 
 def log(msg):
@@ -56,6 +61,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                             f"local={local}\n".encode())
         elif path == "/health":
             self._send(200, b"ok\n")
+        elif path == "/drip":
+            self._drip()
         elif path == "/blob":
             blob = self.server.blob
             try:
@@ -80,6 +87,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send(404, b"not found\n")
 
     do_HEAD = do_GET
+
+    def _drip(self):
+        query = urllib.parse.parse_qs(self.path.partition("?")[2])
+        try:
+            chunks = int(query.get("chunks", ["100"])[0])
+            size = int(query.get("size", ["1000"])[0])
+            interval = float(query.get("interval", ["0.1"])[0])
+        except ValueError as e:
+            self._send(400, f"bad drip parameters: {e}\n".encode())
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(chunks * size))
+        self.send_header("X-Real", self.server.real_name)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        chunk = b"d" * size
+        for i in range(chunks):
+            if i:
+                time.sleep(interval)
+            self.wfile.write(chunk)
+            self.wfile.flush()
 
     def log_message(self, fmt, *args):
         log("%s http %s:%d %s" % (self.server.real_name, self.client_address[0],

@@ -7,4 +7,5 @@ pub mod client;
 pub mod config;
 pub mod ipvsadm;
 pub mod proto;
+pub mod rvsctl;
 pub mod server;

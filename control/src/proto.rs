@@ -203,6 +203,52 @@ pub enum Command {
     },
     /// Totals over all services. Result: [`GlobalStats`].
     Stats,
+    /// `rvsctl apply` of a file too large for one request line: appends
+    /// `text` to upload `upload`, or starts a new upload when none. Uploads
+    /// are bounded in number and size and dropped when left idle (see
+    /// rvsd's docs); [`Command::ApplyConfig`] consumes one. Result:
+    /// [`Upload`].
+    UploadConfig {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload: Option<u64>,
+        text: String,
+    },
+    /// `rvsctl apply FILE`: parses a whole YAML configuration (`text`, or
+    /// the finished upload `upload`; exactly one), checks that it changes
+    /// only what may change while rvsd runs (services, timeouts, fullnat),
+    /// validates it as a whole and, unless `dry_run`, adopts it in one step.
+    /// Errors name `file`, the line and the key path. Result:
+    /// [`ApplyReport`].
+    ApplyConfig {
+        /// How errors and the report name the text, e.g. its path.
+        file: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload: Option<u64>,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// `rvsctl reload` (what SIGHUP does): re-reads rvsd's own config file
+    /// and applies it as [`Command::ApplyConfig`] does. Result:
+    /// [`ApplyReport`].
+    ReloadConfig {
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// `rvsctl dump`: the running configuration as YAML that
+    /// [`Command::ApplyConfig`] takes back unchanged. Result: [`ConfigDump`].
+    DumpConfig,
+    /// `rvsctl ports`. Result: `[PortView]`.
+    ListPorts,
+    /// `rvsctl workers`. Result: `[WorkerView]`.
+    ListWorkers,
+    /// `rvsctl routes`: connected subnets, then static routes. Result:
+    /// `[RouteView]`.
+    ListRoutes,
+    /// `rvsctl addresses`: port addresses, VIPs and FullNAT local
+    /// addresses. Result: `[AddressView]`.
+    ListAddresses,
 }
 
 /// Transport protocol of a service.
@@ -633,6 +679,200 @@ pub struct VersionInfo {
     /// rvsd's version, e.g. `0.1.0`.
     pub daemon: String,
     pub protocol: u32,
+}
+
+/// Result of [`Command::UploadConfig`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Names the upload in the next [`Command::UploadConfig`] and in
+    /// [`Command::ApplyConfig`].
+    pub upload: u64,
+    /// Bytes received so far.
+    pub bytes: u64,
+}
+
+/// Result of [`Command::ApplyConfig`] and [`Command::ReloadConfig`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// The file as the request (or rvsd, on reload) named it.
+    pub file: String,
+    /// What the file changes against the running state.
+    pub diff: ConfigDiff,
+    /// True when the change was adopted (one new snapshot for the workers);
+    /// false for a dry run or an empty diff.
+    pub applied: bool,
+}
+
+/// What one configuration changes against another. Services are known by
+/// (protocol, vip, port), reals by (address, port); settings are compared
+/// key by key with the names they have in the YAML file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConfigDiff {
+    /// Changed settings outside services: `timeouts.tcp`, `fullnat.port_min`...
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<SettingChange>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services_added: Vec<ServiceSummary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services_removed: Vec<ServiceSummary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services_changed: Vec<ServiceChange>,
+}
+
+impl ConfigDiff {
+    pub fn is_empty(&self) -> bool {
+        self.settings.is_empty()
+            && self.services_added.is_empty()
+            && self.services_removed.is_empty()
+            && self.services_changed.is_empty()
+    }
+}
+
+/// One setting's old and new value, as YAML scalars (`none` for absent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingChange {
+    pub key: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// A service added or removed whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSummary {
+    pub service: ServiceKey,
+    pub scheduler: String,
+    pub reals: u32,
+}
+
+/// A service present on both sides whose settings or reals differ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceChange {
+    pub service: ServiceKey,
+    /// `scheduler`, `local_addresses`...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<SettingChange>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reals_added: Vec<RealSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reals_removed: Vec<RealSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reals_changed: Vec<RealChange>,
+    /// The reals kept are listed in another order (schedulers scan them in
+    /// list order).
+    #[serde(default)]
+    pub reals_reordered: bool,
+}
+
+/// A real present on both sides whose settings differ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealChange {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    /// `weight`, `forward`...
+    pub settings: Vec<SettingChange>,
+}
+
+/// Result of [`Command::DumpConfig`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigDump {
+    /// The file rvsd was started with, when it knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    pub yaml: String,
+}
+
+/// A port in [`Command::ListPorts`], as configured and as DPDK reported
+/// it at start (the MAC).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortView {
+    pub name: String,
+    /// PCI address or vdev string, as configured.
+    pub device: String,
+    pub mac: String,
+    pub mtu: u16,
+    /// CIDR, e.g. `10.99.1.1/24`.
+    pub addresses: Vec<String>,
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub rx_descriptors: u16,
+    pub tx_descriptors: u16,
+}
+
+/// A worker in [`Command::ListWorkers`], with its counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerView {
+    /// Position in `workers` of the config.
+    pub index: u32,
+    pub lcore: u32,
+    pub cpu: u32,
+    /// RX queues polled, as `port:queue`.
+    pub queues: Vec<String>,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub conns: u64,
+    pub conns_created: u64,
+    pub conns_expired: u64,
+    /// Packets handed to another worker (the connection is that worker's).
+    pub redirected: u64,
+    /// Packets dropped, all reasons together; `drop_reasons` the non-zero
+    /// ones.
+    pub drops: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop_reasons: Vec<(String, u64)>,
+}
+
+/// A route in [`Command::ListRoutes`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteView {
+    /// CIDR destination.
+    pub prefix: String,
+    /// Next hop; none for a connected subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Ipv4Addr>,
+    /// The port packets leave through.
+    pub port: String,
+    pub kind: RouteKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    /// A port's own subnet: neighbours are reached directly.
+    Connected,
+    /// From `routes` of the config.
+    Static,
+}
+
+/// An address in [`Command::ListAddresses`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressView {
+    pub addr: Ipv4Addr,
+    pub role: AddressRole,
+    /// The port owning the address (port addresses and local addresses) or
+    /// answering ARP for it (a VIP in a connected subnet); none for a VIP
+    /// only reached through a route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Prefix length of a port address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len: Option<u8>,
+    /// Services using the address as VIP or local address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceKey>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressRole {
+    /// An address of a port (`ports[].addresses`).
+    Port,
+    /// A virtual service address.
+    Vip,
+    /// A FullNAT local address of some service.
+    Laddr,
 }
 
 /// Why a request line could not be turned into a [`Request`]. The message

@@ -33,7 +33,7 @@
 //!
 //! # Memory
 //!
-//! An entry is 52 bytes (`Conn` 40 + prev, next, slot 4 each). The index has
+//! An entry is 56 bytes (`Conn` 44 + prev, next, slot 4 each). The index has
 //! `b = (4 * capacity * 8 / 7).next_power_of_two()` buckets of 5 bytes, i.e.
 //! 23 to 46 bytes per connection depending on where `capacity` falls between
 //! powers of two (1 M connections: 8 Mi buckets, 42 bytes). In all: 67 to 90
@@ -118,6 +118,9 @@ pub struct Conn {
     pub service_id: u32,
     /// Stable id of the real (survives configuration changes).
     pub real_id: u32,
+    /// Slot of the persistence template this conn was made through in its
+    /// worker's template table; `u32::MAX`: none.
+    pub template: u32,
     pub state: TcpState,
     /// Second at which the conn may be expired; set by [`ConnTable::insert`]
     /// and [`ConnTable::touch`].
@@ -257,6 +260,7 @@ impl ConnTable {
             forward: ForwardMode::Nat,
             service_id: 0,
             real_id: 0,
+            template: u32::MAX,
             state: TcpState::None,
             expires: 0,
         };
@@ -615,6 +619,7 @@ mod tests {
             forward: ForwardMode::Nat,
             service_id: 3,
             real_id: u32::from(real),
+            template: u32::MAX,
             state: TcpState::SynRecv,
             expires: 0,
         }
@@ -924,8 +929,8 @@ mod tests {
 
     #[test]
     fn conn_memory_per_connection() {
-        assert_eq!(size_of::<Conn>(), 40);
-        assert_eq!(size_of::<Entry>(), 52);
+        assert_eq!(size_of::<Conn>(), 44);
+        assert_eq!(size_of::<Entry>(), 56);
         for capacity in [1000, 65_536, 100_000, 1 << 20] {
             let table = ConnTable::new(capacity);
             let per_conn = table.memory_bytes() as f64 / capacity as f64;

@@ -6,7 +6,8 @@
 //! worker (each block is cache-line aligned). Readers may see a value a few
 //! packets old, never a torn one.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// Why a packet was dropped. Small and `Copy`: it is what the packet path
 /// produces instead of a log line.
@@ -213,10 +214,58 @@ pub struct RealCounters {
     /// Current ActiveConn / InActConn as IPVS counts them.
     pub active: AtomicU64,
     pub inactive: AtomicU64,
+    /// Persistence templates pointing at the real (PersistConn).
+    pub persist: AtomicU64,
     pub in_packets: AtomicU64,
     pub in_bytes: AtomicU64,
     pub out_packets: AtomicU64,
     pub out_bytes: AtomicU64,
+}
+
+/// Everything per real that workers share: each worker's own counters (one
+/// writer each) and the IPVS OVERLOAD flag of each real, which whichever
+/// worker binds or unbinds a connection sets or clears. Indexed by real id.
+pub struct RealBook {
+    pub workers: Vec<Arc<[RealCounters]>>,
+    pub overloaded: Box<[AtomicBool]>,
+}
+
+impl RealBook {
+    /// Counters for `reals` real ids on each of `workers` workers.
+    pub fn new(workers: usize, reals: usize) -> Self {
+        RealBook {
+            workers: (0..workers)
+                .map(|_| (0..reals).map(|_| RealCounters::default()).collect())
+                .collect(),
+            overloaded: (0..reals).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    /// ActiveConn and InActConn of real `id` over all workers.
+    #[inline]
+    pub fn connections(&self, id: u32) -> (u32, u32) {
+        let (mut active, mut inactive) = (0u64, 0u64);
+        for worker in &self.workers {
+            if let Some(c) = worker.get(id as usize) {
+                active += c.active.load(Relaxed);
+                inactive += c.inactive.load(Relaxed);
+            }
+        }
+        (active as u32, inactive as u32)
+    }
+
+    #[inline]
+    pub fn is_overloaded(&self, id: u32) -> bool {
+        self.overloaded
+            .get(id as usize)
+            .is_some_and(|f| f.load(Relaxed))
+    }
+
+    pub fn set_overloaded(&self, id: u32, overloaded: bool) {
+        if let Some(flag) = self.overloaded.get(id as usize) {
+            flag.store(overloaded, Relaxed);
+        }
+    }
 }
 
 #[cfg(test)]

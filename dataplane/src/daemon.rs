@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_control::config::{Config, Forward, HostCpus, Protocol, Scheduler};
+use rvs_control::config::{Config, Forward, HostCpus, Protocol};
 
 use crate::control::ControlPlane;
-use crate::counters::{DropReason, RealCounters, WorkerCounters};
+use crate::counters::{DropReason, RealBook, WorkerCounters};
 use crate::dpdk::{self, Mempool, PortConfig, PortHandle};
 use crate::engine::{Engine, EngineLimits, WorkerPlace};
-use crate::sched::SchedulerKind;
+use crate::sched::{SchedFlags, SchedulerKind, Thresholds};
 use crate::snapshot::{
     ForwardMode, PortInfo, PortRange, Prefix, RealInfo, Route, ServiceInfo, Snapshot,
 };
@@ -251,6 +251,11 @@ pub fn build_snapshot_with(
         .iter()
         .map(|s| {
             let (id, version) = service_id(s);
+            let scheduler: SchedulerKind = s
+                .scheduler
+                .name()
+                .parse()
+                .expect("the config and the dataplane know the same schedulers");
             ServiceInfo {
                 id,
                 version,
@@ -260,12 +265,13 @@ pub fn build_snapshot_with(
                 },
                 vip: s.vip,
                 port: s.port,
-                scheduler: match s.scheduler {
-                    Scheduler::Rr => SchedulerKind::Rr,
-                    Scheduler::Wrr => SchedulerKind::Wrr,
-                    Scheduler::Lc => SchedulerKind::Lc,
-                    Scheduler::Wlc => SchedulerKind::Wlc,
-                },
+                scheduler,
+                flags: SchedFlags::parse(scheduler, &s.flags.join(","))
+                    .expect("validated scheduler flags"),
+                table: None,
+                persistent: s.persistent,
+                netmask: s.netmask.unwrap_or(Ipv4Addr::BROADCAST),
+                one_packet: s.one_packet,
                 reals: s
                     .reals
                     .iter()
@@ -280,6 +286,10 @@ pub fn build_snapshot_with(
                             Forward::FullNat => ForwardMode::FullNat,
                         },
                         id: real_id(id, s, r),
+                        thresholds: Thresholds {
+                            upper: r.u_threshold,
+                            lower: r.l_threshold,
+                        },
                     })
                     .collect(),
                 local_addresses: s.local_addresses.iter().map(|lip| (*lip, 0)).collect(),
@@ -297,6 +307,7 @@ pub fn build_snapshot_with(
         min: config.fullnat.port_min,
         max: config.fullnat.port_max,
     })
+    .with_expire_quiescent_template(config.expire_quiescent_template)
 }
 
 struct Running {
@@ -398,15 +409,10 @@ fn start(config: &Config) -> Result<Running, StartError> {
         .iter()
         .map(|_| Arc::new(WorkerCounters::default()))
         .collect();
-    let real_counters: Vec<Arc<[RealCounters]>> = config
-        .workers
-        .iter()
-        .map(|_| {
-            (0..config.limits.reals)
-                .map(|_| RealCounters::default())
-                .collect()
-        })
-        .collect();
+    let book = Arc::new(RealBook::new(
+        config.workers.len(),
+        config.limits.reals as usize,
+    ));
     let mesh = Arc::new(Mesh::new(config.workers.len()));
     let control = ControlPlane::new(
         config.clone(),
@@ -414,7 +420,7 @@ fn start(config: &Config) -> Result<Running, StartError> {
         macs,
         Arc::clone(&mesh),
         counters.clone(),
-        real_counters.clone(),
+        Arc::clone(&book),
     )
     .map_err(|e| StartError(format!("rvsd: {e}")))?;
     let snapshot = Arc::clone(control.snapshot());
@@ -431,7 +437,6 @@ fn start(config: &Config) -> Result<Running, StartError> {
     }
     for (index, worker) in config.workers.iter().enumerate() {
         let worker_counters = Arc::clone(&counters[index]);
-        let reals = Arc::clone(&real_counters[index]);
         let engine = Engine::new(
             Arc::clone(&snapshot),
             WorkerPlace {
@@ -444,7 +449,7 @@ fn start(config: &Config) -> Result<Running, StartError> {
                 expire_budget: 1024,
             },
             Arc::clone(&worker_counters),
-            Arc::clone(&reals),
+            Arc::clone(&book),
         );
         let rx = worker
             .queues

@@ -20,8 +20,8 @@
 //! left alone.
 //!
 //! Steering: every TCP/UDP connection belongs to one worker, chosen from what
-//! both directions share — the client address and port for packets the client
-//! sent and NAT replies, the low bits of the local port for FullNAT replies
+//! both directions share — the client address for packets the client sent
+//! and NAT replies, the low bits of the local port for FullNAT replies
 //! (each worker allocates only ports whose low bits are its index). A packet
 //! that arrives at another worker's queue is handed to its owner through a
 //! bounded ring ([`PacketIo::redirect`]).
@@ -31,9 +31,10 @@ use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::conn::{Conn, ConnId, ConnKey, ConnTable};
-use crate::counters::{bump, DropReason, RealCounters, WorkerCounters};
+use crate::counters::{bump, DropReason, RealBook, RealCounters, WorkerCounters};
 use crate::neigh::{Lookup, Neighbours};
-use crate::sched::{RealLoad, Scheduler};
+use crate::persist::{TemplateKey, Templates};
+use crate::sched::{Client, RealLoad, Scheduler, SchedulerKind};
 use crate::snapshot::{ForwardMode, Snapshot};
 use crate::tcp_state::{self, Direction, TcpState};
 use crate::wire::arp::{self, ArpOperation, ArpPacket};
@@ -113,11 +114,12 @@ impl WorkerPlace {
             .trailing_zeros()
     }
 
-    /// The worker that owns connections of client `addr:port`.
+    /// The worker that owns the connections of client `addr`: all of a
+    /// client's connections share one worker, so its persistence templates
+    /// live in one place.
     #[inline]
-    pub fn owner_of_client(self, addr: Ipv4Addr, port: u16) -> u16 {
-        let mixed =
-            (u32::from(addr) ^ (u32::from(port) << 16 | u32::from(port))).wrapping_mul(0x9e37_79b1);
+    pub fn owner_of_client(self, addr: Ipv4Addr) -> u16 {
+        let mixed = u32::from(addr).wrapping_mul(0x9e37_79b1);
         ((mixed >> 16) % u32::from(self.count.max(1))) as u16
     }
 }
@@ -168,7 +170,11 @@ pub struct Engine<P> {
     loads: Vec<Vec<RealLoad>>,
     neighbours: Neighbours<P>,
     counters: Arc<WorkerCounters>,
+    /// Per-real counters of every worker and the shared overload flags.
+    book: Arc<RealBook>,
+    /// This worker's own per-real counters (its entry of `book`).
     real_counters: Arc<[RealCounters]>,
+    templates: Templates,
     local_ports: LocalPorts,
     /// Next port to try, per local address (index in `Snapshot::lips`).
     lip_cursor: Vec<u32>,
@@ -187,8 +193,9 @@ impl<P: PacketBuf> Engine<P> {
         place: WorkerPlace,
         limits: EngineLimits,
         counters: Arc<WorkerCounters>,
-        real_counters: Arc<[RealCounters]>,
+        book: Arc<RealBook>,
     ) -> Self {
+        let real_counters = Arc::clone(&book.workers[usize::from(place.index)]);
         let loads: Vec<Vec<RealLoad>> = snapshot
             .services
             .iter()
@@ -208,7 +215,7 @@ impl<P: PacketBuf> Engine<P> {
             .services
             .iter()
             .zip(&loads)
-            .map(|(s, l)| Scheduler::new(s.scheduler, l))
+            .map(|(s, l)| make_scheduler(s, l, place))
             .collect();
         Engine {
             local_ports: LocalPorts::new(&snapshot, place),
@@ -221,7 +228,9 @@ impl<P: PacketBuf> Engine<P> {
             loads,
             neighbours: Neighbours::new(limits.arp_pending),
             counters,
+            book,
             real_counters,
+            templates: Templates::new((limits.connections / 4).max(1024)),
             expire_budget: limits.expire_budget,
             now: 0,
             last_tick: 0,
@@ -300,6 +309,11 @@ impl<P: PacketBuf> Engine<P> {
 
     pub fn snapshot(&self) -> &Arc<Snapshot> {
         &self.snapshot
+    }
+
+    /// The per-real counters of every worker, and the shared overload flags.
+    pub fn book(&self) -> &Arc<RealBook> {
+        &self.book
     }
 
     pub fn connections(&self) -> &ConnTable {
@@ -498,7 +512,7 @@ impl<P: PacketBuf> Engine<P> {
 
         if let Some(l4) = l4 {
             if steer && self.place.count > 1 {
-                let owner = self.owner(src, l4.src_port, dst, l4.dst_port);
+                let owner = self.owner(src, dst, l4.dst_port);
                 if owner != self.place.index {
                     return self.redirect(owner, packet, io);
                 }
@@ -524,9 +538,9 @@ impl<P: PacketBuf> Engine<P> {
 
     /// The worker owning the connection of a TCP/UDP packet `src → dst`.
     #[inline]
-    fn owner(&self, src: Ipv4Addr, src_port: u16, dst: Ipv4Addr, dst_port: u16) -> u16 {
+    fn owner(&self, src: Ipv4Addr, dst: Ipv4Addr, dst_port: u16) -> u16 {
         if self.snapshot.is_vip(dst) {
-            self.place.owner_of_client(src, src_port)
+            self.place.owner_of_client(src)
         } else if self.snapshot.is_lip(dst) {
             let mask = (1u32 << self.place.port_bits()) - 1;
             let owner = (u32::from(dst_port) & mask) as u16;
@@ -536,7 +550,7 @@ impl<P: PacketBuf> Engine<P> {
                 self.place.index
             }
         } else {
-            self.place.owner_of_client(dst, dst_port)
+            self.place.owner_of_client(dst)
         }
     }
 
@@ -610,6 +624,11 @@ impl<P: PacketBuf> Engine<P> {
             self.conns.remove(id);
         }
         if self.snapshot.is_vip(dst) {
+            if let Some(s) = self.snapshot.service(proto, dst, l4.dst_port) {
+                if self.snapshot.services[s as usize].one_packet {
+                    return self.one_packet(packet, s as usize, key, io);
+                }
+            }
             let id = self.new_conn(key, l4)?;
             return self.established(packet, id, Direction::Input, l4, io);
         }
@@ -674,6 +693,89 @@ impl<P: PacketBuf> Engine<P> {
         }
     }
 
+    /// Picks a real of service `s` for a new connection from `key`, through
+    /// its persistence template if the service is persistent. Returns the
+    /// real's index and the template slot (`u32::MAX`: none).
+    fn choose_real(&mut self, s: usize, key: &ConnKey) -> Result<(usize, u32), DropReason> {
+        let snapshot = Arc::clone(&self.snapshot);
+        let service = &snapshot.services[s];
+        let template_key = service.persistent.map(|_| TemplateKey {
+            protocol: key.proto,
+            client_net: Ipv4Addr::from(u32::from(key.src) & u32::from(service.netmask)),
+            vip: key.dst,
+            vport: service.port,
+            service_id: service.id,
+        });
+        if let Some(slot) = template_key.and_then(|k| self.templates.lookup(&k)) {
+            let real_id = self.templates.get(slot).real_id;
+            let valid = snapshot.real_position(real_id).and_then(|(si, ri)| {
+                let weight = service.reals[ri].weight;
+                (si == s && !(snapshot.expire_quiescent_template && weight == 0)).then_some(ri)
+            });
+            match valid {
+                Some(ri) => {
+                    let timeout = service.persistent.unwrap_or(0);
+                    self.templates.touch(slot, self.now.saturating_add(timeout));
+                    return Ok((ri, slot));
+                }
+                None => {
+                    self.templates.remove(slot);
+                    self.count_persist(real_id, -1);
+                }
+            }
+        }
+        self.refresh_loads(s);
+        let client = Client {
+            addr: key.src,
+            port: key.src_port,
+            dst: key.dst,
+        };
+        let real_index = self.schedulers[s]
+            .pick_for(&self.loads[s], &client, self.now)
+            .ok_or(DropReason::NoReal)?;
+        let mut slot = u32::MAX;
+        if let (Some(k), Some(timeout)) = (template_key, service.persistent) {
+            let real_id = service.reals[real_index].id;
+            if let Some(new) = self
+                .templates
+                .insert(k, real_id, self.now.saturating_add(timeout))
+            {
+                self.count_persist(real_id, 1);
+                slot = new;
+            }
+        }
+        Ok((real_index, slot))
+    }
+
+    /// Fills service `s`'s loads with what its scheduler reads: connection
+    /// counts over all workers (for the schedulers that weigh them) and the
+    /// shared overload flags (where thresholds are set). O(reals), only on a
+    /// new connection; the hashing and round-robin schedulers skip it.
+    fn refresh_loads(&mut self, s: usize) {
+        let service = &self.snapshot.services[s];
+        let counts = !matches!(
+            service.scheduler,
+            SchedulerKind::Rr
+                | SchedulerKind::Wrr
+                | SchedulerKind::Dh
+                | SchedulerKind::Sh
+                | SchedulerKind::Mh
+                | SchedulerKind::Fo
+        );
+        let thresholds = service.has_thresholds();
+        if !counts && !thresholds {
+            return;
+        }
+        for (load, real) in self.loads[s].iter_mut().zip(&service.reals) {
+            if counts {
+                (load.active, load.inactive) = self.book.connections(real.id);
+            }
+            if thresholds {
+                load.overloaded = self.book.is_overloaded(real.id);
+            }
+        }
+    }
+
     /// Schedules and records a new connection for `key` (a client → VIP packet).
     fn new_conn(&mut self, key: ConnKey, l4: L4) -> Result<ConnId, DropReason> {
         if key.proto == protocol::TCP && (!l4.syn || l4.rst) {
@@ -684,13 +786,17 @@ impl<P: PacketBuf> Engine<P> {
             .service(key.proto, key.dst, key.dst_port)
             .ok_or(DropReason::NoService)?;
         let s = service as usize;
-        let real_index = self.schedulers[s]
-            .pick(&self.loads[s])
-            .ok_or(DropReason::NoReal)?;
+        let (real_index, template) = self.choose_real(s, &key)?;
         let snapshot = Arc::clone(&self.snapshot);
         let real = &snapshot.services[s].reals[real_index];
+        // A port-zero service's reals serve the port the client asked for.
+        let real_port = if real.port == 0 {
+            key.dst_port
+        } else {
+            real.port
+        };
         let (local, local_port) = if real.forward == ForwardMode::FullNat {
-            self.local_address(s, key.proto, real.address, real.port)
+            self.local_address(s, key.proto, real.address, real_port)
                 .ok_or(DropReason::LaddrExhausted)?
         } else {
             (key.src, key.src_port)
@@ -714,12 +820,13 @@ impl<P: PacketBuf> Engine<P> {
             vip: key.dst,
             vport: key.dst_port,
             real: real.address,
-            real_port: real.port,
+            real_port,
             local,
             local_port,
             forward: real.forward,
             service_id: snapshot.services[s].id,
             real_id: real.id,
+            template,
             state,
             expires: 0,
         };
@@ -727,10 +834,20 @@ impl<P: PacketBuf> Engine<P> {
             .conns
             .insert(conn, self.now, timeout)
             .map_err(|_| DropReason::ConnTableFull)?;
+        if template != u32::MAX {
+            self.templates.control(template);
+        }
         if conn.is_active() {
             self.adjust_load(conn.real_id, 1, 0);
         } else {
             self.adjust_load(conn.real_id, 0, 1);
+        }
+        if real.thresholds.upper != 0 {
+            let mut load = self.total_load(real.id);
+            real.thresholds.after_bind(&mut load);
+            if load.overloaded {
+                self.book.set_overloaded(real.id, true);
+            }
         }
         bump(&self.counters.conns_created, 1);
         bump(&self.counters.conns_current, 1);
@@ -738,6 +855,58 @@ impl<P: PacketBuf> Engine<P> {
             bump(&c.conns, 1);
         }
         Ok(id)
+    }
+
+    /// Real `id`'s counts over all workers, with its shared overload flag.
+    fn total_load(&self, id: u32) -> RealLoad {
+        let (active, inactive) = self.book.connections(id);
+        RealLoad {
+            weight: 0,
+            active,
+            inactive,
+            overloaded: self.book.is_overloaded(id),
+        }
+    }
+
+    fn count_persist(&self, real_id: u32, delta: i32) {
+        if let Some(c) = self.real_counters.get(real_id as usize) {
+            add_signed(&c.persist, delta);
+        }
+    }
+
+    /// One-packet scheduling: a datagram scheduled on its own, forwarded
+    /// without a connection (IPVS `-o`; meant for DR/TUN UDP services).
+    fn one_packet(
+        &mut self,
+        mut packet: P,
+        s: usize,
+        key: ConnKey,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        let (real_index, _) = self.choose_real(s, &key)?;
+        let snapshot = Arc::clone(&self.snapshot);
+        let real = &snapshot.services[s].reals[real_index];
+        let real_port = if real.port == 0 {
+            key.dst_port
+        } else {
+            real.port
+        };
+        if let Some(c) = self.real_counters.get(real.id as usize) {
+            bump(&c.conns, 1);
+            bump(&c.in_packets, 1);
+            bump(&c.in_bytes, packet.len() as u64);
+        }
+        match real.forward {
+            ForwardMode::Dr => self.forward(packet, real.address, io),
+            ForwardMode::Tun => {
+                self.encapsulate(&mut packet, real.address, io)?;
+                self.forward(packet, real.address, io)
+            }
+            ForwardMode::Nat | ForwardMode::FullNat => {
+                rewrite(&mut packet, None, Some((real.address, real_port)))?;
+                self.forward(packet, real.address, io)
+            }
+        }
     }
 
     /// A free FullNAT local address and port of this worker for a connection
@@ -813,7 +982,14 @@ impl<P: PacketBuf> Engine<P> {
 
     /// Takes a connection that is going away out of the scheduler counts.
     fn forget(&mut self, conn: &Conn) {
-        forget_load(&self.snapshot, &mut self.loads, &self.real_counters, conn);
+        forget_conn(
+            &self.snapshot,
+            &mut self.loads,
+            &self.real_counters,
+            &self.book,
+            &mut self.templates,
+            conn,
+        );
         bump(&self.counters.conns_expired, 1);
         decrement(&self.counters.conns_current, 1);
     }
@@ -971,7 +1147,7 @@ impl<P: PacketBuf> Engine<P> {
             }
         };
         if steer && self.place.count > 1 {
-            let owner = self.owner(quoted.src, quoted.src_port, quoted.dst, quoted.dst_port);
+            let owner = self.owner(quoted.src, quoted.dst, quoted.dst_port);
             if owner != self.place.index {
                 return self.redirect(owner, packet, io);
             }
@@ -1095,11 +1271,18 @@ impl<P: PacketBuf> Engine<P> {
             loads,
             counters,
             real_counters,
+            book,
+            templates,
             expire_budget,
             ..
         } = self;
         let expired = conns.expire(now, *expire_budget, |conn| {
-            forget_load(snapshot, loads, real_counters, conn)
+            forget_conn(snapshot, loads, real_counters, book, templates, conn)
+        });
+        templates.sweep(now, *expire_budget, |real_id| {
+            if let Some(c) = real_counters.get(real_id as usize) {
+                add_signed(&c.persist, -1);
+            }
         });
         if expired > 0 {
             bump(&counters.conns_expired, expired as u64);
@@ -1133,10 +1316,15 @@ fn decrement(counter: &std::sync::atomic::AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).saturating_sub(n), Relaxed);
 }
 
-fn forget_load(
+/// Everything that goes when a connection goes: its share of the real's
+/// counts, its hold on its persistence template, and perhaps the real's
+/// overload flag (IPVS unbind).
+fn forget_conn(
     snapshot: &Snapshot,
     loads: &mut [Vec<RealLoad>],
     real_counters: &[RealCounters],
+    book: &RealBook,
+    templates: &mut Templates,
     conn: &Conn,
 ) {
     if conn.is_active() {
@@ -1144,6 +1332,40 @@ fn forget_load(
     } else {
         adjust_load(snapshot, loads, real_counters, conn.real_id, 0, -1);
     }
+    if conn.template != u32::MAX {
+        templates.release(conn.template);
+    }
+    if let Some((s, r)) = snapshot.real_position(conn.real_id) {
+        let thresholds = snapshot.services[s].reals[r].thresholds;
+        if book.is_overloaded(conn.real_id) {
+            let (active, inactive) = book.connections(conn.real_id);
+            let mut load = RealLoad {
+                weight: 0,
+                active,
+                inactive,
+                overloaded: true,
+            };
+            thresholds.after_unbind(&mut load);
+            if !load.overloaded {
+                book.set_overloaded(conn.real_id, false);
+            }
+        }
+    }
+}
+
+/// The scheduler of `service` for a worker at `place`: sharing the table the
+/// control thread computed, if any.
+fn make_scheduler(
+    service: &crate::snapshot::ServiceInfo,
+    loads: &[RealLoad],
+    place: WorkerPlace,
+) -> Scheduler {
+    let mut scheduler = match &service.table {
+        Some(table) => Scheduler::with_table(Arc::clone(table), service.flags, loads),
+        None => Scheduler::new(service.scheduler, loads),
+    };
+    scheduler.set_seed(0x5eed_0000 + u64::from(place.index));
+    scheduler
 }
 
 fn adjust_load(

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod dpdk;
 pub mod engine;
 pub mod neigh;
+pub mod persist;
 pub mod sched;
 pub mod snapshot;
 pub mod tcp_state;

@@ -7,7 +7,9 @@ use std::net::Ipv4Addr;
 
 use hashbrown::HashMap;
 
-use crate::sched::SchedulerKind;
+use std::sync::Arc;
+
+use crate::sched::{SchedFlags, SchedTable, SchedulerKind, Thresholds};
 use crate::tcp_state::Timeouts;
 use crate::wire::ethernet::MacAddr;
 use crate::wire::ipv4::protocol;
@@ -83,12 +85,15 @@ impl ForwardMode {
 #[derive(Clone, Debug)]
 pub struct RealInfo {
     pub address: Ipv4Addr,
+    /// 0 in a port-zero service: the port the client asked for.
     pub port: u16,
     pub weight: u32,
     pub forward: ForwardMode,
     /// Stable id: the index of the real's counters, and what connections
     /// remember it by across configuration changes. Unique in a snapshot.
     pub id: u32,
+    /// IPVS `-x`/`-y`; 0 = none.
+    pub thresholds: Thresholds,
 }
 
 #[derive(Clone, Debug)]
@@ -107,6 +112,51 @@ pub struct ServiceInfo {
     pub reals: Vec<RealInfo>,
     /// FullNAT local addresses, with their index in [`Snapshot::lips`].
     pub local_addresses: Vec<(Ipv4Addr, u32)>,
+    pub flags: SchedFlags,
+    /// The dh/sh/mh lookup table, computed off the packet path; `None` makes
+    /// each worker build its own (tests).
+    pub table: Option<Arc<SchedTable>>,
+    /// Persistence timeout in seconds; `None`: not persistent.
+    pub persistent: Option<u32>,
+    /// Persistence granularity, as a mask on the client address.
+    pub netmask: Ipv4Addr,
+    /// One-packet scheduling: UDP datagrams scheduled one by one, no connection.
+    pub one_packet: bool,
+}
+
+impl ServiceInfo {
+    /// A plain service: no flags, table, persistence or one-packet scheduling.
+    pub fn new(
+        id: u32,
+        protocol: u8,
+        vip: Ipv4Addr,
+        port: u16,
+        scheduler: SchedulerKind,
+        reals: Vec<RealInfo>,
+    ) -> Self {
+        ServiceInfo {
+            id,
+            version: 0,
+            protocol,
+            vip,
+            port,
+            scheduler,
+            reals,
+            local_addresses: Vec::new(),
+            flags: SchedFlags::default(),
+            table: None,
+            persistent: None,
+            netmask: Ipv4Addr::BROADCAST,
+            one_packet: false,
+        }
+    }
+
+    /// Whether any real has a connection threshold.
+    pub fn has_thresholds(&self) -> bool {
+        self.reals
+            .iter()
+            .any(|r| r.thresholds.upper != 0 || r.thresholds.lower != 0)
+    }
 }
 
 /// The FullNAT local-address port range, shared out between workers.
@@ -135,6 +185,8 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     /// Every FullNAT local address (LIP) of any service.
     pub lips: Vec<Ipv4Addr>,
+    /// IPVS expire_quiescent_template.
+    pub expire_quiescent_template: bool,
     pub lip_ports: PortRange,
     services_by_key: HashMap<(u8, Ipv4Addr, u16), u32>,
     /// Every VIP (any service), to tell "ours, no such service" from "not ours".
@@ -210,6 +262,7 @@ impl Snapshot {
             services,
             timeouts,
             lips,
+            expire_quiescent_template: false,
             lip_ports: PortRange::default(),
             services_by_key,
             vips,
@@ -237,15 +290,25 @@ impl Snapshot {
         self.service_slots.get(&id).map(|&i| i as usize)
     }
 
-    /// The service for a packet to `vip:port` over `protocol`.
+    /// The service for a packet to `vip:port` over `protocol`: the one on
+    /// that port, else a port-zero service of the VIP (every port).
     #[inline]
     pub fn service(&self, protocol: u8, vip: Ipv4Addr, port: u16) -> Option<u32> {
-        self.services_by_key.get(&(protocol, vip, port)).copied()
+        self.services_by_key
+            .get(&(protocol, vip, port))
+            .or_else(|| self.services_by_key.get(&(protocol, vip, 0)))
+            .copied()
     }
 
     /// Sets the FullNAT port range (default 1024-65535).
     pub fn with_lip_ports(mut self, range: PortRange) -> Self {
         self.lip_ports = range;
+        self
+    }
+
+    /// Sets IPVS's expire_quiescent_template.
+    pub fn with_expire_quiescent_template(mut self, expire: bool) -> Self {
+        self.expire_quiescent_template = expire;
         self
     }
 
@@ -344,16 +407,14 @@ mod tests {
                 via: Some(ip("10.99.2.254")),
             },
         ];
-        let services = vec![ServiceInfo {
-            id: 0,
-            version: 0,
-            protocol: protocol::TCP,
-            vip: ip("10.99.1.100"),
-            port: 80,
-            scheduler: SchedulerKind::Rr,
-            reals: vec![],
-            local_addresses: vec![],
-        }];
+        let services = vec![ServiceInfo::new(
+            0,
+            protocol::TCP,
+            ip("10.99.1.100"),
+            80,
+            SchedulerKind::Rr,
+            vec![],
+        )];
         Snapshot::new(ports, routes, services, Timeouts::default())
     }
 

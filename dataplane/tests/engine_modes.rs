@@ -217,8 +217,12 @@ fn each_worker_allocates_only_its_own_local_ports() {
         setup,
     );
     let mut handled = 0;
-    for sport in 41000..41100 {
-        h.rx(CLIENT_PORT, syn(sport));
+    for i in 0..100 {
+        let client = Ipv4Addr::new(10, 99, 1, 2 + i);
+        h.rx(
+            CLIENT_PORT,
+            from_client(tcp(client, 41000, vip(), 80, TcpFlags::SYN, &[])),
+        );
         for (_, out) in h.io.take() {
             assert_eq!(source(&out).1 % 2, 1, "worker 1 of 2 owns the odd ports");
             handled += 1;
@@ -232,28 +236,23 @@ fn each_worker_allocates_only_its_own_local_ports() {
 #[test]
 fn packets_of_another_workers_connection_are_redirected_both_ways() {
     let place = WorkerPlace { index: 0, count: 2 };
-    let sport = (40000..41000)
-        .find(|&p| place.owner_of_client(client(), p) == 1)
-        .unwrap();
+    let other = client_owned_by(place, 1);
+    let sport = 40000;
     let setup = Setup {
         place,
         ..Setup::default()
     };
     let mut h = harness_with(SchedulerKind::Rr, &[real(r1(), 80, 1)], setup);
-    h.rx(CLIENT_PORT, syn(sport));
+    h.rx(
+        CLIENT_PORT,
+        from_client(tcp(other, sport, vip(), 80, TcpFlags::SYN, &[])),
+    );
     // The reply of that connection (NAT: real → client:sport) too.
     h.rx(
         REAL_PORT,
         from_real(
             R1_MAC,
-            tcp(
-                r1(),
-                80,
-                client(),
-                sport,
-                TcpFlags::SYN | TcpFlags::ACK,
-                &[],
-            ),
+            tcp(r1(), 80, other, sport, TcpFlags::SYN | TcpFlags::ACK, &[]),
         ),
     );
     assert!(h.io.take().is_empty());
@@ -267,23 +266,31 @@ fn packets_of_another_workers_connection_are_redirected_both_ways() {
     );
 
     h.io.rings_full = true;
-    h.rx(CLIENT_PORT, syn(sport));
+    h.rx(
+        CLIENT_PORT,
+        from_client(tcp(other, sport, vip(), 80, TcpFlags::SYN, &[])),
+    );
     assert_eq!(h.drops(DropReason::RedirectFull), 1);
 }
 
 #[test]
 fn redirected_packets_are_handled_without_steering_again() {
     let place = WorkerPlace { index: 1, count: 2 };
-    let sport = (40000..41000)
-        .find(|&p| place.owner_of_client(client(), p) == 0)
-        .unwrap();
+    let other = client_owned_by(place, 0);
     let setup = Setup {
         place,
         ..Setup::default()
     };
     let mut h = harness_with(SchedulerKind::Rr, &[real(r1(), 80, 1)], setup);
     h.engine.handle_redirected(
-        rvs_dataplane::buf::VecBuf::new(&syn(sport)),
+        rvs_dataplane::buf::VecBuf::new(&from_client(tcp(
+            other,
+            40000,
+            vip(),
+            80,
+            TcpFlags::SYN,
+            &[],
+        ))),
         CLIENT_PORT,
         &mut h.io,
     );

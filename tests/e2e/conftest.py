@@ -111,8 +111,12 @@ def render_config(services, *, sleep_us=100, idle_polls=64, eal_args=("--in-memo
             f"    port: {s['port']}",
             f"    protocol: {s['protocol']}",
             f"    scheduler: {s['scheduler']}",
-            "    reals:",
         ]
+        # Any further service keys (persistent, flags, ...) as given.
+        for key, value in s.items():
+            if key not in ("vip", "port", "protocol", "scheduler", "reals"):
+                lines.append(f"    {key}: {json.dumps(value)}")
+        lines.append("    reals:")
         for r in s["reals"]:
             kv = ", ".join(f"{k}: {v}" for k, v in r.items())
             lines.append(f"      - {{ {kv} }}")

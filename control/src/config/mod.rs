@@ -19,7 +19,7 @@ pub use net::{Ipv4Net, ParseIpv4NetError};
 pub use validate::{MAX_LCORE, MAX_WEIGHT, MEMPOOL_CACHE_MAX};
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -63,9 +63,18 @@ pub fn parse_on(text: &str, file: &str, cpus: &HostCpus) -> Result<Config, Confi
     Ok(config)
 }
 
+/// A refusal of the node at `key_path` of config `text` (named `file`),
+/// placed at its line like the errors of [`parse`]: for checks made outside
+/// this module on a parsed config, such as rvsd refusing to change at run
+/// time what needs a restart.
+pub fn refusal(text: &str, file: &str, key_path: &str, reason: String) -> ConfigError {
+    let position = error::locate(text, key_path, true);
+    ConfigError::new(file, key_path.to_owned(), reason).at(position)
+}
+
 /// The whole configuration. `ports` and `workers` are required; every other
 /// section defaults as documented in conf/rvs.yaml.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -86,18 +95,23 @@ pub struct Config {
     pub fullnat: FullNat,
     #[serde(default)]
     pub control: Control,
+    /// IPVS's expire_quiescent_template: a persistence template whose real
+    /// has weight 0 is dropped, so the client is scheduled anew.
+    #[serde(default)]
+    pub expire_quiescent_template: bool,
     #[serde(default)]
     pub services: Vec<Service>,
 }
 
 /// The control socket rvsadm and rvsctl talk to.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Control {
     /// Unix socket path.
     pub socket: String,
     /// Group (name or number) whose members may use the socket besides root;
     /// none: root only.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
 }
 
@@ -112,7 +126,7 @@ impl Default for Control {
 
 /// FullNAT local-address ports: each LIP lends the ports `port_min..=port_max`,
 /// split between workers by their low bits.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FullNat {
     pub port_min: u16,
@@ -129,19 +143,20 @@ impl Default for FullNat {
 }
 
 /// DPDK's Environment Abstraction Layer.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Eal {
     /// lcore of the control thread.
     pub main_lcore: u32,
     /// CPU the main lcore is pinned to; `None`: the CPU numbered like the lcore.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub main_cpu: Option<u32>,
     /// Extra EAL arguments, appended after the derived ones.
     pub args: Vec<String>,
 }
 
 /// The one packet-buffer pool.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mempool {
     pub mbufs: u32,
@@ -159,7 +174,7 @@ impl Default for Mempool {
 }
 
 /// One DPDK port: a NIC port or a virtual device.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Port {
     /// Name used by routes and workers.
@@ -194,7 +209,7 @@ impl Port {
 }
 
 /// A static route.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Destination prefix, without host bits.
@@ -204,11 +219,12 @@ pub struct Route {
     pub via: Ipv4Addr,
     /// Port to send through; `None`: the port whose subnet holds `via`
     /// (see [`Config::route_port`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
 }
 
 /// How an idle worker backs off.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerIdle {
     /// Consecutive empty polls of all its queues before a worker sleeps.
@@ -227,17 +243,18 @@ impl Default for WorkerIdle {
 }
 
 /// A worker lcore and the RX queues it polls.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Worker {
     pub lcore: u32,
     /// `None`: the CPU numbered like the lcore (see [`Config::worker_cpu`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<u32>,
     pub queues: Vec<QueueRef>,
 }
 
 /// RX queue `queue` of the port named `port`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueRef {
     pub port: String,
@@ -245,7 +262,7 @@ pub struct QueueRef {
 }
 
 /// Bounds, per worker.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Reals over all services, at most (per-real counters are allocated at
@@ -268,7 +285,7 @@ impl Default for Limits {
 }
 
 /// Connection timeouts in seconds, as `ipvsadm --set tcp tcpfin udp`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
     pub tcp: u32,
@@ -288,7 +305,7 @@ impl Default for Timeouts {
 }
 
 /// A virtual service: (protocol, vip, port) and its reals.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     #[serde(deserialize_with = "ipv4")]
@@ -302,23 +319,52 @@ pub struct Service {
     pub reals: Vec<Real>,
     /// FullNAT local addresses (LIPs): sources of the connections to the
     /// reals. Each must be an address of some port.
-    #[serde(default, deserialize_with = "ipv4_list")]
+    #[serde(
+        default,
+        deserialize_with = "ipv4_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub local_addresses: Vec<Ipv4Addr>,
+    /// Scheduler flags by ipvsadm's `-b` names (sh-fallback, sh-port,
+    /// mh-fallback, mh-port, flag-1..3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    /// Persistence timeout in seconds (ipvsadm `-p`); none: not persistent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent: Option<u32>,
+    /// Persistence granularity (ipvsadm `-M`); none: 255.255.255.255.
+    #[serde(
+        default,
+        deserialize_with = "ipv4_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub netmask: Option<Ipv4Addr>,
+    /// One-packet scheduling (ipvsadm `-o`): every datagram scheduled anew,
+    /// no connection kept. UDP only.
+    #[serde(default)]
+    pub one_packet: bool,
 }
 
 /// A real server of a service.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Real {
     #[serde(deserialize_with = "ipv4")]
     pub address: Ipv4Addr,
     /// `None`: the service port (see [`Real::port_or`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     /// 0..=65535 ([`MAX_WEIGHT`]); 0 quiesces the real.
     #[serde(default = "default_weight")]
     pub weight: u32,
     #[serde(default)]
     pub forward: Forward,
+    /// Upper connection threshold (ipvsadm `-x`); 0: none.
+    #[serde(default)]
+    pub u_threshold: u32,
+    /// Lower connection threshold (ipvsadm `-y`); 0: none.
+    #[serde(default)]
+    pub l_threshold: u32,
 }
 
 fn default_weight() -> u32 {
@@ -339,18 +385,64 @@ pub enum Protocol {
     Udp,
 }
 
-/// Connection scheduler of a service, with IPVS semantics.
+/// Connection scheduler of a service, with IPVS semantics (REFERENCE.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Scheduler {
-    /// Round robin.
     Rr,
-    /// Weighted round robin.
     Wrr,
-    /// Least connections.
     Lc,
-    /// Weighted least connections; ipvsadm's default.
+    /// ipvsadm's default.
     #[default]
     Wlc,
+    Sed,
+    Nq,
+    Dh,
+    Sh,
+    Lblc,
+    Lblcr,
+    Fo,
+    Ovf,
+    Mh,
+    Twos,
+}
+
+impl Scheduler {
+    pub const ALL: [Scheduler; 14] = [
+        Scheduler::Rr,
+        Scheduler::Wrr,
+        Scheduler::Lc,
+        Scheduler::Wlc,
+        Scheduler::Sed,
+        Scheduler::Nq,
+        Scheduler::Dh,
+        Scheduler::Sh,
+        Scheduler::Lblc,
+        Scheduler::Lblcr,
+        Scheduler::Fo,
+        Scheduler::Ovf,
+        Scheduler::Mh,
+        Scheduler::Twos,
+    ];
+
+    /// ipvsadm's name (`ipvsadm -s NAME`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scheduler::Rr => "rr",
+            Scheduler::Wrr => "wrr",
+            Scheduler::Lc => "lc",
+            Scheduler::Wlc => "wlc",
+            Scheduler::Sed => "sed",
+            Scheduler::Nq => "nq",
+            Scheduler::Dh => "dh",
+            Scheduler::Sh => "sh",
+            Scheduler::Lblc => "lblc",
+            Scheduler::Lblcr => "lblcr",
+            Scheduler::Fo => "fo",
+            Scheduler::Ovf => "ovf",
+            Scheduler::Mh => "mh",
+            Scheduler::Twos => "twos",
+        }
+    }
 }
 
 /// How packets reach a real. Only [`Forward::Nat`] is implemented; the
@@ -458,30 +550,22 @@ impl FromStr for Scheduler {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "rr" => Ok(Scheduler::Rr),
-            "wrr" => Ok(Scheduler::Wrr),
-            "lc" => Ok(Scheduler::Lc),
-            "wlc" => Ok(Scheduler::Wlc),
-            // The other schedulers of Linux IPVS (ipvsadm -s).
-            "sed" | "nq" | "dh" | "sh" | "lblc" | "lblcr" | "fo" | "ovf" | "mh" | "twos" => Err(
-                format!("scheduler `{text}` is not implemented yet (rr, wrr, lc, wlc are)"),
-            ),
-            _ => Err(format!(
-                "unknown scheduler `{text}`; expected one of rr, wrr, lc, wlc"
-            )),
-        }
+        Scheduler::ALL
+            .into_iter()
+            .find(|s| s.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scheduler::ALL.iter().map(|s| s.name()).collect();
+                format!(
+                    "unknown scheduler `{text}`; expected one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
 impl fmt::Display for Scheduler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Scheduler::Rr => "rr",
-            Scheduler::Wrr => "wrr",
-            Scheduler::Lc => "lc",
-            Scheduler::Wlc => "wlc",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -563,8 +647,42 @@ impl<'de> Deserialize<'de> for Forward {
     }
 }
 
+/// Writes a value as the text its `Deserialize` reads (`10.0.0.0/24`,
+/// `tcp`, `wlc`, `nat`), so that a serialised config parses back the same.
+fn as_text<S: Serializer>(value: &impl fmt::Display, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+impl Serialize for Ipv4Net {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        as_text(self, serializer)
+    }
+}
+
+impl Serialize for Protocol {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        as_text(self, serializer)
+    }
+}
+
+impl Serialize for Scheduler {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        as_text(self, serializer)
+    }
+}
+
+impl Serialize for Forward {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        as_text(self, serializer)
+    }
+}
+
 /// An IPv4 address in dotted-quad form (serde's own impl says only "invalid
 /// IP address syntax").
+fn ipv4_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Ipv4Addr>, D::Error> {
+    ipv4(deserializer).map(Some)
+}
+
 fn ipv4_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Ipv4Addr>, D::Error> {
     let texts = Vec::<String>::deserialize(deserializer)?;
     texts

@@ -1,7 +1,9 @@
 //! Semantic checks on a parsed [`Config`]: what serde cannot see. Each
 //! refusal names the key path it is about and says what to change.
 
-use super::{Config, Forward, HostCpus, Ipv4Net, Port, Real, Service, ValidationError};
+use super::{
+    Config, Forward, HostCpus, Ipv4Net, Port, Protocol, Real, Scheduler, Service, ValidationError,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
@@ -343,11 +345,59 @@ impl Config {
                     ),
                 );
             }
-            if service.port == 0 {
+            if service.port == 0 && service.persistent.is_none() {
                 return refuse(
                     format!("{at}.port"),
-                    "port 0 (all ports) needs persistence, not implemented yet",
+                    "Zero port specified for non-persistent service: port 0 (every port of the \
+                     VIP) needs `persistent`",
                 );
+            }
+            if service.persistent == Some(0) {
+                return refuse(
+                    format!("{at}.persistent"),
+                    "a persistence timeout must be at least 1 second",
+                );
+            }
+            if let Some(mask) = service.netmask {
+                let bits = u32::from(mask);
+                if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                    return refuse(format!("{at}.netmask"), format!("{mask} is not a netmask"));
+                }
+                if service.persistent.is_none() {
+                    return refuse(
+                        format!("{at}.netmask"),
+                        "a netmask only applies to a persistent service",
+                    );
+                }
+            }
+            if service.one_packet && service.protocol != Protocol::Udp {
+                return refuse(
+                    format!("{at}.one_packet"),
+                    "one-packet scheduling is for UDP services only",
+                );
+            }
+            for (k, flag) in service.flags.iter().enumerate() {
+                let scheduler = service.scheduler;
+                let fits = match flag.as_str() {
+                    "sh-fallback" | "sh-port" => scheduler == Scheduler::Sh,
+                    "mh-fallback" | "mh-port" => scheduler == Scheduler::Mh,
+                    "flag-1" | "flag-2" | "flag-3" => true,
+                    _ => {
+                        return refuse(
+                            format!("{at}.flags[{k}]"),
+                            format!(
+                                "invalid scheduler flag `{flag}`; expected sh-fallback, sh-port, \
+                                 mh-fallback, mh-port or flag-1..3"
+                            ),
+                        )
+                    }
+                };
+                if !fits {
+                    return refuse(
+                        format!("{at}.flags[{k}]"),
+                        format!("incompatible scheduler flag `{flag}` (scheduler is {scheduler})"),
+                    );
+                }
             }
             let key = (service.protocol, vip, service.port);
             if let Some(first) = services.insert(key, i) {
@@ -397,6 +447,18 @@ impl Config {
                     return refuse(
                         format!("{at}.weight"),
                         format!("weight {} is above the maximum {MAX_WEIGHT}", real.weight),
+                    );
+                }
+                if real.l_threshold != 0
+                    && real.u_threshold != 0
+                    && real.l_threshold > real.u_threshold
+                {
+                    return refuse(
+                        format!("{at}.l_threshold"),
+                        format!(
+                            "the lower threshold {} is above the upper one {}",
+                            real.l_threshold, real.u_threshold
+                        ),
                     );
                 }
                 self.check_forward(&at, service, real)?;

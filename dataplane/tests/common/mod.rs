@@ -7,9 +7,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
-use rvs_dataplane::counters::{DropReason, RealCounters, WorkerCounters};
+use rvs_dataplane::counters::{DropReason, RealBook, RealCounters, WorkerCounters};
 use rvs_dataplane::engine::{Engine, EngineLimits, PacketIo, WorkerPlace};
-use rvs_dataplane::sched::SchedulerKind;
+use rvs_dataplane::sched::{SchedulerKind, Thresholds};
 use rvs_dataplane::snapshot::{
     ForwardMode, PortInfo, PortRange, Prefix, RealInfo, ServiceInfo, Snapshot,
 };
@@ -115,6 +115,12 @@ pub struct Setup {
     pub place: WorkerPlace,
     pub lip_ports: PortRange,
     pub real_port_mtu: u16,
+    /// Persistence timeout of the TCP service.
+    pub persistent: Option<u32>,
+    /// The TCP service is a port-zero service (every port of the VIP).
+    pub port_zero: bool,
+    /// (upper, lower) connection thresholds of every real.
+    pub thresholds: (u32, u32),
 }
 
 impl Default for Setup {
@@ -124,6 +130,9 @@ impl Default for Setup {
             place: WorkerPlace::SINGLE,
             lip_ports: PortRange::default(),
             real_port_mtu: 1500,
+            persistent: None,
+            port_zero: false,
+            thresholds: (0, 0),
         }
     }
 }
@@ -173,43 +182,52 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
             weight: r.weight,
             forward: r.forward,
             id: i as u32,
+            thresholds: Thresholds {
+                upper: setup.thresholds.0,
+                lower: setup.thresholds.1,
+            },
         })
         .collect();
     let services = vec![
         ServiceInfo {
-            id: 0,
-            version: 1,
-            protocol: protocol::TCP,
-            vip: vip(),
-            port: 80,
-            scheduler,
-            reals: real_infos.clone(),
             local_addresses: local_addresses.clone(),
+            persistent: setup.persistent,
+            ..ServiceInfo::new(
+                0,
+                protocol::TCP,
+                vip(),
+                if setup.port_zero { 0 } else { 80 },
+                scheduler,
+                real_infos.clone(),
+            )
         },
         ServiceInfo {
-            id: 1,
-            version: 1,
-            protocol: protocol::UDP,
-            vip: vip(),
-            port: 53,
-            scheduler,
-            reals: real_infos
-                .into_iter()
-                .map(|r| RealInfo {
-                    id: r.id + reals.len() as u32,
-                    ..r
-                })
-                .collect(),
             local_addresses,
+            ..ServiceInfo::new(
+                1,
+                protocol::UDP,
+                vip(),
+                53,
+                scheduler,
+                real_infos
+                    .into_iter()
+                    .map(|r| RealInfo {
+                        id: r.id + reals.len() as u32,
+                        ..r
+                    })
+                    .collect(),
+            )
         },
     ];
     let snapshot = Arc::new(
         Snapshot::new(ports, vec![], services, Timeouts::default()).with_lip_ports(setup.lip_ports),
     );
     let counters = Arc::new(WorkerCounters::default());
-    let real_counters: Arc<[RealCounters]> = (0..snapshot.real_id_bound())
-        .map(|_| RealCounters::default())
-        .collect();
+    let book = Arc::new(RealBook::new(
+        usize::from(setup.place.index) + 1,
+        snapshot.real_id_bound(),
+    ));
+    let real_counters = Arc::clone(&book.workers[usize::from(setup.place.index)]);
     let mut engine = Engine::new(
         snapshot,
         setup.place,
@@ -219,7 +237,7 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
             expire_budget: 1024,
         },
         Arc::clone(&counters),
-        Arc::clone(&real_counters),
+        book,
     );
     engine.set_now(1);
     let mut h = Harness {
@@ -421,4 +439,12 @@ pub fn assert_checksums_valid(frame: &[u8]) {
         ),
         _ => {}
     }
+}
+
+/// A client address (10.99.1.x) whose connections worker `worker` owns.
+pub fn client_owned_by(place: WorkerPlace, worker: u16) -> Ipv4Addr {
+    (2..=250)
+        .map(|i| Ipv4Addr::new(10, 99, 1, i))
+        .find(|c| place.owner_of_client(*c) == worker)
+        .expect("some client of 10.99.1.0/24 belongs to each worker")
 }

@@ -10,6 +10,8 @@
 //! back to be freed here. Nothing here ever waits on a worker except a
 //! connection listing, which waits a bounded time for one page.
 
+mod rvsctl;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,7 +25,8 @@ use rvs_control::proto::{
 };
 use serde_json::Value;
 
-use crate::counters::{CountersSnapshot, RealCounters, WorkerCounters};
+use crate::counters::{CountersSnapshot, RealBook, WorkerCounters};
+use crate::sched::{SchedTable, TableReal};
 use crate::snapshot::Snapshot;
 use crate::wire::ethernet::MacAddr;
 use crate::worker::{DumpRequest, Mesh};
@@ -151,7 +154,12 @@ pub struct ControlPlane {
     macs: Vec<MacAddr>,
     mesh: Arc<Mesh>,
     counters: Vec<Arc<WorkerCounters>>,
-    real_counters: Vec<Arc<[RealCounters]>>,
+    book: Arc<RealBook>,
+    /// dh/sh/mh tables by service id, with the version they were built for.
+    tables: HashMap<u32, (u64, Arc<SchedTable>)>,
+    /// Each real's last non-zero weight (IPVS last_weight): a real quiesced
+    /// to weight 0 keeps its Maglev slots.
+    last_weights: HashMap<u32, u32>,
     snapshot: Arc<Snapshot>,
     /// Per worker: a snapshot its full queue could not take yet.
     pending: Vec<Option<Arc<Snapshot>>>,
@@ -170,11 +178,10 @@ impl ControlPlane {
         macs: Vec<MacAddr>,
         mesh: Arc<Mesh>,
         counters: Vec<Arc<WorkerCounters>>,
-        real_counters: Vec<Arc<[RealCounters]>>,
+        book: Arc<RealBook>,
     ) -> Result<Self, String> {
         let mut ids = Ids::new(config.limits.reals);
         ids.assign(None, &config)?;
-        let snapshot = Arc::new(build_snapshot(&config, &macs, &ids));
         let workers = counters.len();
         Ok(ControlPlane {
             config,
@@ -183,14 +190,65 @@ impl ControlPlane {
             macs,
             mesh,
             counters,
-            real_counters,
-            snapshot,
+            book,
+            tables: HashMap::new(),
+            last_weights: HashMap::new(),
+            snapshot: Arc::new(Snapshot::new(
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Default::default(),
+            )),
             pending: vec![None; workers],
             dirty: false,
             baselines: HashMap::new(),
             estimators: HashMap::new(),
             last_estimate: Instant::now(),
         })
+        .map(|mut control: ControlPlane| {
+            control.snapshot = Arc::new(control.build_snapshot());
+            control
+        })
+    }
+
+    /// The snapshot of the running configuration, with stable ids and the
+    /// dh/sh/mh tables (rebuilt only for services whose version changed).
+    fn build_snapshot(&mut self) -> Snapshot {
+        let mut snapshot = build_snapshot(&self.config, &self.macs, &self.ids);
+        let mut last_weights = HashMap::new();
+        for real in snapshot.services.iter().flat_map(|s| &s.reals) {
+            let last = if real.weight > 0 {
+                real.weight
+            } else {
+                self.last_weights.get(&real.id).copied().unwrap_or(0)
+            };
+            last_weights.insert(real.id, last);
+        }
+        self.last_weights = last_weights;
+        let mut tables = HashMap::new();
+        for service in &mut snapshot.services {
+            if !service.scheduler.uses_table() {
+                continue;
+            }
+            let table = match self.tables.get(&service.id) {
+                Some((version, table)) if *version == service.version => Arc::clone(table),
+                _ => {
+                    let reals: Vec<TableReal> = service
+                        .reals
+                        .iter()
+                        .map(|r| TableReal {
+                            last_weight: self.last_weights.get(&r.id).copied().unwrap_or(r.weight),
+                            ..TableReal::new(r.address, r.port, r.weight)
+                        })
+                        .collect();
+                    Arc::new(SchedTable::build(service.scheduler, &reals))
+                }
+            };
+            tables.insert(service.id, (service.version, Arc::clone(&table)));
+            service.table = Some(table);
+        }
+        self.tables = tables;
+        snapshot
     }
 
     pub fn snapshot(&self) -> &Arc<Snapshot> {
@@ -237,7 +295,7 @@ impl ControlPlane {
     pub fn tick(&mut self) {
         if self.dirty {
             self.dirty = false;
-            self.snapshot = Arc::new(build_snapshot(&self.config, &self.macs, &self.ids));
+            self.snapshot = Arc::new(self.build_snapshot());
             for slot in &mut self.pending {
                 *slot = Some(Arc::clone(&self.snapshot));
             }
@@ -267,9 +325,21 @@ impl ControlPlane {
     /// Counters of real `real_id` summed over workers: stats, active and
     /// inactive connections.
     pub fn real_stats(&self, real_id: u32) -> (Stats, u64, u64) {
+        let (stats, active, inactive, _) = self.real_counts(real_id);
+        (stats, active, inactive)
+    }
+
+    /// [`Self::real_stats`] plus the persistence templates (PersistConn).
+    fn real_counts(&self, real_id: u32) -> (Stats, u64, u64, u64) {
+        let mut persist = 0;
+        for worker in &self.book.workers {
+            if let Some(c) = worker.get(real_id as usize) {
+                persist += c.persist.load(Relaxed);
+            }
+        }
         let mut stats = Stats::default();
         let (mut active, mut inactive) = (0, 0);
-        for worker in &self.real_counters {
+        for worker in &self.book.workers {
             if let Some(c) = worker.get(real_id as usize) {
                 stats.conns += c.conns.load(Relaxed);
                 stats.in_pkts += c.in_packets.load(Relaxed);
@@ -280,7 +350,7 @@ impl ControlPlane {
                 inactive += c.inactive.load(Relaxed);
             }
         }
-        (stats, active, inactive)
+        (stats, active, inactive, persist)
     }
 
     /// Counters of `real_id` since its last `-Z`.
@@ -323,6 +393,14 @@ impl ControlPlane {
     /// Answers one control-protocol command.
     pub fn handle(&mut self, command: Command) -> Result<Value, String> {
         match command {
+            command @ (Command::UploadConfig { .. }
+            | Command::ApplyConfig { .. }
+            | Command::ReloadConfig { .. }
+            | Command::DumpConfig
+            | Command::ListPorts
+            | Command::ListWorkers
+            | Command::ListRoutes
+            | Command::ListAddresses) => self.handle_rvsctl(command),
             Command::Version => to_json(&VersionInfo {
                 daemon: env!("CARGO_PKG_VERSION").to_owned(),
                 protocol: proto::VERSION,
@@ -339,6 +417,10 @@ impl ControlPlane {
                     scheduler: Scheduler::default(),
                     reals: Vec::new(),
                     local_addresses: Vec::new(),
+                    flags: Vec::new(),
+                    persistent: None,
+                    netmask: None,
+                    one_packet: false,
                 };
                 apply_spec(&mut new, &service)?;
                 next.services.push(new);
@@ -569,12 +651,12 @@ impl ControlPlane {
                         port: real.port_or(svc.port),
                         forward: real.forward.into(),
                         weight: real.weight,
-                        u_threshold: 0,
-                        l_threshold: 0,
+                        u_threshold: real.u_threshold,
+                        l_threshold: real.l_threshold,
                     },
                     active_conns: active as u32,
                     inact_conns: inactive as u32,
-                    persist_conns: 0,
+                    persist_conns: self.real_counts(id).3 as u32,
                     stats: real_stats,
                     rates: real_rates,
                 }
@@ -583,11 +665,11 @@ impl ControlPlane {
         proto::ServiceInfo {
             spec: ServiceSpec {
                 key: key_of(svc),
-                scheduler: scheduler_name(svc.scheduler).to_owned(),
-                flags: Vec::new(),
-                persistent: None,
-                netmask: None,
-                ops: false,
+                scheduler: svc.scheduler.name().to_owned(),
+                flags: svc.flags.clone(),
+                persistent: svc.persistent,
+                netmask: svc.netmask.filter(|m| *m != Ipv4Addr::BROADCAST),
+                ops: svc.one_packet,
             },
             stats,
             rates,
@@ -721,15 +803,6 @@ fn plus_rates(a: Rates, b: Rates) -> Rates {
     }
 }
 
-fn scheduler_name(scheduler: Scheduler) -> &'static str {
-    match scheduler {
-        Scheduler::Rr => "rr",
-        Scheduler::Wrr => "wrr",
-        Scheduler::Lc => "lc",
-        Scheduler::Wlc => "wlc",
-    }
-}
-
 fn key_of(service: &config::Service) -> ServiceKey {
     match service.protocol {
         Protocol::Tcp => ServiceKey::tcp(service.vip, service.port),
@@ -776,33 +849,21 @@ fn apply_spec(service: &mut config::Service, spec: &ServiceSpec) -> Result<(), S
     };
     service.vip = addr;
     service.port = port;
-    service.scheduler = match spec.scheduler.as_str() {
-        "rr" => Scheduler::Rr,
-        "wrr" => Scheduler::Wrr,
-        "lc" => Scheduler::Lc,
-        "wlc" => Scheduler::Wlc,
-        _ => return Err(errors::SCHEDULER_NOT_FOUND.to_owned()),
-    };
-    if spec.persistent.is_some() || spec.netmask.is_some() {
-        return Err("persistence (-p, -M) is not implemented yet".to_owned());
-    }
-    if !spec.flags.is_empty() {
-        return Err(format!(
-            "scheduler flags ({}) are not implemented yet",
-            spec.flags.join(",")
-        ));
-    }
-    if spec.ops {
-        return Err("one-packet scheduling (-o) is not implemented yet".to_owned());
-    }
+    service.scheduler = spec
+        .scheduler
+        .parse::<Scheduler>()
+        .map_err(|_| errors::SCHEDULER_NOT_FOUND.to_owned())?;
+    service.flags = spec.flags.clone();
+    service.persistent = spec.persistent;
+    service.netmask = spec.netmask;
+    service.one_packet = spec.ops;
     Ok(())
 }
 
 fn real_from_spec(spec: &RealSpec, service_port: u16) -> Result<config::Real, String> {
-    if spec.u_threshold != 0 || spec.l_threshold != 0 {
-        return Err("connection thresholds (-x, -y) are not implemented yet".to_owned());
-    }
     Ok(config::Real {
+        u_threshold: spec.u_threshold,
+        l_threshold: spec.l_threshold,
         address: spec.addr,
         port: (spec.port != service_port).then_some(spec.port),
         weight: spec.weight,
