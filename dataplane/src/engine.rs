@@ -623,14 +623,16 @@ impl<P: PacketBuf> Engine<P> {
             self.forget(&conn);
             self.conns.remove(id);
         }
-        if self.snapshot.is_vip(dst) {
-            if let Some(s) = self.snapshot.service(proto, dst, l4.dst_port) {
-                if self.snapshot.services[s as usize].one_packet {
-                    return self.one_packet(packet, s as usize, key, io);
-                }
+        if let Some(s) = self.snapshot.service(proto, dst, l4.dst_port) {
+            let s = s as usize;
+            if self.snapshot.services[s].one_packet {
+                return self.one_packet(packet, s, key, io);
             }
-            let id = self.new_conn(key, l4)?;
+            let id = self.new_conn(s, key, l4)?;
             return self.established(packet, id, Direction::Input, l4, io);
+        }
+        if self.snapshot.is_vip(dst) {
+            return Err(DropReason::NoService);
         }
         if self.snapshot.is_port_address(dst) {
             Err(DropReason::NoService)
@@ -776,16 +778,12 @@ impl<P: PacketBuf> Engine<P> {
         }
     }
 
-    /// Schedules and records a new connection for `key` (a client → VIP packet).
-    fn new_conn(&mut self, key: ConnKey, l4: L4) -> Result<ConnId, DropReason> {
+    /// Schedules and records a new connection of service `s` for `key` (a
+    /// client → VIP packet).
+    fn new_conn(&mut self, s: usize, key: ConnKey, l4: L4) -> Result<ConnId, DropReason> {
         if key.proto == protocol::TCP && (!l4.syn || l4.rst) {
             return Err(DropReason::NoConn);
         }
-        let service = self
-            .snapshot
-            .service(key.proto, key.dst, key.dst_port)
-            .ok_or(DropReason::NoService)?;
-        let s = service as usize;
         let (real_index, template) = self.choose_real(s, &key)?;
         let snapshot = Arc::clone(&self.snapshot);
         let real = &snapshot.services[s].reals[real_index];
