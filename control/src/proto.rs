@@ -277,11 +277,14 @@ impl Protocol {
     }
 }
 
-impl From<config::Protocol> for Protocol {
-    fn from(protocol: config::Protocol) -> Self {
-        match protocol {
-            config::Protocol::Tcp => Protocol::Tcp,
-            config::Protocol::Udp => Protocol::Udp,
+impl ServiceKey {
+    /// The identity of a configured service: `-t/-u VIP:PORT`, or `-f MARK`.
+    pub fn of(service: &config::Service) -> Self {
+        match (service.mark, service.protocol) {
+            (Some(mark), _) => ServiceKey::Mark(mark),
+            (None, config::Protocol::Udp) => ServiceKey::udp(service.vip, service.port),
+            // Validation refuses a service with neither mark nor protocol.
+            (None, _) => ServiceKey::tcp(service.vip, service.port),
         }
     }
 }

@@ -195,6 +195,17 @@ fn bad_configs_are_refused_with_key_path_and_reason() {
          "services[0].netmask", "only applies to a persistent service"),
         ("not a netmask", edit("protocol: tcp", "protocol: tcp\n    persistent: 60\n    netmask: 255.0.255.0"),
          "services[0].netmask", "255.0.255.0 is not a netmask"),
+        ("mark not defined", edit("  - vip: 10.99.1.100\n    port: 80\n    protocol: tcp\n", "  - mark: 7\n"),
+         "services[0].mark", "mark 7 is not defined under `marks`"),
+        ("mark service with a vip", edit("    protocol: tcp\n", "    protocol: tcp\n    mark: 7\n")
+            + "marks:\n  - { mark: 7, matches: [ { vip: 10.99.1.100, port: 81, protocol: tcp } ] }\n",
+         "services[0]", "a mark service takes its VIP:port:protocol matches from `marks`"),
+        ("mark match taken by a service", edit("  - vip: 10.99.1.100\n    port: 80\n    protocol: tcp\n", "  - mark: 7\n")
+            + "  - { vip: 10.99.1.100, port: 80, protocol: tcp }\n"
+            + "marks:\n  - { mark: 7, matches: [ { vip: 10.99.1.100, port: 80, protocol: tcp } ] }\n",
+         "marks[0].matches[0]", "tcp 10.99.1.100:80 is already taken by services[1]"),
+        ("service without vip", edit("  - vip: 10.99.1.100\n    port: 80\n", "  - port: 80\n"),
+         "services[0].vip", "required key `vip` is missing"),
         ("one-packet TCP", edit("protocol: tcp", "protocol: tcp\n    one_packet: true"),
          "services[0].one_packet", "UDP services only"),
         ("thresholds upside down", edit("address: 10.99.2.11", "address: 10.99.2.11\n        u_threshold: 5\n        l_threshold: 9"),

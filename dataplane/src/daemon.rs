@@ -214,6 +214,15 @@ fn with_causes(what: String, causes: &[String]) -> StartError {
     }
 }
 
+/// IP protocol number of a service protocol (0 for a mark service's "any").
+fn protocol_number(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => protocol::TCP,
+        Protocol::Udp => protocol::UDP,
+        Protocol::Any => 0,
+    }
+}
+
 /// The snapshot of `config`. `service_id` gives a service its stable id and
 /// version, `real_id` a real its stable id (see `control`).
 pub fn build_snapshot_with(
@@ -259,10 +268,15 @@ pub fn build_snapshot_with(
             ServiceInfo {
                 id,
                 version,
-                protocol: match s.protocol {
-                    Protocol::Tcp => protocol::TCP,
-                    Protocol::Udp => protocol::UDP,
-                },
+                protocol: protocol_number(s.protocol),
+                mark: s.mark,
+                matches: config
+                    .marks
+                    .iter()
+                    .filter(|m| Some(m.mark) == s.mark)
+                    .flat_map(|m| &m.matches)
+                    .map(|m| (protocol_number(m.protocol), m.vip, m.port))
+                    .collect(),
                 vip: s.vip,
                 port: s.port,
                 scheduler,

@@ -701,10 +701,16 @@ impl<P: PacketBuf> Engine<P> {
     fn choose_real(&mut self, s: usize, key: &ConnKey) -> Result<(usize, u32), DropReason> {
         let snapshot = Arc::clone(&self.snapshot);
         let service = &snapshot.services[s];
+        // A mark service's template covers all its matches (IPVS: protocol
+        // any, the mark in place of the address, port 0).
+        let (template_protocol, template_vip) = match service.mark {
+            Some(_) => (0, Ipv4Addr::UNSPECIFIED),
+            None => (key.proto, key.dst),
+        };
         let template_key = service.persistent.map(|_| TemplateKey {
-            protocol: key.proto,
+            protocol: template_protocol,
             client_net: Ipv4Addr::from(u32::from(key.src) & u32::from(service.netmask)),
-            vip: key.dst,
+            vip: template_vip,
             vport: service.port,
             service_id: service.id,
         });

@@ -122,6 +122,9 @@ pub struct ServiceInfo {
     pub netmask: Ipv4Addr,
     /// One-packet scheduling: UDP datagrams scheduled one by one, no connection.
     pub one_packet: bool,
+    /// A mark service: the (protocol, VIP, port) triples it serves as one.
+    pub mark: Option<u32>,
+    pub matches: Vec<(u8, Ipv4Addr, u16)>,
 }
 
 impl ServiceInfo {
@@ -148,6 +151,8 @@ impl ServiceInfo {
             persistent: None,
             netmask: Ipv4Addr::BROADCAST,
             one_packet: false,
+            mark: None,
+            matches: Vec::new(),
         }
     }
 
@@ -238,12 +243,19 @@ impl Snapshot {
             .enumerate()
             .map(|(i, s)| (s.id, i as u32))
             .collect();
-        let services_by_key = services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ((s.protocol, s.vip, s.port), i as u32))
-            .collect();
-        let vips = services.iter().map(|s| (s.vip, ())).collect();
+        let mut services_by_key = HashMap::new();
+        let mut vips = HashMap::new();
+        for (i, s) in services.iter().enumerate() {
+            if s.mark.is_some() {
+                for &(protocol, vip, port) in &s.matches {
+                    services_by_key.insert((protocol, vip, port), i as u32);
+                    vips.insert(vip, ());
+                }
+            } else {
+                services_by_key.insert((s.protocol, s.vip, s.port), i as u32);
+                vips.insert(s.vip, ());
+            }
+        }
         let mut lips: Vec<Ipv4Addr> = Vec::new();
         for service in &mut services {
             for (lip, index) in &mut service.local_addresses {

@@ -117,3 +117,36 @@ def test_weight_zero_keeps_an_established_connection_and_moves_new_ones(lab, sta
     finally:
         slow.kill()
         slow.wait()
+
+
+MARK_GROUP = f"""\
+  - mark: 1
+    scheduler: rr
+    persistent: 300
+    reals:
+      - {{ address: {R1}, forward: nat }}
+      - {{ address: {R2}, forward: nat }}
+marks:
+  - mark: 1
+    matches:
+      - {{ vip: {VIP}, port: 80, protocol: tcp }}
+      - {{ vip: {VIP}, port: 8080, protocol: tcp }}
+"""
+
+
+def test_mark_group_ties_two_ports_into_one_persistent_service(lab, start_rvsd, second_client):
+    text = render_config([])
+    assert text.rstrip().endswith("services:"), text
+    d = start_rvsd(text.rstrip() + "\n" + MARK_GROUP)
+    http = requests(lab, 5, url=f"http://{VIP}:80/")
+    alt = requests(lab, 5, url=f"http://{VIP}:8080/")
+    assert len(http["by_real"]) == 1 and http["by_real"] == alt["by_real"], (http, alt)
+    assert alt["by_port"] == {"8080": 5}, "reals of a mark service serve the port asked for"
+    other = requests(lab, 5, url=f"http://{VIP}:80/", source=second_client)
+    assert other["by_real"] != http["by_real"], "rr gives another client the other real"
+    listing = d.rvsadm("-L", "-n").stdout
+    assert "FWM  1 rr persistent 300" in listing, listing
+    assert f"  -> {R1}:0" in listing and f"  -> {R2}:0" in listing, listing
+    # Port 443 is not in the group: nothing serves it.
+    res = lab.client("http", "--url", f"http://{VIP}:443/", "--count", "1", "--timeout", "2")
+    assert res["errors"] == 1, res

@@ -99,6 +99,9 @@ pub struct Config {
     /// has weight 0 is dropped, so the client is scheduled anew.
     #[serde(default)]
     pub expire_quiescent_template: bool,
+    /// Mark groups for `mark` services.
+    #[serde(default)]
+    pub marks: Vec<Mark>,
     #[serde(default)]
     pub services: Vec<Service>,
 }
@@ -304,14 +307,27 @@ impl Default for Timeouts {
     }
 }
 
-/// A virtual service: (protocol, vip, port) and its reals.
+/// A virtual service: (protocol, vip, port), or a mark group, and its reals.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
-    #[serde(deserialize_with = "ipv4")]
+    /// Required unless `mark` is given.
+    #[serde(
+        default = "unspecified",
+        deserialize_with = "ipv4",
+        skip_serializing_if = "Ipv4Addr::is_unspecified"
+    )]
     pub vip: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub port: u16,
+    /// Required unless `mark` is given ([`Protocol::Any`] when absent).
+    #[serde(default, skip_serializing_if = "Protocol::is_any")]
     pub protocol: Protocol,
+    /// A firewall-mark-like service (ipvsadm `-f MARK`): it serves every
+    /// VIP:port:protocol that `marks` lists under this number, as one service
+    /// (one scheduler, one set of persistence templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<u32>,
     #[serde(default)]
     pub scheduler: Scheduler,
     /// In list order, the order schedulers scan them.
@@ -379,10 +395,46 @@ impl Real {
 }
 
 /// Transport protocol of a service; `tcp` or `udp` in YAML.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Protocol {
     Tcp,
     Udp,
+    /// Not given: a mark service (its matches name their protocols), or an
+    /// error that validation reports.
+    #[default]
+    Any,
+}
+
+impl Protocol {
+    pub fn is_any(&self) -> bool {
+        *self == Protocol::Any
+    }
+}
+
+/// One group of VIP:port:protocol matches that a mark service serves: rvs's
+/// stand-in for the iptables rules that set a firewall mark for IPVS.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mark {
+    pub mark: u32,
+    pub matches: Vec<MarkMatch>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkMatch {
+    #[serde(deserialize_with = "ipv4")]
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+fn unspecified() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
+}
+
+fn is_zero(port: &u16) -> bool {
+    *port == 0
 }
 
 /// Connection scheduler of a service, with IPVS semantics (REFERENCE.md §2).
@@ -542,6 +594,7 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::Any => "any",
         })
     }
 }

@@ -54,6 +54,7 @@ impl Config {
         self.check_workers(cpus)?;
         self.check_limits()?;
         self.check_services()?;
+        self.check_marks()?;
         self.check_mempool_size()
     }
 
@@ -331,26 +332,19 @@ impl Config {
 
     fn check_services(&self) -> Checked {
         let mut services = HashMap::new();
+        let mut marked = HashMap::new();
         for (i, service) in self.services.iter().enumerate() {
             let at = format!("services[{i}]");
-            let vip = service.vip;
-            check_unicast(&format!("{at}.vip"), vip)?;
-            if let Some(owner) = self.owner_of(vip) {
-                return refuse(
-                    format!("{at}.vip"),
-                    format!(
-                        "{vip} is an address of port `{}`; a VIP must be an address \
-                         of its own",
-                        owner.name
-                    ),
-                );
-            }
-            if service.port == 0 && service.persistent.is_none() {
-                return refuse(
-                    format!("{at}.port"),
-                    "Zero port specified for non-persistent service: port 0 (every port of the \
-                     VIP) needs `persistent`",
-                );
+            if let Some(mark) = service.mark {
+                self.check_mark_service(&at, service, mark)?;
+                if let Some(first) = marked.insert(mark, i) {
+                    return refuse(
+                        format!("{at}.mark"),
+                        format!("mark {mark} is already served by services[{first}]"),
+                    );
+                }
+            } else {
+                self.check_address_service(i, service, &mut services)?;
             }
             if service.persistent == Some(0) {
                 return refuse(
@@ -370,7 +364,16 @@ impl Config {
                     );
                 }
             }
-            if service.one_packet && service.protocol != Protocol::Udp {
+            let udp_only = match service.mark {
+                Some(mark) => self
+                    .marks
+                    .iter()
+                    .filter(|m| m.mark == mark)
+                    .flat_map(|m| &m.matches)
+                    .all(|m| m.protocol == Protocol::Udp),
+                None => service.protocol == Protocol::Udp,
+            };
+            if service.one_packet && !udp_only {
                 return refuse(
                     format!("{at}.one_packet"),
                     "one-packet scheduling is for UDP services only",
@@ -398,16 +401,6 @@ impl Config {
                         format!("incompatible scheduler flag `{flag}` (scheduler is {scheduler})"),
                     );
                 }
-            }
-            let key = (service.protocol, vip, service.port);
-            if let Some(first) = services.insert(key, i) {
-                return refuse(
-                    at,
-                    format!(
-                        "service {} {vip}:{} is already defined by services[{first}]",
-                        service.protocol, service.port
-                    ),
-                );
             }
             let mut reals = HashMap::new();
             for (j, real) in service.reals.iter().enumerate() {
@@ -560,6 +553,124 @@ impl Config {
                 "local addresses only serve fullnat reals, and a service's reals must then all \
                  be fullnat",
             );
+        }
+        Ok(())
+    }
+
+    /// A service named by VIP, port and protocol.
+    fn check_address_service(
+        &self,
+        index: usize,
+        service: &Service,
+        services: &mut HashMap<(Protocol, Ipv4Addr, u16), usize>,
+    ) -> Checked {
+        let at = format!("services[{index}]");
+        let vip = service.vip;
+        if vip.is_unspecified() {
+            return refuse(
+                format!("{at}.vip"),
+                "required key `vip` is missing (a service needs vip, port and protocol, or `mark`)",
+            );
+        }
+        if service.protocol == Protocol::Any {
+            return refuse(
+                format!("{at}.protocol"),
+                "required key `protocol` is missing",
+            );
+        }
+        check_unicast(&format!("{at}.vip"), vip)?;
+        if let Some(owner) = self.owner_of(vip) {
+            return refuse(
+                format!("{at}.vip"),
+                format!(
+                    "{vip} is an address of port `{}`; a VIP must be an address of its own",
+                    owner.name
+                ),
+            );
+        }
+        if service.port == 0 && service.persistent.is_none() {
+            return refuse(
+                format!("{at}.port"),
+                "Zero port specified for non-persistent service: port 0 (every port of the \
+                 VIP) needs `persistent`",
+            );
+        }
+        if let Some(first) = services.insert((service.protocol, vip, service.port), index) {
+            return refuse(
+                at.clone(),
+                format!(
+                    "service {} {vip}:{} is already defined by services[{first}]",
+                    service.protocol, service.port
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// A service named by a mark: its matches live in `marks`.
+    fn check_mark_service(&self, at: &str, service: &Service, mark: u32) -> Checked {
+        if !service.vip.is_unspecified() || service.port != 0 || service.protocol != Protocol::Any {
+            return refuse(
+                at,
+                "a mark service takes its VIP:port:protocol matches from `marks`; drop vip, \
+                 port and protocol",
+            );
+        }
+        if !self.marks.iter().any(|m| m.mark == mark) {
+            return refuse(
+                format!("{at}.mark"),
+                format!("mark {mark} is not defined under `marks`"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Mark groups: numbered once, each match a VIP:port:protocol of its own.
+    fn check_marks(&self) -> Checked {
+        let mut numbers = HashMap::new();
+        let mut seen: HashMap<(Protocol, Ipv4Addr, u16), String> = self
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.mark.is_none())
+            .map(|(i, s)| ((s.protocol, s.vip, s.port), format!("services[{i}]")))
+            .collect();
+        for (i, mark) in self.marks.iter().enumerate() {
+            let at = format!("marks[{i}]");
+            if mark.mark == 0 {
+                return refuse(format!("{at}.mark"), "a mark is a number from 1");
+            }
+            if let Some(first) = numbers.insert(mark.mark, i) {
+                return refuse(
+                    format!("{at}.mark"),
+                    format!("mark {} is already defined by marks[{first}]", mark.mark),
+                );
+            }
+            if mark.matches.is_empty() {
+                return refuse(format!("{at}.matches"), "a mark needs at least one match");
+            }
+            for (k, m) in mark.matches.iter().enumerate() {
+                let at = format!("{at}.matches[{k}]");
+                check_unicast(&format!("{at}.vip"), m.vip)?;
+                if self.owner_of(m.vip).is_some() {
+                    return refuse(
+                        format!("{at}.vip"),
+                        format!("{} is an address of a port, not a VIP", m.vip),
+                    );
+                }
+                if m.port == 0 {
+                    return refuse(format!("{at}.port"), "a match needs a port from 1 to 65535");
+                }
+                if let Some(other) = seen.insert((m.protocol, m.vip, m.port), at.clone()) {
+                    return refuse(
+                        at,
+                        format!(
+                            "{} {}:{} is already taken by {other}",
+                            m.protocol, m.vip, m.port
+                        ),
+                    );
+                }
+            }
         }
         Ok(())
     }

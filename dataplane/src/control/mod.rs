@@ -36,7 +36,8 @@ const DUMP_WAIT: Duration = Duration::from_millis(500);
 /// Bits of a listing cursor that hold the table position.
 const CURSOR_POSITION_BITS: u32 = 40;
 
-type ServiceTuple = (Protocol, Ipv4Addr, u16);
+/// What identifies a service across changes: protocol, VIP, port, mark.
+type ServiceTuple = (Protocol, Ipv4Addr, u16, u32);
 
 /// Stable ids: what connections and counters know services and reals by.
 struct Ids {
@@ -129,7 +130,12 @@ impl Ids {
 }
 
 fn tuple(service: &config::Service) -> ServiceTuple {
-    (service.protocol, service.vip, service.port)
+    (
+        service.protocol,
+        service.vip,
+        service.port,
+        service.mark.unwrap_or(0),
+    )
 }
 
 /// Counter values a `-Z` took as the new zero.
@@ -421,6 +427,7 @@ impl ControlPlane {
                     persistent: None,
                     netmask: None,
                     one_packet: false,
+                    mark: None,
                 };
                 apply_spec(&mut new, &service)?;
                 next.services.push(new);
@@ -804,10 +811,7 @@ fn plus_rates(a: Rates, b: Rates) -> Rates {
 }
 
 fn key_of(service: &config::Service) -> ServiceKey {
-    match service.protocol {
-        Protocol::Tcp => ServiceKey::tcp(service.vip, service.port),
-        Protocol::Udp => ServiceKey::udp(service.vip, service.port),
-    }
+    ServiceKey::of(service)
 }
 
 /// The index of the service `key` names; an error for kinds rvs lacks.
@@ -818,8 +822,8 @@ fn find_service(config: &Config, key: &ServiceKey) -> Result<Option<usize>, Stri
             addr,
             port,
         } => (protocol, addr, port),
-        ServiceKey::Mark(_) => {
-            return Err("firewall-mark services (-f) are not supported yet".to_owned())
+        ServiceKey::Mark(mark) => {
+            return Ok(config.services.iter().position(|s| s.mark == Some(mark)))
         }
     };
     let protocol = match protocol {
@@ -835,20 +839,29 @@ fn find_service(config: &Config, key: &ServiceKey) -> Result<Option<usize>, Stri
 /// Sets every setting of `service` from `spec` (ipvsadm `-A`/`-E`: what is
 /// not given takes its default).
 fn apply_spec(service: &mut config::Service, spec: &ServiceSpec) -> Result<(), String> {
-    let ServiceKey::Inet {
-        protocol,
-        addr,
-        port,
-    } = spec.key
-    else {
-        return Err("firewall-mark services (-f) are not supported yet".to_owned());
-    };
-    service.protocol = match protocol {
-        proto::Protocol::Tcp => Protocol::Tcp,
-        proto::Protocol::Udp => Protocol::Udp,
-    };
-    service.vip = addr;
-    service.port = port;
+    match spec.key {
+        ServiceKey::Inet {
+            protocol,
+            addr,
+            port,
+        } => {
+            service.protocol = match protocol {
+                proto::Protocol::Tcp => Protocol::Tcp,
+                proto::Protocol::Udp => Protocol::Udp,
+            };
+            service.vip = addr;
+            service.port = port;
+            service.mark = None;
+        }
+        // rvs has no iptables: the mark's matches come from `marks` in the
+        // config file (validation refuses an undefined mark).
+        ServiceKey::Mark(mark) => {
+            service.protocol = Protocol::Any;
+            service.vip = Ipv4Addr::UNSPECIFIED;
+            service.port = 0;
+            service.mark = Some(mark);
+        }
+    }
     service.scheduler = spec
         .scheduler
         .parse::<Scheduler>()

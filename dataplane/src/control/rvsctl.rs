@@ -92,16 +92,7 @@ impl ControlPlane {
                 };
                 to_json(&self.apply_text(file, &text, dry_run)?)
             }
-            Command::ReloadConfig { dry_run } => {
-                let path = state().config_path.clone().ok_or_else(|| {
-                    "rvsd does not know the file it was started with; use `rvsctl apply FILE`"
-                        .to_owned()
-                })?;
-                let file = path.display().to_string();
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|err| format!("{file}: cannot read: {err}"))?;
-                to_json(&self.apply_text(file, &text, dry_run)?)
-            }
+            Command::ReloadConfig { dry_run } => to_json(&self.reload_file(dry_run)?),
             Command::DumpConfig => to_json(&ConfigDump {
                 file: state()
                     .config_path
@@ -115,6 +106,20 @@ impl ControlPlane {
             Command::ListAddresses => to_json(&self.addresses()),
             other => Err(format!("not an rvsctl command: {other:?}")),
         }
+    }
+
+    /// Re-reads the file given to [`Self::set_config_path`] and, unless
+    /// `dry_run`, adopts it: `rvsctl reload`, and what SIGHUP should do.
+    /// The file is validated against the CPUs rvsd saw at start, not those
+    /// of the pinned control thread (which `config::load` would see).
+    pub fn reload_file(&mut self, dry_run: bool) -> Result<ApplyReport, String> {
+        let path = state().config_path.clone().ok_or_else(|| {
+            "rvsd does not know the file it was started with; use `rvsctl apply FILE`".to_owned()
+        })?;
+        let file = path.display().to_string();
+        let text =
+            std::fs::read_to_string(&path).map_err(|err| format!("{file}: cannot read: {err}"))?;
+        self.apply_text(file, &text, dry_run)
     }
 
     /// Parses, checks and (unless `dry_run`) adopts config `text`.
@@ -361,6 +366,196 @@ fn too_large(size: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::{RealBook, WorkerCounters};
+    use crate::wire::ethernet::MacAddr;
+    use crate::worker::Mesh;
+    use rvs_control::config::{CpuList, HostCpus};
+    use rvs_control::proto::{ConfigDiff, RouteView, Timeouts};
+    use std::sync::Arc;
+
+    const CONFIG: &str = "\
+eal: { main_lcore: 0, main_cpu: 0 }
+ports:
+  - { name: client, device: net_null0, addresses: [10.99.1.1/24] }
+  - { name: real, device: net_null1, addresses: [10.99.2.1/24] }
+routes:
+  - { prefix: 10.99.3.0/24, via: 10.99.2.254 }
+workers:
+  - { lcore: 1, cpu: 1, queues: [ { port: client, queue: 0 }, { port: real, queue: 0 } ] }
+services:
+  - vip: 10.99.1.100
+    port: 80
+    protocol: tcp
+    scheduler: rr
+    reals:
+      - { address: 10.99.2.11 }
+      - { address: 10.99.2.12 }
+";
+
+    fn cpus() -> HostCpus {
+        let list = CpuList::parse("0-1").expect("a CPU list");
+        HostCpus {
+            online: list.clone(),
+            allowed: list,
+        }
+    }
+
+    fn control_plane() -> ControlPlane {
+        let config = config::parse_on(CONFIG, "start.yaml", &cpus()).expect("valid");
+        ControlPlane::new(
+            config,
+            cpus(),
+            vec![MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2])],
+            Arc::new(Mesh::new(1)),
+            vec![Arc::new(WorkerCounters::default())],
+            Arc::new(RealBook::new(1, 1024)),
+        )
+        .expect("a control plane")
+    }
+
+    fn call<T: serde::de::DeserializeOwned>(control: &mut ControlPlane, command: Command) -> T {
+        let value = control.handle(command).unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_value(value).expect("the documented result")
+    }
+
+    fn apply(file: &str, text: &str, dry_run: bool) -> Command {
+        Command::ApplyConfig {
+            file: file.to_owned(),
+            text: Some(text.to_owned()),
+            upload: None,
+            dry_run,
+        }
+    }
+
+    #[test]
+    fn dump_then_apply_is_a_no_op() {
+        let mut control = control_plane();
+        let dump: ConfigDump = call(&mut control, Command::DumpConfig);
+        let report: ApplyReport = call(&mut control, apply("dump.yaml", &dump.yaml, false));
+        assert_eq!(report.diff, ConfigDiff::default());
+        assert!(!report.applied);
+        assert!(!control.publishing(), "nothing to publish");
+    }
+
+    #[test]
+    fn apply_reports_the_diff_and_adopts_in_one_step() {
+        let mut control = control_plane();
+        let text = CONFIG.replace("scheduler: rr", "scheduler: wrr") + "timeouts: { tcp: 30 }\n";
+        let dry: ApplyReport = call(&mut control, apply("new.yaml", &text, true));
+        assert!(!dry.applied);
+        assert_eq!(dry.diff.settings.len(), 1);
+        assert_eq!(dry.diff.services_changed[0].settings[0].to, "wrr");
+        assert!(!control.publishing(), "a dry run changes nothing");
+        let report: ApplyReport = call(&mut control, apply("new.yaml", &text, false));
+        assert!(report.applied);
+        assert_eq!(report.diff, dry.diff);
+        assert!(control.publishing(), "one new snapshot to publish");
+        let timeouts: Timeouts = call(&mut control, Command::GetTimeouts);
+        assert_eq!(timeouts.tcp, 30);
+    }
+
+    #[test]
+    fn refusals_name_the_file_and_line_and_change_nothing() {
+        let mut control = control_plane();
+        let before = control.config().clone();
+        for (text, error) in [
+            (
+                CONFIG.replace("10.99.2.12 }", "10.99.2.300 }"),
+                "bad.yaml:16:20: services[0].reals[1].address: invalid IPv4 address",
+            ),
+            (
+                CONFIG.replace("device: net_null1", "device: net_null7"),
+                "bad.yaml:4:19: ports[1].device: \"net_null1\" in the running rvsd, \
+                 \"net_null7\" here; `ports` changes only with a restart",
+            ),
+        ] {
+            let err = control.handle(apply("bad.yaml", &text, false)).unwrap_err();
+            assert!(err.starts_with(error), "{err}");
+            assert_eq!(control.config(), &before);
+        }
+    }
+
+    #[test]
+    fn uploaded_pieces_apply_like_inline_text() {
+        let mut control = control_plane();
+        let text = CONFIG.replace("scheduler: rr", "scheduler: lc");
+        let mut upload = None;
+        for piece in shared::upload_pieces(&text, 64) {
+            let answer: Upload = call(
+                &mut control,
+                Command::UploadConfig {
+                    upload,
+                    text: piece.to_owned(),
+                },
+            );
+            upload = Some(answer.upload);
+        }
+        let report: ApplyReport = call(
+            &mut control,
+            Command::ApplyConfig {
+                file: "up.yaml".into(),
+                text: None,
+                upload,
+                dry_run: false,
+            },
+        );
+        assert!(report.applied);
+        assert_eq!(control.config().services[0].scheduler.to_string(), "lc");
+    }
+
+    #[test]
+    fn reload_reads_the_file_rvsd_was_started_with() {
+        let mut control = control_plane();
+        let path = std::env::temp_dir().join(format!("rvsctl-reload-{}.yaml", std::process::id()));
+        std::fs::write(&path, CONFIG.replace("scheduler: rr", "scheduler: sh")).unwrap();
+        control.set_config_path(&path);
+        let report = control.reload_file(false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(report.file, path.display().to_string());
+        assert!(report.applied);
+        let _ = std::fs::remove_file(&path);
+        let err = control.reload_file(false).unwrap_err();
+        assert!(
+            err.ends_with("cannot read: No such file or directory (os error 2)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn views() {
+        let mut control = control_plane();
+        let routes: Vec<RouteView> = call(&mut control, Command::ListRoutes);
+        let routes: Vec<(String, Option<Ipv4Addr>, String)> = routes
+            .into_iter()
+            .map(|r| (r.prefix, r.via, r.port))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                ("10.99.1.0/24".into(), None, "client".into()),
+                ("10.99.2.0/24".into(), None, "real".into()),
+                (
+                    "10.99.3.0/24".into(),
+                    Some(Ipv4Addr::new(10, 99, 2, 254)),
+                    "real".into()
+                ),
+            ]
+        );
+        let addresses: Vec<AddressView> = call(&mut control, Command::ListAddresses);
+        let vip = &addresses[2];
+        assert_eq!(
+            (vip.addr, vip.role, vip.port.as_deref()),
+            (
+                Ipv4Addr::new(10, 99, 1, 100),
+                AddressRole::Vip,
+                Some("client")
+            )
+        );
+        let ports: Vec<PortView> = call(&mut control, Command::ListPorts);
+        assert_eq!(ports[1].mac, "02:00:00:00:00:02");
+        assert_eq!((ports[1].rx_queues, ports[1].tx_queues), (1, 1));
+        let workers: Vec<WorkerView> = call(&mut control, Command::ListWorkers);
+        assert_eq!(workers[0].queues, ["client:0", "real:0"]);
+    }
 
     #[test]
     fn uploads_join_pieces_and_are_consumed_once() {
