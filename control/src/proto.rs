@@ -156,6 +156,11 @@ pub enum Command {
         service: ServiceKey,
         addr: Ipv4Addr,
         port: u16,
+        /// Also end the real's established connections (`rvsctl
+        /// remove-real --purge`). Without it, as in IPVS, they continue until
+        /// they close or expire.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        purge: bool,
     },
     /// `ipvsadm -L`: every service, or the one named. Result:
     /// `[ServiceInfo]`, in the daemon's order (rvsadm sorts).
@@ -1017,6 +1022,13 @@ mod tests {
                 service: key,
                 addr: Ipv4Addr::new(192, 168, 1, 2),
                 port: 80,
+                purge: false,
+            },
+            Command::DeleteReal {
+                service: key,
+                addr: Ipv4Addr::new(192, 168, 1, 2),
+                port: 80,
+                purge: true,
             },
             Command::ListServices { service: None },
             Command::ListServices { service: Some(key) },

@@ -193,7 +193,8 @@ fn persistence_and_ports() {
         Command::DeleteReal {
             service: web(),
             addr: ip("192.168.1.2"),
-            port: 80
+            port: 80,
+            purge: false,
         }
     );
     let Command::AddService { service } = command("-A -u 10.0.0.1:53 -o") else {

@@ -177,7 +177,7 @@ impl Conn {
 
 /// A handle to a conn in one [`ConnTable`]. Valid until that conn is removed
 /// or expired; after that it may name a different conn.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct ConnId(u32);
 
 impl ConnId {

@@ -183,6 +183,10 @@ pub struct Engine<P> {
     /// IPv4 identification of packets rvs originates (TUN outer headers).
     ident: u16,
     expire_budget: usize,
+    /// Real ids whose connections are being ended, and the table position
+    /// the sweep has reached.
+    purging: Vec<u32>,
+    purge_at: usize,
     now: u32,
     last_tick: u32,
 }
@@ -232,6 +236,8 @@ impl<P: PacketBuf> Engine<P> {
             real_counters,
             templates: Templates::new((limits.connections / 4).max(1024)),
             expire_budget: limits.expire_budget,
+            purging: Vec::new(),
+            purge_at: 0,
             now: 0,
             last_tick: 0,
             snapshot,
@@ -281,6 +287,10 @@ impl<P: PacketBuf> Engine<P> {
         }
         self.loads = loads;
         self.schedulers = schedulers;
+        if !snapshot.purge_reals.is_empty() {
+            self.purging.extend_from_slice(&snapshot.purge_reals);
+            self.purge_at = 0;
+        }
         self.local_ports = LocalPorts::new(snapshot, self.place);
         self.lip_cursor.resize(snapshot.lips.len(), 0);
         old
@@ -1264,6 +1274,37 @@ impl<P: PacketBuf> Engine<P> {
         );
     }
 
+    /// Ends the connections of purged reals, looking at a bounded part of the
+    /// table per call.
+    fn purge_some(&mut self) {
+        const SLOTS_PER_TICK: usize = 8192;
+        let mut doomed = [ConnId::default(); 64];
+        let mut found = 0;
+        let mut next = None;
+        for (id, conn) in self.conns.iter_from(self.purge_at) {
+            if id.index() >= self.purge_at + SLOTS_PER_TICK || found == doomed.len() {
+                next = Some(id.index());
+                break;
+            }
+            if self.purging.contains(&conn.real_id) {
+                doomed[found] = id;
+                found += 1;
+            }
+        }
+        for &id in &doomed[..found] {
+            if let Some(conn) = self.conns.remove(id) {
+                self.forget(&conn);
+            }
+        }
+        match next {
+            Some(position) => self.purge_at = position,
+            None => {
+                self.purging.clear();
+                self.purge_at = 0;
+            }
+        }
+    }
+
     /// Housekeeping, called about every millisecond by the worker: expires
     /// connections (bounded work per call) and, once a second, ages packets
     /// waiting for ARP and re-sends requests.
@@ -1291,6 +1332,9 @@ impl<P: PacketBuf> Engine<P> {
         if expired > 0 {
             bump(&counters.conns_expired, expired as u64);
             decrement(&counters.conns_current, expired as u64);
+        }
+        if !self.purging.is_empty() {
+            self.purge_some();
         }
         if now == self.last_tick {
             return;

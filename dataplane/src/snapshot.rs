@@ -192,6 +192,9 @@ pub struct Snapshot {
     pub lips: Vec<Ipv4Addr>,
     /// IPVS expire_quiescent_template.
     pub expire_quiescent_template: bool,
+    /// Reals removed with their connections: workers end every connection
+    /// to these ids (a bounded number per tick) when they take this snapshot.
+    pub purge_reals: Vec<u32>,
     pub lip_ports: PortRange,
     services_by_key: HashMap<(u8, Ipv4Addr, u16), u32>,
     /// Every VIP (any service), to tell "ours, no such service" from "not ours".
@@ -275,6 +278,7 @@ impl Snapshot {
             timeouts,
             lips,
             expire_quiescent_template: false,
+            purge_reals: Vec::new(),
             lip_ports: PortRange::default(),
             services_by_key,
             vips,

@@ -183,3 +183,57 @@ fn least_connection_schedulers_count_every_workers_connections() {
     h.engine.book().workers[0][1].active.store(5, Relaxed);
     assert_eq!(real_of(&mut h, mine, 40001, 80), r1());
 }
+
+/// A new snapshot like `h`'s but without real `gone` in service 0; `purge`
+/// asks workers to end that real's connections.
+fn without_real(
+    h: &Harness,
+    gone: u32,
+    purge: bool,
+) -> std::sync::Arc<rvs_dataplane::snapshot::Snapshot> {
+    let old = h.engine.snapshot();
+    let mut services = old.services.clone();
+    services[0].reals.retain(|r| r.id != gone);
+    services[0].version += 1;
+    let mut snapshot = rvs_dataplane::snapshot::Snapshot::new(
+        old.ports.clone(),
+        Vec::new(),
+        services,
+        old.timeouts,
+    );
+    if purge {
+        snapshot.purge_reals = vec![gone];
+    }
+    std::sync::Arc::new(snapshot)
+}
+
+#[test]
+fn removing_a_real_keeps_its_connections_unless_purged() {
+    for purge in [false, true] {
+        let mut h = harness(SchedulerKind::Rr, &two_reals(), 64);
+        for sport in 40000..40006 {
+            h.one(CLIENT_PORT, syn_from(client(), sport, 80));
+        }
+        let new = without_real(&h, 0, purge);
+        h.engine.swap_snapshot(new);
+        h.engine.tick(&mut h.io);
+        let left = h.engine.connections().len();
+        // An established connection to r1 (port 40000 went to r1) still flows
+        // unless purged.
+        h.rx(
+            CLIENT_PORT,
+            from_client(tcp(client(), 40000, vip(), 80, TcpFlags::ACK, b"x")),
+        );
+        let sent = h.io.take();
+        if purge {
+            assert_eq!(left, 3, "r1's three connections ended");
+            assert!(sent.is_empty());
+            assert_eq!(h.drops(DropReason::NoConn), 1);
+        } else {
+            assert_eq!(left, 6);
+            assert_eq!(destination(&sent[0].1), (r1(), 80));
+        }
+        // New connections only go to r2 either way.
+        assert_eq!(real_of(&mut h, client(), 41000, 80), r2());
+    }
+}

@@ -744,6 +744,7 @@ fn parse_words<S: AsRef<str>>(words: &[S], reading_stdin: bool) -> Result<Action
                     service: key,
                     addr,
                     port,
+                    purge: false,
                 },
             })
         }

@@ -170,6 +170,8 @@ pub struct ControlPlane {
     /// Per worker: a snapshot its full queue could not take yet.
     pending: Vec<Option<Arc<Snapshot>>>,
     dirty: bool,
+    /// Real ids whose connections the next snapshot tells workers to end.
+    purge: Vec<u32>,
     baselines: HashMap<u32, Baseline>,
     estimators: HashMap<u32, Estimator>,
     last_estimate: Instant,
@@ -207,6 +209,7 @@ impl ControlPlane {
             )),
             pending: vec![None; workers],
             dirty: false,
+            purge: Vec::new(),
             baselines: HashMap::new(),
             estimators: HashMap::new(),
             last_estimate: Instant::now(),
@@ -301,7 +304,9 @@ impl ControlPlane {
     pub fn tick(&mut self) {
         if self.dirty {
             self.dirty = false;
-            self.snapshot = Arc::new(self.build_snapshot());
+            let mut snapshot = self.build_snapshot();
+            snapshot.purge_reals = std::mem::take(&mut self.purge);
+            self.snapshot = Arc::new(snapshot);
             for slot in &mut self.pending {
                 *slot = Some(Arc::clone(&self.snapshot));
             }
@@ -487,19 +492,31 @@ impl ControlPlane {
                 service,
                 addr,
                 port,
+                purge,
             } => {
                 let mut next = self.config.clone();
                 let index = find_service(&next, &service)?
                     .ok_or_else(|| errors::SERVICE_NOT_DEFINED.to_owned())?;
                 let svc = &mut next.services[index];
                 let service_port = svc.port;
-                let before = svc.reals.len();
+                let removed = svc
+                    .reals
+                    .iter()
+                    .find(|r| r.address == addr && r.port_or(service_port) == port)
+                    .cloned()
+                    .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
+                let real_id = self.ids.real(
+                    self.ids.service(&self.config.services[index]),
+                    &removed,
+                    service_port,
+                );
                 svc.reals
                     .retain(|r| !(r.address == addr && r.port_or(service_port) == port));
-                if svc.reals.len() == before {
-                    return Err(errors::NO_SUCH_DESTINATION.to_owned());
+                self.adopt(next)?;
+                if purge {
+                    self.purge.push(real_id);
                 }
-                self.adopt(next).map(|()| Value::Null)
+                Ok(Value::Null)
             }
             Command::ListServices { service } => {
                 let services: Vec<&config::Service> = match &service {
