@@ -2,6 +2,7 @@
 
 use crate::proto::{self, Command, ConnEntry, ConnPage, Request, Response};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
@@ -85,6 +86,22 @@ fn os_message(err: &io::Error) -> String {
 }
 
 /// A connection to rvsd.
+/// A response line with its result decoded as `T`.
+#[derive(Deserialize)]
+struct TypedResponse<T> {
+    v: u32,
+    id: u64,
+    ok: bool,
+    #[serde(default = "none")]
+    result: Option<T>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+fn none<T>() -> Option<T> {
+    None
+}
+
 pub struct Client {
     path: PathBuf,
     writer: UnixStream,
@@ -120,6 +137,12 @@ impl Client {
     /// Sends `cmd` and waits for its answer: the result, or the daemon's
     /// error as [`ClientError::Daemon`].
     pub fn call(&mut self, cmd: Command) -> Result<Value, ClientError> {
+        self.call_as(cmd)
+    }
+
+    /// [`Client::call`], decoding the result as `T` straight from the
+    /// response line: a large listing never becomes a generic JSON tree.
+    pub fn call_as<T: DeserializeOwned>(&mut self, cmd: Command) -> Result<T, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let line = proto::encode_request(&Request::new(id, cmd));
@@ -154,8 +177,24 @@ impl Client {
                 "rvsd closed the connection",
             )));
         }
-        let response: Response = serde_json::from_str(&answer)
-            .map_err(|err| ClientError::Protocol(format!("not a response line: {err}")))?;
+        let response: TypedResponse<T> = match serde_json::from_str(&answer) {
+            Ok(response) => response,
+            // Not a T: maybe a refusal, which carries no result; else the
+            // answer is not what this command returns.
+            Err(err) => match serde_json::from_str::<Response>(&answer) {
+                Ok(plain) if !plain.ok => TypedResponse {
+                    v: plain.v,
+                    id: plain.id,
+                    ok: false,
+                    result: None,
+                    error: plain.error,
+                },
+                Ok(_) => return Err(ClientError::Protocol(format!("unexpected result: {err}"))),
+                Err(err) => {
+                    return Err(ClientError::Protocol(format!("not a response line: {err}")))
+                }
+            },
+        };
         if response.v != proto::VERSION {
             return Err(ClientError::Protocol(format!(
                 "protocol version {}, this client speaks {}",
@@ -171,14 +210,17 @@ impl Client {
                 response.id
             )));
         }
-        response.into_result().map_err(ClientError::Daemon)
-    }
-
-    /// [`Client::call`], decoding the result as `T`.
-    pub fn call_as<T: DeserializeOwned>(&mut self, cmd: Command) -> Result<T, ClientError> {
-        let value = self.call(cmd)?;
-        serde_json::from_value(value)
-            .map_err(|err| ClientError::Protocol(format!("unexpected result: {err}")))
+        if !response.ok {
+            return Err(ClientError::Daemon(response.error.unwrap_or_else(|| {
+                "rvsd refused the request and said nothing".to_owned()
+            })));
+        }
+        match response.result {
+            Some(result) => Ok(result),
+            // A command whose result is null.
+            None => serde_json::from_value(Value::Null)
+                .map_err(|err| ClientError::Protocol(format!("unexpected result: {err}"))),
+        }
     }
 
     /// Every tracked connection, fetched `page` at a time as the iterator

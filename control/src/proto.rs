@@ -1185,6 +1185,55 @@ mod tests {
     }
 
     #[test]
+    fn rvsctl_commands_round_trip() {
+        let commands = [
+            Command::UploadConfig {
+                upload: None,
+                text: "services:\n".into(),
+            },
+            Command::UploadConfig {
+                upload: Some(3),
+                text: "  []\n".into(),
+            },
+            Command::ApplyConfig {
+                file: "new.yaml".into(),
+                text: Some("services: []\n".into()),
+                upload: None,
+                dry_run: true,
+            },
+            Command::ApplyConfig {
+                file: "big.yaml".into(),
+                text: None,
+                upload: Some(3),
+                dry_run: false,
+            },
+            Command::ReloadConfig { dry_run: false },
+            Command::DumpConfig,
+            Command::ListPorts,
+            Command::ListWorkers,
+            Command::ListRoutes,
+            Command::ListAddresses,
+        ];
+        for (index, cmd) in commands.into_iter().enumerate() {
+            let request = Request::new(index as u64, cmd);
+            let line = encode_request(&request);
+            assert_eq!(decode_request(&line[..line.len() - 1]).unwrap(), request);
+        }
+        assert_eq!(
+            serde_json::to_value(Command::ApplyConfig {
+                file: "big.yaml".into(),
+                text: None,
+                upload: Some(3),
+                dry_run: false,
+            })
+            .unwrap(),
+            json!({"op":"apply_config","file":"big.yaml","upload":3,"dry_run":false})
+        );
+        let decoded = decode_request(br#"{"v":1,"id":1,"cmd":{"op":"reload_config"}}"#).unwrap();
+        assert_eq!(decoded.cmd, Command::ReloadConfig { dry_run: false });
+    }
+
+    #[test]
     fn service_keys_sort_like_ipvsadm() {
         let mut keys = vec![
             ServiceKey::Mark(2),

@@ -596,6 +596,7 @@ pub fn run(config: &Config, config_path: &Path) -> Result<(), StartError> {
     let mut server = bind_control_socket(config)?;
 
     let mut running = start(config)?;
+    running.control.set_config_path(config_path);
     eprintln!(
         "rvsd: ready: {} worker(s), {} service(s), VIPs {}, control socket {}",
         config.workers.len(),
@@ -611,14 +612,14 @@ pub fn run(config: &Config, config_path: &Path) -> Result<(), StartError> {
             std::thread::sleep(Duration::from_millis(20));
         }
         if reload.swap(false, Relaxed) {
-            match rvs_control::config::load(config_path) {
-                Ok(file) => match running.control.reload(file) {
-                    Ok(()) => eprintln!("rvsd: reloaded {}", config_path.display()),
-                    Err(e) => eprintln!(
-                        "rvsd: reload of {} refused, running state unchanged: {e}",
-                        config_path.display()
-                    ),
-                },
+            // Validated against the CPUs seen at start, through the same gate
+            // as `rvsctl apply`: a refused file changes nothing.
+            match running.control.reload_file(false) {
+                Ok(report) => eprintln!(
+                    "rvsd: reloaded {}: {}",
+                    report.file,
+                    rvs_control::rvsctl::render::diff_summary(&report.diff)
+                ),
                 Err(e) => eprintln!("rvsd: reload refused, running state unchanged: {e}"),
             }
         }

@@ -35,7 +35,7 @@ use crate::counters::{bump, DropReason, RealBook, RealCounters, WorkerCounters};
 use crate::neigh::{Lookup, Neighbours};
 use crate::persist::{TemplateKey, Templates};
 use crate::sched::{Client, RealLoad, Scheduler, SchedulerKind};
-use crate::snapshot::{ForwardMode, Snapshot};
+use crate::snapshot::{ForwardMode, Purge, Snapshot};
 use crate::tcp_state::{self, Direction, TcpState};
 use crate::wire::arp::{self, ArpOperation, ArpPacket};
 use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
@@ -185,7 +185,7 @@ pub struct Engine<P> {
     expire_budget: usize,
     /// Real ids whose connections are being ended, and the table position
     /// the sweep has reached.
-    purging: Vec<u32>,
+    purging: Vec<Purge>,
     purge_at: usize,
     now: u32,
     last_tick: u32,
@@ -1286,7 +1286,7 @@ impl<P: PacketBuf> Engine<P> {
                 next = Some(id.index());
                 break;
             }
-            if self.purging.contains(&conn.real_id) {
+            if self.purging.iter().any(|purge| purge.matches(conn)) {
                 doomed[found] = id;
                 found += 1;
             }

@@ -14,6 +14,24 @@ use crate::tcp_state::Timeouts;
 use crate::wire::ethernet::MacAddr;
 use crate::wire::ipv4::protocol;
 
+/// Connections to end: those of service `service_id` to `address` (on
+/// `port`, or any port for `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Purge {
+    pub service_id: u32,
+    pub address: Ipv4Addr,
+    pub port: Option<u16>,
+}
+
+impl Purge {
+    #[inline]
+    pub fn matches(&self, conn: &crate::conn::Conn) -> bool {
+        conn.service_id == self.service_id
+            && conn.real == self.address
+            && self.port.is_none_or(|port| port == conn.real_port)
+    }
+}
+
 /// An IPv4 prefix as two masked integers, for fast matching.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prefix {
@@ -192,9 +210,10 @@ pub struct Snapshot {
     pub lips: Vec<Ipv4Addr>,
     /// IPVS expire_quiescent_template.
     pub expire_quiescent_template: bool,
-    /// Reals removed with their connections: workers end every connection
-    /// to these ids (a bounded number per tick) when they take this snapshot.
-    pub purge_reals: Vec<u32>,
+    /// Reals removed with their connections, as (service id, address, port;
+    /// `None`: any port): workers end every connection of the service to that
+    /// address (a bounded number per tick) when they take this snapshot.
+    pub purge_reals: Vec<Purge>,
     pub lip_ports: PortRange,
     services_by_key: HashMap<(u8, Ipv4Addr, u16), u32>,
     /// Every VIP (any service), to tell "ours, no such service" from "not ours".

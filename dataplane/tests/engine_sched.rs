@@ -202,7 +202,12 @@ fn without_real(
         old.timeouts,
     );
     if purge {
-        snapshot.purge_reals = vec![gone];
+        let real = &old.services[0].reals.iter().find(|r| r.id == gone).unwrap();
+        snapshot.purge_reals = vec![rvs_dataplane::snapshot::Purge {
+            service_id: old.services[0].id,
+            address: real.address,
+            port: Some(real.port),
+        }];
     }
     std::sync::Arc::new(snapshot)
 }

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import NS_CLIENT, R1, R2, VIP, real, render_config, service
+from conftest import NS_CLIENT, R1, R2, RVSADM, VIP, real, render_config, service
 
 SECOND_CLIENT = "10.99.1.3"
 
@@ -150,3 +150,56 @@ def test_mark_group_ties_two_ports_into_one_persistent_service(lab, start_rvsd, 
     # Port 443 is not in the group: nothing serves it.
     res = lab.client("http", "--url", f"http://{VIP}:443/", "--count", "1", "--timeout", "2")
     assert res["errors"] == 1, res
+
+
+def rvsctl(d, *args, check=True):
+    rvsctl_bin = str(RVSADM.parent / "rvsctl")
+    r = subprocess.run([rvsctl_bin, "--socket", str(d.socket), *args],
+                       capture_output=True, text=True, timeout=30)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def conns_to(d, address):
+    listing = d.rvsadm("-L", "-n", "-c").stdout
+    return [line for line in listing.splitlines() if line.rstrip().endswith(f"{address}:80")]
+
+
+def test_removing_a_real_keeps_its_connections_unless_purged(lab, start_rvsd):
+    d = start_rvsd(render_config([service(80, "tcp", "rr", [real(R1), real(R2)])]))
+    slow = subprocess.Popen(["ip", "netns", "exec", NS_CLIENT, sys.executable, "-c", SLOW_DOWNLOAD, VIP],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        busy = slow.stdout.readline().strip()
+        address = {"r1": R1, "r2": R2}[busy]
+        rvsctl(d, "remove-real", "-t", f"{VIP}:80", "-r", f"{address}:80")
+        time.sleep(0.3)
+        assert address not in d.rvsadm("-L", "-n").stdout
+        assert conns_to(d, address), "the established connection stays"
+        slow.stdin.write("go\n")
+        slow.stdin.flush()
+        size, digest = slow.stdout.readline().split()
+        assert int(size) == 20 * 1024 * 1024 and digest == lab.blob_sha256()
+    finally:
+        slow.kill()
+        slow.wait()
+
+    # Again, purging: the real's connections end at once.
+    d.rvsadm("-a", "-t", f"{VIP}:80", "-r", f"{address}:80", "-m", "-w", "1")
+    other = R2 if address == R1 else R1
+    d.rvsadm("-e", "-t", f"{VIP}:80", "-r", f"{other}:80", "-m", "-w", "0")
+    time.sleep(0.3)
+    slow = subprocess.Popen(["ip", "netns", "exec", NS_CLIENT, sys.executable, "-c", SLOW_DOWNLOAD, VIP],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert slow.stdout.readline().strip() == busy
+        assert conns_to(d, address)
+        rvsctl(d, "remove-real", "-t", f"{VIP}:80", "-r", f"{address}:80", "--purge")
+        deadline = time.monotonic() + 3
+        while conns_to(d, address) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not conns_to(d, address), "purged"
+    finally:
+        slow.kill()
+        slow.wait()

@@ -27,6 +27,10 @@ Commands:
   routes                   connected subnets and static routes
   addresses                port addresses, VIPs and FullNAT local addresses
   laddrs [-t|-u VIP:PORT]  FullNAT local addresses and their use
+  remove-real -t|-u VIP:PORT -r RIP[:PORT] [--purge]
+                           remove a real like rvsadm -d; with --purge its
+                           established connections end too (without it they
+                           continue until they close, as in IPVS)
   conns [FILTERS]          tracked connections, streamed; filters:
                              --vip IP --port N (service port) --real IP
                              --client IP --state NAME --protocol tcp|udp
@@ -59,15 +63,30 @@ const REQUEST_OVERHEAD: usize = 256;
 enum Action {
     Help,
     Version,
-    Apply { file: String, dry_run: bool },
+    Apply {
+        file: String,
+        dry_run: bool,
+    },
     Dump,
-    Reload { dry_run: bool },
+    Reload {
+        dry_run: bool,
+    },
     Ports,
     Workers,
     Routes,
     Addresses,
-    Laddrs { service: Option<ServiceKey> },
-    Conns { filter: ConnFilter },
+    Laddrs {
+        service: Option<ServiceKey>,
+    },
+    Conns {
+        filter: ConnFilter,
+    },
+    RemoveReal {
+        service: ServiceKey,
+        addr: Ipv4Addr,
+        port: Option<u16>,
+        purge: bool,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -176,6 +195,7 @@ fn parse(args: &[String]) -> Result<Invocation, String> {
         "conns" => Action::Conns {
             filter: conn_filter(rest)?,
         },
+        "remove-real" => remove_real(rest)?,
         other => return Err(format!("unknown command `{other}'")),
     };
     Ok(Invocation {
@@ -202,6 +222,45 @@ fn service(protocol: Protocol, endpoint: &str) -> Result<ServiceKey, String> {
         port: port
             .parse()
             .map_err(|_| format!("`{port}' is not a port number"))?,
+    })
+}
+
+fn remove_real(words: &[&str]) -> Result<Action, String> {
+    let (mut service_key, mut real, mut purge) = (None, None, false);
+    let mut iter = words.iter();
+    while let Some(&option) = iter.next() {
+        match option {
+            "--purge" => purge = true,
+            "-t" | "--tcp" | "-u" | "--udp" | "-r" => {
+                let value = *iter
+                    .next()
+                    .ok_or_else(|| format!("remove-real: {option}: missing argument"))?;
+                match option {
+                    "-r" => real = Some(value),
+                    "-u" | "--udp" => service_key = Some(service(Protocol::Udp, value)?),
+                    _ => service_key = Some(service(Protocol::Tcp, value)?),
+                }
+            }
+            other => return Err(format!("remove-real: unknown option `{other}'")),
+        }
+    }
+    let service = service_key.ok_or("remove-real: missing -t|-u VIP:PORT")?;
+    let real = real.ok_or("remove-real: missing -r RIP[:PORT]")?;
+    let (addr, port) = match real.rsplit_once(':') {
+        Some((addr, port)) => (
+            ipv4(addr)?,
+            Some(
+                port.parse()
+                    .map_err(|_| format!("`{port}' is not a port number"))?,
+            ),
+        ),
+        None => (ipv4(real)?, None),
+    };
+    Ok(Action::RemoveReal {
+        service,
+        addr,
+        port,
+        purge,
     })
 }
 
@@ -267,6 +326,21 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
     let connect = |timeout| Client::connect_with_timeout(socket, timeout);
     match action {
         Action::Help => out.write_all(USAGE.as_bytes())?,
+        Action::RemoveReal {
+            service,
+            addr,
+            port,
+            purge,
+        } => {
+            // A real without a port is on the service port, as in ipvsadm.
+            let port = port.unwrap_or(service.port());
+            connect(client::DEFAULT_TIMEOUT)?.call(Command::DeleteReal {
+                service,
+                addr,
+                port,
+                purge,
+            })?;
+        }
         Action::Version => {
             let info: proto::VersionInfo =
                 connect(client::DEFAULT_TIMEOUT)?.call_as(Command::Version)?;

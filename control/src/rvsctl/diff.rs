@@ -5,14 +5,13 @@
 //! setting added to the model later is compared (and named by its YAML key)
 //! without touching this module.
 
-use crate::config::{self, Config, ConfigError, Protocol, Real, Service};
+use crate::config::{self, Config, ConfigError, Real, Service};
 use crate::proto::{
     ConfigDiff, RealChange, RealSpec, ServiceChange, ServiceKey, ServiceSummary, SettingChange,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
 
 /// Top-level sections that change while rvsd runs; every other one needs a
 /// restart (it shapes ports, queues, memory or lcores).
@@ -63,10 +62,10 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         &mut diff.settings,
     );
 
-    let old_services: HashMap<_, &Service> = old.services.iter().map(|s| (tuple(s), s)).collect();
-    let new_keys: HashSet<_> = new.services.iter().map(tuple).collect();
+    let old_services: HashMap<_, &Service> = old.services.iter().map(|s| (key_of(s), s)).collect();
+    let new_keys: HashSet<_> = new.services.iter().map(key_of).collect();
     for service in &new.services {
-        match old_services.get(&tuple(service)) {
+        match old_services.get(&key_of(service)) {
             None => diff.services_added.push(summary(service)),
             Some(before) if *before != service => {
                 diff.services_changed.push(service_change(before, service))
@@ -77,13 +76,13 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     diff.services_removed = old
         .services
         .iter()
-        .filter(|s| !new_keys.contains(&tuple(s)))
+        .filter(|s| !new_keys.contains(&key_of(s)))
         .map(summary)
         .collect();
     diff
 }
 
-/// The identity of a service: what `-t/-u VIP:PORT` names.
+/// The identity of a service: what `-t/-u VIP:PORT` or `-f MARK` names.
 pub fn key_of(service: &Service) -> ServiceKey {
     ServiceKey::of(service)
 }
@@ -100,10 +99,6 @@ pub fn real_spec(real: &Real, service_port: u16) -> RealSpec {
     }
 }
 
-fn tuple(service: &Service) -> (Protocol, Ipv4Addr, u16) {
-    (service.protocol, service.vip, service.port)
-}
-
 fn summary(service: &Service) -> ServiceSummary {
     ServiceSummary {
         service: key_of(service),
@@ -116,7 +111,7 @@ fn service_change(old: &Service, new: &Service) -> ServiceChange {
     // Settings: everything but the identity and the reals.
     let settings_of = |service: &Service| {
         let mut map = as_map(service);
-        for identity in ["vip", "port", "protocol", "reals"] {
+        for identity in ["vip", "port", "protocol", "mark", "reals"] {
             map.remove(identity);
         }
         Value::Object(map)
@@ -312,6 +307,7 @@ mod tests {
     use super::*;
     use crate::config::{parse_on, CpuList, HostCpus};
     use crate::proto::Forward;
+    use std::net::Ipv4Addr;
 
     const BASE: &str = "\
 eal: { main_lcore: 0, main_cpu: 0 }

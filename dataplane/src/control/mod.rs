@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::counters::{CountersSnapshot, RealBook, WorkerCounters};
 use crate::sched::{SchedTable, TableReal};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Purge, Snapshot};
 use crate::wire::ethernet::MacAddr;
 use crate::worker::{DumpRequest, Mesh};
 
@@ -170,8 +170,10 @@ pub struct ControlPlane {
     /// Per worker: a snapshot its full queue could not take yet.
     pending: Vec<Option<Arc<Snapshot>>>,
     dirty: bool,
-    /// Real ids whose connections the next snapshot tells workers to end.
-    purge: Vec<u32>,
+    /// Connections the next snapshot tells workers to end.
+    purge: Vec<Purge>,
+    /// rvsctl's config path and uploads in progress.
+    rvsctl: rvsctl::State,
     baselines: HashMap<u32, Baseline>,
     estimators: HashMap<u32, Estimator>,
     last_estimate: Instant,
@@ -210,6 +212,7 @@ impl ControlPlane {
             pending: vec![None; workers],
             dirty: false,
             purge: Vec::new(),
+            rvsctl: rvsctl::State::default(),
             baselines: HashMap::new(),
             estimators: HashMap::new(),
             last_estimate: Instant::now(),
@@ -397,7 +400,7 @@ impl ControlPlane {
             r.outbps = smooth(r.outbps, sample.outbps);
             estimator.last = now;
         }
-        let live: Vec<u32> = self.ids.reals.values().copied().collect();
+        let live: std::collections::HashSet<u32> = self.ids.reals.values().copied().collect();
         self.estimators.retain(|id, _| live.contains(id));
     }
 
@@ -505,16 +508,18 @@ impl ControlPlane {
                     .find(|r| r.address == addr && r.port_or(service_port) == port)
                     .cloned()
                     .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
-                let real_id = self.ids.real(
-                    self.ids.service(&self.config.services[index]),
-                    &removed,
-                    service_port,
-                );
+                let service_id = self.ids.service(&self.config.services[index]);
+                let configured_port = removed.port_or(service_port);
                 svc.reals
                     .retain(|r| !(r.address == addr && r.port_or(service_port) == port));
                 self.adopt(next)?;
                 if purge {
-                    self.purge.push(real_id);
+                    self.purge.push(Purge {
+                        service_id,
+                        address: addr,
+                        // Port 0 (port-zero and mark services): any port.
+                        port: (configured_port != 0).then_some(configured_port),
+                    });
                 }
                 Ok(Value::Null)
             }

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rvs_control::config;
@@ -35,15 +34,21 @@ const MAX_CONFIG_BYTES: usize = 64 << 20;
 const UPLOAD_IDLE: Duration = Duration::from_secs(60);
 
 /// State of the rvsctl commands that outlives a request: the config file's
-/// path and the uploads in progress.
-///
-/// It is per process rather than a field of [`ControlPlane`]: rvsd runs
-/// exactly one control plane, on its control thread, so the mutex is never
-/// contended; it only makes the static sound.
-struct State {
+/// path and the uploads in progress. A field of [`ControlPlane`].
+pub(super) struct State {
     config_path: Option<PathBuf>,
     uploads: Vec<PendingUpload>,
     next_upload: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            config_path: None,
+            uploads: Vec::new(),
+            next_upload: 1,
+        }
+    }
 }
 
 struct PendingUpload {
@@ -52,30 +57,17 @@ struct PendingUpload {
     touched: Instant,
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
-    config_path: None,
-    uploads: Vec::new(),
-    next_upload: 1,
-});
-
-fn state() -> MutexGuard<'static, State> {
-    // A panic while holding the lock leaves plain data behind: still usable.
-    STATE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl ControlPlane {
     /// The file `rvsctl reload` re-reads (rvsd's `--config`), also named by
     /// `rvsctl dump`.
     pub fn set_config_path(&mut self, path: &Path) {
-        state().config_path = Some(path.to_owned());
+        self.rvsctl.config_path = Some(path.to_owned());
     }
 
     /// Answers the commands of rvsctl (see [`Command`] for each result).
     pub(super) fn handle_rvsctl(&mut self, command: Command) -> Result<Value, String> {
         match command {
-            Command::UploadConfig { upload, text } => to_json(&receive(upload, text)?),
+            Command::UploadConfig { upload, text } => to_json(&self.rvsctl.receive(upload, text)?),
             Command::ApplyConfig {
                 file,
                 text,
@@ -84,7 +76,7 @@ impl ControlPlane {
             } => {
                 let text = match (text, upload) {
                     (Some(text), None) => text,
-                    (None, Some(id)) => take_upload(id)?,
+                    (None, Some(id)) => self.rvsctl.take_upload(id)?,
                     (Some(_), Some(_)) => {
                         return Err("apply_config: give `text` or `upload`, not both".to_owned())
                     }
@@ -94,7 +86,8 @@ impl ControlPlane {
             }
             Command::ReloadConfig { dry_run } => to_json(&self.reload_file(dry_run)?),
             Command::DumpConfig => to_json(&ConfigDump {
-                file: state()
+                file: self
+                    .rvsctl
                     .config_path
                     .as_ref()
                     .map(|path| path.display().to_string()),
@@ -113,7 +106,7 @@ impl ControlPlane {
     /// The file is validated against the CPUs rvsd saw at start, not those
     /// of the pinned control thread (which `config::load` would see).
     pub fn reload_file(&mut self, dry_run: bool) -> Result<ApplyReport, String> {
-        let path = state().config_path.clone().ok_or_else(|| {
+        let path = self.rvsctl.config_path.clone().ok_or_else(|| {
             "rvsd does not know the file it was started with; use `rvsctl apply FILE`".to_owned()
         })?;
         let file = path.display().to_string();
@@ -249,11 +242,25 @@ impl ControlPlane {
         let mut laddr_index = BTreeMap::new();
         for service in &config.services {
             let key = diff::key_of(service);
-            let at = *vip_index.entry(service.vip).or_insert_with(|| {
-                vips.push((service.vip, Vec::new()));
-                vips.len() - 1
-            });
-            vips[at].1.push(key);
+            // A mark service answers on the VIPs its mark group lists.
+            let service_vips: Vec<Ipv4Addr> = match service.mark {
+                None => vec![service.vip],
+                Some(mark) => config
+                    .marks
+                    .iter()
+                    .filter(|group| group.mark == mark)
+                    .flat_map(|group| group.matches.iter().map(|m| m.vip))
+                    .collect(),
+            };
+            for vip in service_vips {
+                let at = *vip_index.entry(vip).or_insert_with(|| {
+                    vips.push((vip, Vec::new()));
+                    vips.len() - 1
+                });
+                if !vips[at].1.contains(&key) {
+                    vips[at].1.push(key);
+                }
+            }
             for lip in &service.local_addresses {
                 let at = *laddr_index.entry(*lip).or_insert_with(|| {
                     laddrs.push((*lip, Vec::new()));
@@ -292,60 +299,62 @@ impl ControlPlane {
     }
 }
 
-/// Appends `text` to upload `upload`, or starts one.
-fn receive(upload: Option<u64>, text: String) -> Result<Upload, String> {
-    let mut state = state();
-    let now = Instant::now();
-    state
-        .uploads
-        .retain(|pending| now.duration_since(pending.touched) < UPLOAD_IDLE);
-    let index = match upload {
-        None => {
-            if state.uploads.len() >= MAX_UPLOADS {
-                return Err(format!(
-                    "{MAX_UPLOADS} configuration uploads are already in progress; try again \
+impl State {
+    /// Appends `text` to upload `upload`, or starts one.
+    fn receive(&mut self, upload: Option<u64>, text: String) -> Result<Upload, String> {
+        let state = self;
+        let now = Instant::now();
+        state
+            .uploads
+            .retain(|pending| now.duration_since(pending.touched) < UPLOAD_IDLE);
+        let index = match upload {
+            None => {
+                if state.uploads.len() >= MAX_UPLOADS {
+                    return Err(format!(
+                        "{MAX_UPLOADS} configuration uploads are already in progress; try again \
                      once one is applied or left idle for {} s",
-                    UPLOAD_IDLE.as_secs()
-                ));
+                        UPLOAD_IDLE.as_secs()
+                    ));
+                }
+                let id = state.next_upload;
+                state.next_upload += 1;
+                state.uploads.push(PendingUpload {
+                    id,
+                    text: String::new(),
+                    touched: now,
+                });
+                state.uploads.len() - 1
             }
-            let id = state.next_upload;
-            state.next_upload += 1;
-            state.uploads.push(PendingUpload {
-                id,
-                text: String::new(),
-                touched: now,
-            });
-            state.uploads.len() - 1
+            Some(id) => state
+                .uploads
+                .iter()
+                .position(|pending| pending.id == id)
+                .ok_or_else(|| unknown_upload(id))?,
+        };
+        let size = state.uploads[index].text.len() + text.len();
+        if size > MAX_CONFIG_BYTES {
+            state.uploads.remove(index);
+            return Err(too_large(size));
         }
-        Some(id) => state
+        let pending = &mut state.uploads[index];
+        pending.text.push_str(&text);
+        pending.touched = now;
+        Ok(Upload {
+            upload: pending.id,
+            bytes: pending.text.len() as u64,
+        })
+    }
+
+    /// Removes upload `id` and returns its text.
+    fn take_upload(&mut self, id: u64) -> Result<String, String> {
+        let state = self;
+        let index = state
             .uploads
             .iter()
             .position(|pending| pending.id == id)
-            .ok_or_else(|| unknown_upload(id))?,
-    };
-    let size = state.uploads[index].text.len() + text.len();
-    if size > MAX_CONFIG_BYTES {
-        state.uploads.remove(index);
-        return Err(too_large(size));
+            .ok_or_else(|| unknown_upload(id))?;
+        Ok(state.uploads.remove(index).text)
     }
-    let pending = &mut state.uploads[index];
-    pending.text.push_str(&text);
-    pending.touched = now;
-    Ok(Upload {
-        upload: pending.id,
-        bytes: pending.text.len() as u64,
-    })
-}
-
-/// Removes upload `id` and returns its text.
-fn take_upload(id: u64) -> Result<String, String> {
-    let mut state = state();
-    let index = state
-        .uploads
-        .iter()
-        .position(|pending| pending.id == id)
-        .ok_or_else(|| unknown_upload(id))?;
-    Ok(state.uploads.remove(index).text)
 }
 
 fn unknown_upload(id: u64) -> String {
@@ -559,13 +568,19 @@ services:
 
     #[test]
     fn uploads_join_pieces_and_are_consumed_once() {
-        let first = receive(None, "services:\n".to_owned()).unwrap();
-        let second = receive(Some(first.upload), "  []\n".to_owned()).unwrap();
+        let mut state = State::default();
+        let first = state.receive(None, "services:\n".to_owned()).unwrap();
+        let second = state
+            .receive(Some(first.upload), "  []\n".to_owned())
+            .unwrap();
         assert_eq!(second.upload, first.upload);
         assert_eq!(second.bytes, 15);
-        assert_eq!(take_upload(first.upload).unwrap(), "services:\n  []\n");
-        let again = take_upload(first.upload).unwrap_err();
+        assert_eq!(
+            state.take_upload(first.upload).unwrap(),
+            "services:\n  []\n"
+        );
+        let again = state.take_upload(first.upload).unwrap_err();
         assert!(again.starts_with(&format!("no configuration upload {}", first.upload)));
-        assert!(receive(Some(u64::MAX), String::new()).is_err());
+        assert!(state.receive(Some(u64::MAX), String::new()).is_err());
     }
 }

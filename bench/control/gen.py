@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Inputs of bench/control.sh.
+
+  gen.py config --pcap FILE --socket PATH [--services N --reals M] > rvsd.yaml
+      rvsd's config for the bench: one net_pcap port replaying FILE
+      (10.200.0.1/16), one worker, room for a million connections, one
+      service 10.201.0.1:80 -> 10.200.0.2 for the SYNs; with --services N,
+      N more services of M reals each (what `rvsctl apply` is timed on):
+      VIPs 10.202.x.y:80, reals spread over the port's /16.
+  gen.py pcap --mac MAC --count N FILE
+      A pcap of one ARP request from the real 10.200.0.2 (so rvsd learns its
+      MAC without asking), then N TCP SYNs from distinct client address and
+      port pairs to 10.201.0.1:80, 60-byte frames to MAC.
+"""
+import argparse
+import struct
+import sys
+
+PORT_NET = "10.200.0.1/16"
+VIP = "10.201.0.1"
+REAL = "10.200.0.2"
+REAL_MAC = bytes.fromhex("020000c80002")
+CLIENT_MAC = bytes.fromhex("020000c90001")
+
+
+def ip_bytes(text):
+    return bytes(int(part) for part in text.split("."))
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def config(a):
+    lines = [
+        "# written by bench/control/gen.py",
+        "eal:",
+        "  main_lcore: 0",
+        "  main_cpu: 0",
+        '  args: ["--no-huge", "-m", "1024", "--no-shconf"]',
+        "ports:",
+        "  - name: net",
+        f'    device: "net_pcap0,rx_pcap={a.pcap},tx_pcap=/dev/null"',
+        f'    addresses: ["{PORT_NET}"]',
+        "worker_idle:",
+        "  idle_polls: 64",
+        "  sleep_us: 100",
+        "workers:",
+        "  - lcore: 1",
+        "    cpu: 1",
+        "    queues:",
+        "      - { port: net, queue: 0 }",
+        "limits:",
+        "  reals: 131072",
+        "  connections: 1100000",
+        "control:",
+        f"  socket: {a.socket}",
+        "services:",
+        f"  - vip: {VIP}",
+        "    port: 80",
+        "    protocol: tcp",
+        "    scheduler: rr",
+        "    reals:",
+        f"      - {{ address: {REAL}, weight: 1, forward: nat }}",
+    ]
+    out = sys.stdout
+    out.write("\n".join(lines) + "\n")
+    for i in range(a.services):
+        vip = f"10.202.{i // 250}.{i % 250 + 1}"
+        out.write(f"  - vip: {vip}\n    port: 80\n    protocol: tcp\n    scheduler: wrr\n"
+                  "    reals:\n")
+        for k in range(a.reals):
+            n = i * a.reals + k
+            addr = f"10.200.{1 + n // 250 % 250}.{n % 250 + 2}"
+            out.write(f"      - {{ address: {addr}, weight: {1 + k % 5}, forward: nat }}\n")
+
+
+def pcap(a):
+    mac = bytes.fromhex(a.mac.replace(":", ""))
+    director = ip_bytes(PORT_NET.split("/")[0])
+    real, vip = ip_bytes(REAL), ip_bytes(VIP)
+    with open(a.file, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+
+        def frame(data):
+            data = data.ljust(60, b"\0")
+            f.write(struct.pack("<IIII", 0, 0, len(data), len(data)))
+            f.write(data)
+
+        arp = (b"\xff" * 6 + REAL_MAC + b"\x08\x06"
+               + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+               + REAL_MAC + real + b"\0" * 6 + director)
+        frame(arp)
+        eth = mac + CLIENT_MAC + b"\x08\x00"
+        # Only the client address and port change: the TCP checksum of the
+        # constant part is summed once.
+        tcp_rest = struct.pack("!HIIBBHH", 80, 1, 0, 5 << 4, 0x02, 65535, 0)
+        for n in range(a.count):
+            client = bytes((10, 203, n >> 16 & 0xFF, n >> 8 & 0xFF))
+            sport = 1024 + (n & 0xFF)
+            ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, n & 0xFFFF, 0x4000, 64, 6,
+                                       0, client, vip))
+            ip[10:12] = struct.pack("!H", checksum(bytes(ip)))
+            tcp = bytearray(struct.pack("!H", sport) + tcp_rest)
+            pseudo = client + vip + struct.pack("!BBH", 0, 6, 20)
+            tcp[16:18] = struct.pack("!H", checksum(pseudo + bytes(tcp)))
+            frame(eth + bytes(ip) + bytes(tcp))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("config")
+    p.add_argument("--pcap", required=True)
+    p.add_argument("--socket", required=True)
+    p.add_argument("--services", type=int, default=0)
+    p.add_argument("--reals", type=int, default=10)
+    p = sub.add_parser("pcap")
+    p.add_argument("--mac", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("file")
+    a = ap.parse_args()
+    {"config": config, "pcap": pcap}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
