@@ -254,6 +254,9 @@ pub enum Command {
     /// `rvsctl addresses`: port addresses, VIPs and FullNAT local
     /// addresses. Result: `[AddressView]`.
     ListAddresses,
+    /// `rvsctl neighbours`: next hops resolved by ARP, merged over the
+    /// workers. Result: `[NeighbourView]`.
+    ListNeighbours,
 }
 
 /// Transport protocol of a service.
@@ -854,6 +857,20 @@ pub enum RouteKind {
     Static,
 }
 
+/// A resolved neighbour in [`Command::ListNeighbours`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighbourView {
+    pub addr: Ipv4Addr,
+    /// `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// The port it was learned on.
+    pub port: String,
+    /// Seconds since an ARP packet last confirmed it (the freshest worker).
+    pub age_secs: u32,
+    /// The workers that know it.
+    pub workers: Vec<u16>,
+}
+
 /// An address in [`Command::ListAddresses`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressView {
@@ -1213,6 +1230,7 @@ mod tests {
             Command::ListWorkers,
             Command::ListRoutes,
             Command::ListAddresses,
+            Command::ListNeighbours,
         ];
         for (index, cmd) in commands.into_iter().enumerate() {
             let request = Request::new(index as u64, cmd);

@@ -311,6 +311,12 @@ impl<P: PacketBuf> Engine<P> {
         ConnDump { entries, next }
     }
 
+    /// The resolved neighbours: (address, MAC, port, seconds since
+    /// confirmed). Runs between bursts on a control request; allocates.
+    pub fn neighbour_entries(&self) -> Vec<(Ipv4Addr, MacAddr, u16, u32)> {
+        self.neighbours.entries(self.now).collect()
+    }
+
     /// Sets the coarse clock (seconds), once per burst.
     #[inline]
     pub fn set_now(&mut self, now: u32) {

@@ -37,7 +37,13 @@ pub struct Mesh {
     /// Per worker: one outstanding connection-table page request and its answer.
     pub dump_requests: Vec<ArrayQueue<DumpRequest>>,
     pub dump_replies: Vec<ArrayQueue<ConnDump>>,
+    /// Per worker: a request for its neighbour table, and the answer.
+    pub neighbour_requests: Vec<ArrayQueue<()>>,
+    pub neighbour_replies: Vec<ArrayQueue<Vec<NeighbourEntry>>>,
 }
+
+/// (address, MAC, port index, seconds since confirmed).
+pub type NeighbourEntry = (Ipv4Addr, MacAddr, u16, u32);
 
 /// Snapshots waiting for one worker, at most.
 pub const SNAPSHOT_QUEUE: usize = 4;
@@ -63,6 +69,8 @@ impl Mesh {
             retired: ArrayQueue::new(workers * (SNAPSHOT_QUEUE + 1)),
             dump_requests: per_worker(workers, 1),
             dump_replies: per_worker(workers, 1),
+            neighbour_requests: per_worker(workers, 1),
+            neighbour_replies: per_worker(workers, 1),
         }
     }
 }
@@ -197,6 +205,9 @@ pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
             // The retired queue has room for every snapshot in flight; if it
             // ever had not, freeing here is still correct, only slower.
             let _ = setup.mesh.retired.push(old);
+        }
+        if setup.mesh.neighbour_requests[setup.index].pop().is_some() {
+            let _ = setup.mesh.neighbour_replies[setup.index].push(engine.neighbour_entries());
         }
         if let Some(request) = setup.mesh.dump_requests[setup.index].pop() {
             let page = engine.dump_connections(request.from, request.limit);

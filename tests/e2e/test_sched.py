@@ -203,3 +203,13 @@ def test_removing_a_real_keeps_its_connections_unless_purged(lab, start_rvsd):
     finally:
         slow.kill()
         slow.wait()
+
+
+def test_rvsctl_lists_the_neighbours_the_workers_resolved(lab, start_rvsd):
+    d = start_rvsd(render_config([service(80, "tcp", "rr", [real(R1), real(R2)])]))
+    requests(lab, 4)
+    out = rvsctl(d, "neighbours").stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert {"10.99.1.2", R1, R2} <= set(rows), out
+    assert rows[R1][2] == "real" and rows["10.99.1.2"][2] == "client", out
+    assert rows[R1][1] == "02:99:02:00:00:11", out

@@ -26,6 +26,7 @@ Commands:
   workers                  workers: lcore, CPU, queues and counters
   routes                   connected subnets and static routes
   addresses                port addresses, VIPs and FullNAT local addresses
+  neighbours               next hops resolved by ARP, over all workers
   laddrs [-t|-u VIP:PORT]  FullNAT local addresses and their use
   remove-real -t|-u VIP:PORT -r RIP[:PORT] [--purge]
                            remove a real like rvsadm -d; with --purge its
@@ -75,6 +76,7 @@ enum Action {
     Workers,
     Routes,
     Addresses,
+    Neighbours,
     Laddrs {
         service: Option<ServiceKey>,
     },
@@ -184,6 +186,7 @@ fn parse(args: &[String]) -> Result<Invocation, String> {
         "workers" => no_options(command, rest, Action::Workers)?,
         "routes" => no_options(command, rest, Action::Routes)?,
         "addresses" => no_options(command, rest, Action::Addresses)?,
+        "neighbours" | "neighbors" => no_options(command, rest, Action::Neighbours)?,
         "laddrs" => Action::Laddrs {
             service: match rest {
                 [] => None,
@@ -408,6 +411,11 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
             let addresses: Vec<AddressView> =
                 connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListAddresses)?;
             view(&mut out, json, &addresses, render::addresses)?;
+        }
+        Action::Neighbours => {
+            let neighbours: Vec<proto::NeighbourView> =
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListNeighbours)?;
+            view(&mut out, json, &neighbours, render::neighbours)?;
         }
         Action::Laddrs { service } => {
             let laddrs: Vec<LaddrInfo> =

@@ -290,6 +290,27 @@ pub fn routes(routes: &[RouteView]) -> String {
     table.render()
 }
 
+pub fn neighbours(neighbours: &[crate::proto::NeighbourView]) -> String {
+    let mut table = Table::new(&[
+        ("ADDRESS", false),
+        ("MAC", false),
+        ("PORT", false),
+        ("AGE", true),
+        ("WORKERS", false),
+    ]);
+    for n in neighbours {
+        let workers: Vec<String> = n.workers.iter().map(u16::to_string).collect();
+        table.row(vec![
+            n.addr.to_string(),
+            n.mac.clone(),
+            n.port.clone(),
+            format!("{}s", n.age_secs),
+            workers.join(","),
+        ]);
+    }
+    table.render()
+}
+
 pub fn addresses(addresses: &[AddressView]) -> String {
     let mut table = Table::new(&[
         ("ADDRESS", false),

@@ -414,7 +414,8 @@ impl ControlPlane {
             | Command::ListPorts
             | Command::ListWorkers
             | Command::ListRoutes
-            | Command::ListAddresses) => self.handle_rvsctl(command),
+            | Command::ListAddresses
+            | Command::ListNeighbours) => self.handle_rvsctl(command),
             Command::Version => to_json(&VersionInfo {
                 daemon: env!("CARGO_PKG_VERSION").to_owned(),
                 protocol: proto::VERSION,
@@ -745,6 +746,35 @@ impl ControlPlane {
         let next = (worker < self.counters.len())
             .then_some((worker as u64) << CURSOR_POSITION_BITS | from as u64);
         Ok(ConnPage { entries, next })
+    }
+
+    /// Every worker's neighbour table, each asked for and awaited a bounded
+    /// time (a worker that does not answer in time is left out).
+    fn worker_neighbours(&self) -> Vec<(u16, Vec<crate::worker::NeighbourEntry>)> {
+        let workers = self.counters.len();
+        for worker in 0..workers {
+            while self.mesh.neighbour_replies[worker].pop().is_some() {}
+            let _ = self.mesh.neighbour_requests[worker].push(());
+        }
+        let deadline = Instant::now() + DUMP_WAIT;
+        let mut answers = Vec::new();
+        let mut pending: Vec<usize> = (0..workers).collect();
+        while !pending.is_empty() && Instant::now() < deadline {
+            pending.retain(|&worker| match self.mesh.neighbour_replies[worker].pop() {
+                Some(entries) => {
+                    answers.push((worker as u16, entries));
+                    false
+                }
+                None => true,
+            });
+            if !pending.is_empty() {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        for worker in pending {
+            while self.mesh.neighbour_requests[worker].pop().is_some() {}
+        }
+        answers
     }
 
     /// Asks worker `worker` for a page and waits a bounded time for it.

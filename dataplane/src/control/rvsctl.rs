@@ -97,6 +97,7 @@ impl ControlPlane {
             Command::ListWorkers => to_json(&self.workers()),
             Command::ListRoutes => to_json(&self.routes()),
             Command::ListAddresses => to_json(&self.addresses()),
+            Command::ListNeighbours => to_json(&self.neighbours()),
             other => Err(format!("not an rvsctl command: {other:?}")),
         }
     }
@@ -218,6 +219,37 @@ impl ControlPlane {
             kind: RouteKind::Static,
         });
         connected.chain(routes).collect()
+    }
+
+    /// What the workers have resolved by ARP, one row per address.
+    fn neighbours(&self) -> Vec<rvs_control::proto::NeighbourView> {
+        let mut rows: std::collections::BTreeMap<
+            std::net::Ipv4Addr,
+            rvs_control::proto::NeighbourView,
+        > = std::collections::BTreeMap::new();
+        for (worker, entries) in self.worker_neighbours() {
+            for (addr, mac, port, age) in entries {
+                let row = rows
+                    .entry(addr)
+                    .or_insert_with(|| rvs_control::proto::NeighbourView {
+                        addr,
+                        mac: mac.to_string(),
+                        port: self
+                            .config()
+                            .ports
+                            .get(usize::from(port))
+                            .map_or_else(|| port.to_string(), |p| p.name.clone()),
+                        age_secs: age,
+                        workers: Vec::new(),
+                    });
+                if age < row.age_secs {
+                    row.age_secs = age;
+                    row.mac = mac.to_string();
+                }
+                row.workers.push(worker);
+            }
+        }
+        rows.into_values().collect()
     }
 
     fn addresses(&self) -> Vec<AddressView> {
