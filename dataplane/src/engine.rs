@@ -43,6 +43,7 @@ use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
 use crate::wire::tcp::{TcpFlags, TcpPacket};
 use crate::wire::udp::UdpPacket;
+use crate::wire::PortsMut;
 
 const ETH_LEN: usize = 14;
 const IPV4_LEN: usize = 20;
@@ -1495,44 +1496,41 @@ fn rewrite<P: PacketBuf>(
     match proto {
         protocol::TCP => {
             let mut tcp = TcpPacket::new_checked(l4).map_err(|_| DropReason::Malformed)?;
-            if let Some((addr, port)) = new_src {
-                if addr != old_src {
-                    tcp.update_checksum_for_addr(old_src, addr);
-                }
-                if port != tcp.src_port() {
-                    tcp.set_src_port_incremental(port);
-                }
-            }
-            if let Some((addr, port)) = new_dst {
-                if addr != old_dst {
-                    tcp.update_checksum_for_addr(old_dst, addr);
-                }
-                if port != tcp.dst_port() {
-                    tcp.set_dst_port_incremental(port);
-                }
-            }
+            rewrite_ports(&mut tcp, (old_src, old_dst), new_src, new_dst);
         }
         _ => {
             let mut udp = UdpPacket::new_checked(l4).map_err(|_| DropReason::Malformed)?;
-            if let Some((addr, port)) = new_src {
-                if addr != old_src {
-                    udp.update_checksum_for_addr(old_src, addr);
-                }
-                if port != udp.src_port() {
-                    udp.set_src_port_incremental(port);
-                }
-            }
-            if let Some((addr, port)) = new_dst {
-                if addr != old_dst {
-                    udp.update_checksum_for_addr(old_dst, addr);
-                }
-                if port != udp.dst_port() {
-                    udp.set_dst_port_incremental(port);
-                }
-            }
+            rewrite_ports(&mut udp, (old_src, old_dst), new_src, new_dst);
         }
     }
     Ok(())
+}
+
+/// The transport half of [`rewrite`]: new ports, and the checksum patched
+/// for every address and port that changes.
+#[inline]
+fn rewrite_ports(
+    l4: &mut impl PortsMut,
+    (old_src, old_dst): (Ipv4Addr, Ipv4Addr),
+    new_src: Option<(Ipv4Addr, u16)>,
+    new_dst: Option<(Ipv4Addr, u16)>,
+) {
+    if let Some((addr, port)) = new_src {
+        if addr != old_src {
+            l4.update_checksum_for_addr(old_src, addr);
+        }
+        if port != l4.src_port() {
+            l4.set_src_port_incremental(port);
+        }
+    }
+    if let Some((addr, port)) = new_dst {
+        if addr != old_dst {
+            l4.update_checksum_for_addr(old_dst, addr);
+        }
+        if port != l4.dst_port() {
+            l4.set_dst_port_incremental(port);
+        }
+    }
 }
 
 /// Rewrites an ICMP error in place: the outer source (if `outer_src`) and

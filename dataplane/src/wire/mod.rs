@@ -34,6 +34,53 @@ pub mod ipv4;
 pub mod tcp;
 pub mod udp;
 
+/// What NAT rewrites in a TCP or UDP header: the ports, with the checksum
+/// patched incrementally for them and for the pseudo-header addresses.
+pub trait PortsMut {
+    fn src_port(&self) -> u16;
+    fn dst_port(&self) -> u16;
+    /// Patches the checksum for an address of the pseudo-header changing.
+    fn update_checksum_for_addr(&mut self, old: std::net::Ipv4Addr, new: std::net::Ipv4Addr);
+    fn set_src_port_incremental(&mut self, port: u16);
+    fn set_dst_port_incremental(&mut self, port: u16);
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> PortsMut for tcp::TcpPacket<T> {
+    fn src_port(&self) -> u16 {
+        tcp::TcpPacket::src_port(self)
+    }
+    fn dst_port(&self) -> u16 {
+        tcp::TcpPacket::dst_port(self)
+    }
+    fn update_checksum_for_addr(&mut self, old: std::net::Ipv4Addr, new: std::net::Ipv4Addr) {
+        tcp::TcpPacket::update_checksum_for_addr(self, old, new)
+    }
+    fn set_src_port_incremental(&mut self, port: u16) {
+        tcp::TcpPacket::set_src_port_incremental(self, port)
+    }
+    fn set_dst_port_incremental(&mut self, port: u16) {
+        tcp::TcpPacket::set_dst_port_incremental(self, port)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> PortsMut for udp::UdpPacket<T> {
+    fn src_port(&self) -> u16 {
+        udp::UdpPacket::src_port(self)
+    }
+    fn dst_port(&self) -> u16 {
+        udp::UdpPacket::dst_port(self)
+    }
+    fn update_checksum_for_addr(&mut self, old: std::net::Ipv4Addr, new: std::net::Ipv4Addr) {
+        udp::UdpPacket::update_checksum_for_addr(self, old, new)
+    }
+    fn set_src_port_incremental(&mut self, port: u16) {
+        udp::UdpPacket::set_src_port_incremental(self, port)
+    }
+    fn set_dst_port_incremental(&mut self, port: u16) {
+        udp::UdpPacket::set_dst_port_incremental(self, port)
+    }
+}
+
 #[cfg(test)]
 mod fixtures;
 
