@@ -12,7 +12,6 @@ use std::sync::Arc;
 use crate::sched::{SchedFlags, SchedTable, SchedulerKind, Thresholds};
 use crate::tcp_state::Timeouts;
 use crate::wire::ethernet::MacAddr;
-use crate::wire::ipv4::protocol;
 
 /// Connections to end: those of service `service_id` to `address` (on
 /// `port`, or any port for `None`).
@@ -396,20 +395,12 @@ impl Snapshot {
             .or_else(|| info.addresses.first())
             .map(|a| a.addr)
     }
-
-    /// IP protocol number for a service protocol name.
-    pub fn protocol_number(tcp: bool) -> u8 {
-        if tcp {
-            protocol::TCP
-        } else {
-            protocol::UDP
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ipv4::protocol;
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()

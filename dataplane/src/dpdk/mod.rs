@@ -123,12 +123,6 @@ pub fn tsc() -> u64 {
     unsafe { dpdk_sys::rvs_get_tsc_cycles() }
 }
 
-/// The lcore id of the calling thread (`u32::MAX` for a non-EAL thread).
-pub fn lcore_id() -> u32 {
-    // SAFETY: reads the per-thread lcore id.
-    unsafe { dpdk_sys::rvs_lcore_id() }
-}
-
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 unsafe extern "C" fn run_job(arg: *mut c_void) -> c_int {
