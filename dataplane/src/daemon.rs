@@ -13,7 +13,7 @@ use crate::control::ControlPlane;
 use crate::counters::{DropReason, RealBook, WorkerCounters};
 use crate::dpdk::{self, Mempool, PortConfig, PortHandle};
 use crate::engine::{Engine, EngineLimits, WorkerPlace};
-use crate::sched::{SchedFlags, SchedulerKind, Thresholds};
+use crate::sched::{SchedFlags, SchedTable, SchedulerKind, Thresholds};
 use crate::snapshot::{
     ForwardMode, PortInfo, PortRange, Prefix, RealInfo, Route, ServiceInfo, Snapshot,
 };
@@ -224,12 +224,14 @@ fn protocol_number(protocol: Protocol) -> u8 {
 }
 
 /// The snapshot of `config`. `service_id` gives a service its stable id and
-/// version, `real_id` a real its stable id (see `control`).
+/// version, `real_id` a real its stable id, and `table` the scheduling table
+/// of a service (id, version, scheduler, reals) (see `control`).
 pub fn build_snapshot_with(
     config: &Config,
     macs: &[MacAddr],
     service_id: impl Fn(&rvs_control::config::Service) -> (u32, u64),
     real_id: impl Fn(u32, &rvs_control::config::Service, &rvs_control::config::Real) -> u32,
+    mut table: impl FnMut(u32, u64, SchedulerKind, &[RealInfo]) -> Arc<SchedTable>,
 ) -> Snapshot {
     let ports = config
         .ports
@@ -265,6 +267,26 @@ pub fn build_snapshot_with(
                 .name()
                 .parse()
                 .expect("the config and the dataplane know the same schedulers");
+            let reals: Vec<RealInfo> = s
+                .reals
+                .iter()
+                .map(|r| RealInfo {
+                    address: r.address,
+                    port: r.port_or(s.port),
+                    weight: r.weight,
+                    forward: match r.forward {
+                        Forward::Nat => ForwardMode::Nat,
+                        Forward::Dr => ForwardMode::Dr,
+                        Forward::Tun => ForwardMode::Tun,
+                        Forward::FullNat => ForwardMode::FullNat,
+                    },
+                    id: real_id(id, s, r),
+                    thresholds: Thresholds {
+                        upper: r.u_threshold,
+                        lower: r.l_threshold,
+                    },
+                })
+                .collect();
             ServiceInfo {
                 id,
                 version,
@@ -282,30 +304,11 @@ pub fn build_snapshot_with(
                 scheduler,
                 flags: SchedFlags::parse(scheduler, &s.flags.join(","))
                     .expect("validated scheduler flags"),
-                table: None,
+                table: table(id, version, scheduler, &reals),
                 persistent: s.persistent,
                 netmask: s.netmask.unwrap_or(Ipv4Addr::BROADCAST),
                 one_packet: s.one_packet,
-                reals: s
-                    .reals
-                    .iter()
-                    .map(|r| RealInfo {
-                        address: r.address,
-                        port: r.port_or(s.port),
-                        weight: r.weight,
-                        forward: match r.forward {
-                            Forward::Nat => ForwardMode::Nat,
-                            Forward::Dr => ForwardMode::Dr,
-                            Forward::Tun => ForwardMode::Tun,
-                            Forward::FullNat => ForwardMode::FullNat,
-                        },
-                        id: real_id(id, s, r),
-                        thresholds: Thresholds {
-                            upper: r.u_threshold,
-                            lower: r.l_threshold,
-                        },
-                    })
-                    .collect(),
+                reals,
                 local_addresses: s.local_addresses.iter().map(|lip| (*lip, 0)).collect(),
             }
         })

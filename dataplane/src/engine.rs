@@ -283,7 +283,7 @@ impl<P: PacketBuf> Engine<P> {
                 .filter(|&i| old.services[i].version == service.version)
                 .and_then(|i| old_schedulers.get_mut(i)?.take());
             schedulers
-                .push(kept.unwrap_or_else(|| Scheduler::new(service.scheduler, &service_loads)));
+                .push(kept.unwrap_or_else(|| make_scheduler(service, &service_loads, self.place)));
             loads.push(service_loads);
         }
         self.loads = loads;
@@ -1408,17 +1408,16 @@ fn forget_conn(
     }
 }
 
-/// The scheduler of `service` for a worker at `place`: sharing the table the
-/// control thread computed, if any.
+/// The scheduler of `service` for a worker at `place`: the service's table
+/// and flags, and a seed of the worker's own. The one way a worker builds a
+/// scheduler, at start and at every snapshot swap, so that a service edited
+/// live schedules exactly as it would in a freshly started rvsd.
 fn make_scheduler(
     service: &crate::snapshot::ServiceInfo,
     loads: &[RealLoad],
     place: WorkerPlace,
 ) -> Scheduler {
-    let mut scheduler = match &service.table {
-        Some(table) => Scheduler::with_table(Arc::clone(table), service.flags, loads),
-        None => Scheduler::new(service.scheduler, loads),
-    };
+    let mut scheduler = Scheduler::with_table(Arc::clone(&service.table), service.flags, loads);
     scheduler.set_seed(0x5eed_0000 + u64::from(place.index));
     scheduler
 }

@@ -9,7 +9,7 @@ use hashbrown::HashMap;
 
 use std::sync::Arc;
 
-use crate::sched::{SchedFlags, SchedTable, SchedulerKind, Thresholds};
+use crate::sched::{SchedFlags, SchedTable, SchedulerKind, TableReal, Thresholds};
 use crate::tcp_state::Timeouts;
 use crate::wire::ethernet::MacAddr;
 
@@ -130,9 +130,10 @@ pub struct ServiceInfo {
     /// FullNAT local addresses, with their index in [`Snapshot::lips`].
     pub local_addresses: Vec<(Ipv4Addr, u32)>,
     pub flags: SchedFlags,
-    /// The dh/sh/mh lookup table, computed off the packet path; `None` makes
-    /// each worker build its own (tests).
-    pub table: Option<Arc<SchedTable>>,
+    /// The scheduler's lookup table (dh, sh, mh; an empty one of the
+    /// scheduler's kind for the others), computed off the packet path and
+    /// shared by every worker's scheduler of the service.
+    pub table: Arc<SchedTable>,
     /// Persistence timeout in seconds; `None`: not persistent.
     pub persistent: Option<u32>,
     /// Persistence granularity, as a mask on the client address.
@@ -145,7 +146,9 @@ pub struct ServiceInfo {
 }
 
 impl ServiceInfo {
-    /// A plain service: no flags, table, persistence or one-packet scheduling.
+    /// A plain service: no flags, persistence or one-packet scheduling; its
+    /// table is built from the reals' addresses and weights, as the control
+    /// thread builds it for a real that was never quiesced.
     pub fn new(
         id: u32,
         protocol: u8,
@@ -154,6 +157,10 @@ impl ServiceInfo {
         scheduler: SchedulerKind,
         reals: Vec<RealInfo>,
     ) -> Self {
+        let table_reals: Vec<TableReal> = reals
+            .iter()
+            .map(|r| TableReal::new(r.address, r.port, r.weight))
+            .collect();
         ServiceInfo {
             id,
             version: 0,
@@ -161,10 +168,10 @@ impl ServiceInfo {
             vip,
             port,
             scheduler,
+            table: Arc::new(SchedTable::build(scheduler, &table_reals)),
             reals,
             local_addresses: Vec::new(),
             flags: SchedFlags::default(),
-            table: None,
             persistent: None,
             netmask: Ipv4Addr::BROADCAST,
             one_packet: false,

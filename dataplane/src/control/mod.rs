@@ -224,41 +224,59 @@ impl ControlPlane {
     }
 
     /// The snapshot of the running configuration, with stable ids and the
-    /// dh/sh/mh tables (rebuilt only for services whose version changed).
+    /// schedulers' tables (dh/sh/mh tables rebuilt only for services whose
+    /// version changed).
     fn build_snapshot(&mut self) -> Snapshot {
-        let mut snapshot = build_snapshot(&self.config, &self.macs, &self.ids);
+        // Each real's last non-zero weight (IPVS last_weight) first: mh
+        // builds from it, so that a quiesced real keeps its slots.
         let mut last_weights = HashMap::new();
-        for real in snapshot.services.iter().flat_map(|s| &s.reals) {
-            let last = if real.weight > 0 {
-                real.weight
-            } else {
-                self.last_weights.get(&real.id).copied().unwrap_or(0)
-            };
-            last_weights.insert(real.id, last);
+        for service in &self.config.services {
+            let service_id = self.ids.service(service);
+            for real in &service.reals {
+                let id = self.ids.real(service_id, real, service.port);
+                let last = if real.weight > 0 {
+                    real.weight
+                } else {
+                    self.last_weights.get(&id).copied().unwrap_or(0)
+                };
+                last_weights.insert(id, last);
+            }
         }
         self.last_weights = last_weights;
+        let old_tables = std::mem::take(&mut self.tables);
         let mut tables = HashMap::new();
-        for service in &mut snapshot.services {
-            if !service.scheduler.uses_table() {
-                continue;
-            }
-            let table = match self.tables.get(&service.id) {
-                Some((version, table)) if *version == service.version => Arc::clone(table),
-                _ => {
-                    let reals: Vec<TableReal> = service
-                        .reals
-                        .iter()
-                        .map(|r| TableReal {
-                            last_weight: self.last_weights.get(&r.id).copied().unwrap_or(r.weight),
-                            ..TableReal::new(r.address, r.port, r.weight)
-                        })
-                        .collect();
-                    Arc::new(SchedTable::build(service.scheduler, &reals))
-                }
-            };
-            tables.insert(service.id, (service.version, Arc::clone(&table)));
-            service.table = Some(table);
-        }
+        let ids = &self.ids;
+        let last_weights = &self.last_weights;
+        let snapshot = crate::daemon::build_snapshot_with(
+            &self.config,
+            &self.macs,
+            |service| {
+                let id = ids.service(service);
+                (id, ids.versions.get(&id).copied().unwrap_or(0))
+            },
+            |service_id, service, real| ids.real(service_id, real, service.port),
+            |id, version, scheduler, reals| {
+                let table = match old_tables.get(&id) {
+                    Some((built_for, table))
+                        if *built_for == version && table.kind() == scheduler =>
+                    {
+                        Arc::clone(table)
+                    }
+                    _ => {
+                        let reals: Vec<TableReal> = reals
+                            .iter()
+                            .map(|r| TableReal {
+                                last_weight: last_weights.get(&r.id).copied().unwrap_or(r.weight),
+                                ..TableReal::new(r.address, r.port, r.weight)
+                            })
+                            .collect();
+                        Arc::new(SchedTable::build(scheduler, &reals))
+                    }
+                };
+                tables.insert(id, (version, Arc::clone(&table)));
+                table
+            },
+        );
         self.tables = tables;
         snapshot
     }
@@ -953,17 +971,4 @@ fn check_ifname(config: &Config, laddr: &LaddrSpec) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// The snapshot of `config`, with the ids `ids` gave its services and reals.
-fn build_snapshot(config: &Config, macs: &[MacAddr], ids: &Ids) -> Snapshot {
-    crate::daemon::build_snapshot_with(
-        config,
-        macs,
-        |service| {
-            let id = ids.service(service);
-            (id, ids.versions.get(&id).copied().unwrap_or(0))
-        },
-        |service_id, service, real| ids.real(service_id, real, service.port),
-    )
 }

@@ -397,14 +397,15 @@ enum Locality {
 
 impl Scheduler {
     /// A scheduler of `kind` for a service whose reals are `reals`, with no
-    /// flags.
+    /// flags, for this module's tests.
     ///
-    /// For dh, sh and mh this builds the table itself (an allocation, up to
-    /// 256 KiB for mh); mh then hashes list positions, since loads carry no
-    /// addresses, so a table built here keeps no real's slots when the list
-    /// changes. The engine should build one [`SchedTable`] per service from
-    /// the real addresses and share it through [`Scheduler::with_table`].
-    pub fn new(kind: SchedulerKind, reals: &[RealLoad]) -> Self {
+    /// For dh, sh and mh this builds the table itself, hashing list
+    /// positions, since loads carry no addresses: such a table keeps no
+    /// real's slots when the list changes and differs from the one the
+    /// control thread builds. Workers never use it: they build every
+    /// scheduler from the snapshot's table through [`Scheduler::with_table`].
+    #[cfg(test)]
+    pub(crate) fn new(kind: SchedulerKind, reals: &[RealLoad]) -> Self {
         let positional: Vec<TableReal> = if kind.uses_table() {
             reals
                 .iter()
@@ -508,7 +509,7 @@ impl Scheduler {
     /// [`Client::UNSPECIFIED`] at time 0, which is exact for the kinds that
     /// do not read the client (all but dh, sh, mh, lblc, lblcr).
     ///
-    /// `reals` should be the list given to [`Scheduler::new`] or the last
+    /// `reals` should be the list given to [`Scheduler::with_table`] or the last
     /// [`Scheduler::reset`], with current loads; a different list never makes
     /// this panic or loop, it only schedules less exactly.
     pub fn pick(&mut self, reals: &[RealLoad]) -> Option<usize> {
