@@ -159,27 +159,9 @@ log "(b) instructions per packet (callgrind, $IR_PACKETS packets each)"
 # cause do not show in Ir); 100k flows keeps callgrind's priming short.
 IR_CASES="new:0 est:1000"
 [ "$QUICK" = 1 ] || IR_CASES="$IR_CASES est:100000"
+bash "$ROOT/bench/ir.sh" --packets "$IR_PACKETS" --modes "$MODES" --cases "$IR_CASES" --raw "$RAW" 2>&1 |
+    while read -r line; do log "  $line"; done || log "  some callgrind runs failed (see above)"
 for mode in $MODES; do
-    for case in $IR_CASES; do
-        traffic=${case%%:*} flows=${case#*:}
-        out=$TMP/callgrind.out
-        if valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect='*measured_handle*' \
-                "$INMEM" run --mode "$mode" --traffic "$traffic" --flows "$flows" --packets "$IR_PACKETS" \
-                >"$TMP/ir.json" 2>"$TMP/valgrind.log"; then
-            python3 - "$out" "$TMP/ir.json" >>"$RAW" <<'EOF'
-import json, re, sys
-text = open(sys.argv[1]).read()
-total = int(re.search(r"^(?:totals|summary):\s+(\d+)", text, re.M).group(1))
-run = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
-print(json.dumps({"part": "ir", "mode": run["mode"], "traffic": run["traffic"], "flows": run["flows"],
-                  "packets": run["packets"], "ir_total": total,
-                  "ir_per_packet": round(total / run["packets"], 1)}))
-EOF
-            log "  $(tail -1 "$RAW")"
-        else
-            log "  callgrind $mode $traffic $flows failed:"; tail -5 "$TMP/valgrind.log" >&2
-        fi
-    done
     # the same runs natively: wall-clock ns per packet of the engine alone
     for case in new:0 est:1000 est:1000000; do
         traffic=${case%%:*} flows=${case#*:}
