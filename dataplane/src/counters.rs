@@ -107,6 +107,22 @@ pub fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
+/// Subtracts `n` from a counter this thread alone writes, stopping at 0.
+#[inline]
+pub fn decrement(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).saturating_sub(n), Relaxed);
+}
+
+/// Adds a signed `delta` to a counter this thread alone writes, stopping
+/// at 0.
+#[inline]
+pub fn add_signed(counter: &AtomicU64, delta: i32) {
+    let value = counter
+        .load(Relaxed)
+        .saturating_add_signed(i64::from(delta));
+    counter.store(value, Relaxed);
+}
+
 /// One worker's counters.
 #[repr(align(64))]
 #[derive(Default)]

@@ -1,0 +1,165 @@
+//! Layer 2: ARP (answers, learning, requests), the neighbours waiting list,
+//! and routing plus transmission of every packet that leaves.
+
+use std::net::Ipv4Addr;
+
+use crate::buf::PacketBuf;
+use crate::counters::{bump, DropReason, WorkerCounters};
+use crate::neigh::Lookup;
+use crate::wire::arp::{self, ArpOperation, ArpPacket};
+use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
+
+use super::*;
+
+impl<P: PacketBuf> Engine<P> {
+    pub(super) fn arp(
+        &mut self,
+        mut packet: P,
+        in_port: u16,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        let data = packet.data().get(ETH_LEN..).ok_or(DropReason::Malformed)?;
+        let request = ArpPacket::new_checked(data).map_err(|e| match e.kind {
+            crate::wire::ErrorKind::Unsupported => DropReason::Unsupported,
+            _ => DropReason::Malformed,
+        })?;
+        let operation = request.operation();
+        let (sender_mac, sender_ip, target_ip) = (
+            request.sender_mac(),
+            request.sender_ip(),
+            request.target_ip(),
+        );
+        let for_us = self.snapshot.answers_arp(in_port, target_ip);
+        let port_mac = self.snapshot.ports[usize::from(in_port)].mac;
+
+        if !sender_ip.is_unspecified() && sender_mac.is_unicast() {
+            if self
+                .neighbours
+                .learn(sender_ip, sender_mac, in_port, self.now, for_us)
+            {
+                self.release_held(sender_ip, io);
+            }
+            if for_us && self.place.count > 1 {
+                io.share_neighbour(sender_ip, sender_mac, in_port);
+            }
+        }
+        if operation != ArpOperation::REQUEST || !for_us {
+            return Err(DropReason::NotForUs);
+        }
+        let data = packet.data_mut();
+        {
+            let mut reply =
+                ArpPacket::new_checked(&mut data[ETH_LEN..]).map_err(|_| DropReason::Malformed)?;
+            reply.set_operation(ArpOperation::REPLY);
+            reply.set_target_mac(sender_mac);
+            reply.set_target_ip(sender_ip);
+            reply.set_sender_mac(port_mac);
+            reply.set_sender_ip(target_ip);
+        }
+        bump(&self.counters.arp_replies_sent, 1);
+        transmit(&self.counters, io, in_port, port_mac, sender_mac, packet);
+        Ok(())
+    }
+
+    /// Sends every packet that waited for `ip` to resolve.
+    pub(super) fn release_held(&mut self, ip: Ipv4Addr, io: &mut impl PacketIo<P>) {
+        let Engine {
+            snapshot,
+            neighbours,
+            counters,
+            ..
+        } = self;
+        neighbours.release(ip, |port, mac, held| {
+            let src = snapshot.ports[usize::from(port)].mac;
+            transmit(counters, io, port, src, mac, held);
+        });
+    }
+
+    /// Routes `packet` toward `dst`: straight out when the next hop's MAC is
+    /// known, else held while ARP resolves it.
+    pub(super) fn forward(
+        &mut self,
+        packet: P,
+        dst: Ipv4Addr,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        let (port, next_hop) = self.snapshot.route(dst).ok_or(DropReason::NoRoute)?;
+        let port_mac = self.snapshot.ports[usize::from(port)].mac;
+        match self.neighbours.lookup(next_hop, port, self.now) {
+            Lookup::Known { mac, refresh } => {
+                transmit(&self.counters, io, port, port_mac, mac, packet);
+                if refresh {
+                    self.arp_request(next_hop, port, io);
+                }
+                Ok(())
+            }
+            Lookup::Unknown { probe } => {
+                let held = self.neighbours.hold(next_hop, port, self.now, packet);
+                if probe {
+                    self.arp_request(next_hop, port, io);
+                }
+                held.map_err(|_| DropReason::ArpPendingFull)
+            }
+        }
+    }
+
+    /// Broadcasts "who has `target`" on `port`.
+    pub(super) fn arp_request(&mut self, target: Ipv4Addr, port: u16, io: &mut impl PacketIo<P>) {
+        let Some(source) = self.snapshot.source_address(port, target) else {
+            return;
+        };
+        let Some(mut packet) = io.alloc() else {
+            self.counters.count_drop(DropReason::NoBuffer);
+            return;
+        };
+        let port_mac = self.snapshot.ports[usize::from(port)].mac;
+        if !packet.append(ETH_LEN + ArpPacket::<&[u8]>::LEN) {
+            self.counters.count_drop(DropReason::NoBuffer);
+            return;
+        }
+        let data = packet.data_mut();
+        let written = arp::emit(
+            &mut data[ETH_LEN..],
+            ArpOperation::REQUEST,
+            port_mac,
+            source,
+            MacAddr::ZERO,
+            target,
+        );
+        match (written, EthernetFrame::new_checked(&mut *data)) {
+            (Ok(()), Ok(mut frame)) => frame.set_ethertype(EtherType::ARP),
+            _ => {
+                self.counters.count_drop(DropReason::NoBuffer);
+                return;
+            }
+        }
+        bump(&self.counters.arp_requests_sent, 1);
+        transmit(
+            &self.counters,
+            io,
+            port,
+            port_mac,
+            MacAddr::BROADCAST,
+            packet,
+        );
+    }
+}
+
+/// Sets the Ethernet addresses and hands the packet to TX, counting it.
+#[inline]
+pub(super) fn transmit<P: PacketBuf>(
+    counters: &WorkerCounters,
+    io: &mut impl PacketIo<P>,
+    port: u16,
+    src: MacAddr,
+    dst: MacAddr,
+    mut packet: P,
+) {
+    if let Ok(mut frame) = EthernetFrame::new_checked(packet.data_mut()) {
+        frame.set_src(src);
+        frame.set_dst(dst);
+    }
+    bump(&counters.tx_packets, 1);
+    bump(&counters.tx_bytes, packet.len() as u64);
+    io.send(port, packet);
+}

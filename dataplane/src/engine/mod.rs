@@ -1,0 +1,234 @@
+//! The packet path of one worker, run to completion per packet: parse →
+//! steer to the owning worker → connection lookup → schedule if new → rewrite
+//! for the forwarding mode → hand to TX.
+//!
+//! It is generic over the packet buffer, so the same code runs on DPDK mbufs
+//! in `rvsd` and on [`crate::buf::VecBuf`] in tests and in-memory benchmarks.
+//! Per packet it does no allocation, takes no lock, makes no syscall and
+//! writes no log line: every outcome is a counter bump, and a dropped packet
+//! is a [`DropReason`].
+//!
+//! Forwarding modes (REFERENCE.md §1):
+//! - NAT: client → VIP:vport becomes client → real:rport; the reply real →
+//!   client comes back through rvs and leaves as VIP:vport → client.
+//! - FullNAT: client → VIP:vport becomes LIP:lport → real:rport; the reply to
+//!   LIP:lport leaves as VIP:vport → client.
+//! - DR: only the Ethernet addresses change; the real answers the client.
+//! - TUN: the packet is wrapped in an outer IPv4 header to the real (IPIP).
+//!
+//! As in IPVS, the director rewrites addresses as a host would: the TTL is
+//! left alone.
+//!
+//! Steering: every TCP/UDP connection belongs to one worker, chosen from what
+//! both directions share — the client address for packets the client sent
+//! and NAT replies, the low bits of the local port for FullNAT replies
+//! (each worker allocates only ports whose low bits are its index). A packet
+//! that arrives at another worker's queue is handed to its owner through a
+//! bounded ring ([`PacketIo::redirect`]).
+
+mod classify;
+mod connection;
+mod housekeeping;
+mod icmp;
+mod l2;
+mod schedule;
+mod steer;
+mod xmit;
+
+pub use steer::WorkerPlace;
+
+use classify::L4;
+use l2::transmit;
+use schedule::{forget_conn, make_scheduler};
+use steer::LocalPorts;
+use xmit::rewrite;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crate::buf::PacketBuf;
+use crate::conn::{Conn, ConnTable};
+use crate::counters::{bump, RealBook, RealCounters, WorkerCounters};
+use crate::neigh::Neighbours;
+use crate::persist::Templates;
+use crate::sched::{RealLoad, Scheduler};
+use crate::snapshot::{Purge, Snapshot};
+use crate::wire::ethernet::MacAddr;
+
+pub(super) const ETH_LEN: usize = 14;
+pub(super) const IPV4_LEN: usize = 20;
+
+/// Where the packet path sends packets and gets fresh buffers.
+pub trait PacketIo<P> {
+    /// Queues `packet` for transmission on port `port` (config index).
+    fn send(&mut self, port: u16, packet: P);
+    /// A fresh, empty buffer (for ARP requests and ICMP errors); `None` when
+    /// none is left.
+    fn alloc(&mut self) -> Option<P>;
+    /// Hands `packet` to worker `worker`, which owns its connection; gives
+    /// the packet back when that worker's ring is full.
+    fn redirect(&mut self, worker: u16, packet: P) -> Result<(), P>;
+    /// Tells the other workers that `ip` is at `mac` behind `port` (ARP
+    /// replies reach only one worker's queue).
+    fn share_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16);
+}
+
+/// A page of a worker's connection table, for listings.
+#[derive(Clone, Debug, Default)]
+pub struct ConnDump {
+    /// (connection, seconds until it expires).
+    pub entries: Vec<(Conn, u32)>,
+    /// Table position to continue from; none: the end.
+    pub next: Option<usize>,
+}
+
+/// Engine settings that do not come from the snapshot.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineLimits {
+    /// Tracked connections.
+    pub connections: usize,
+    /// Packets held waiting for ARP.
+    pub arp_pending: usize,
+    /// Connections examined per expiry pass.
+    pub expire_budget: usize,
+}
+
+/// One worker's packet path and the state it owns.
+pub struct Engine<P> {
+    snapshot: Arc<Snapshot>,
+    place: WorkerPlace,
+    conns: ConnTable,
+    schedulers: Vec<Scheduler>,
+    /// Per service, per real (list order): what schedulers read.
+    loads: Vec<Vec<RealLoad>>,
+    neighbours: Neighbours<P>,
+    counters: Arc<WorkerCounters>,
+    /// Per-real counters of every worker and the shared overload flags.
+    book: Arc<RealBook>,
+    /// This worker's own per-real counters (its entry of `book`).
+    real_counters: Arc<[RealCounters]>,
+    templates: Templates,
+    local_ports: LocalPorts,
+    /// Next port to try, per local address (index in `Snapshot::lips`).
+    lip_cursor: Vec<u32>,
+    /// Round robin over a service's local addresses.
+    lip_turn: usize,
+    /// IPv4 identification of packets rvs originates (TUN outer headers).
+    ident: u16,
+    expire_budget: usize,
+    /// Real ids whose connections are being ended, and the table position
+    /// the sweep has reached.
+    purging: Vec<Purge>,
+    purge_at: usize,
+    now: u32,
+    last_tick: u32,
+}
+
+impl<P: PacketBuf> Engine<P> {
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        place: WorkerPlace,
+        limits: EngineLimits,
+        counters: Arc<WorkerCounters>,
+        book: Arc<RealBook>,
+    ) -> Self {
+        let real_counters = Arc::clone(&book.workers[usize::from(place.index)]);
+        let loads: Vec<Vec<RealLoad>> = snapshot
+            .services
+            .iter()
+            .map(|s| {
+                s.reals
+                    .iter()
+                    .map(|r| RealLoad {
+                        weight: r.weight,
+                        active: 0,
+                        inactive: 0,
+                        overloaded: false,
+                    })
+                    .collect()
+            })
+            .collect();
+        let schedulers = snapshot
+            .services
+            .iter()
+            .zip(&loads)
+            .map(|(s, l)| make_scheduler(s, l, place))
+            .collect();
+        Engine {
+            local_ports: LocalPorts::new(&snapshot, place),
+            lip_cursor: vec![0; snapshot.lips.len()],
+            lip_turn: 0,
+            ident: place.index.wrapping_mul(0x1000),
+            place,
+            conns: ConnTable::new(limits.connections),
+            schedulers,
+            loads,
+            neighbours: Neighbours::new(limits.arp_pending),
+            counters,
+            book,
+            real_counters,
+            templates: Templates::new((limits.connections / 4).max(1024)),
+            expire_budget: limits.expire_budget,
+            purging: Vec::new(),
+            purge_at: 0,
+            now: 0,
+            last_tick: 0,
+            snapshot,
+        }
+    }
+
+    /// Sets the coarse clock (seconds), once per burst.
+    #[inline]
+    pub fn set_now(&mut self, now: u32) {
+        self.now = now;
+    }
+
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// The per-real counters of every worker, and the shared overload flags.
+    pub fn book(&self) -> &Arc<RealBook> {
+        &self.book
+    }
+
+    pub fn connections(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    pub fn neighbours(&self) -> &Neighbours<P> {
+        &self.neighbours
+    }
+
+    /// Processes one packet received from port `in_port` (config index).
+    #[inline]
+    pub fn handle(&mut self, packet: P, in_port: u16, io: &mut impl PacketIo<P>) {
+        bump(&self.counters.rx_packets, 1);
+        bump(&self.counters.rx_bytes, packet.len() as u64);
+        if let Err(reason) = self.classify(packet, in_port, true, io) {
+            self.counters.count_drop(reason);
+        }
+    }
+
+    /// Processes a packet another worker received and handed over because
+    /// this worker owns its connection.
+    #[inline]
+    pub fn handle_redirected(&mut self, packet: P, in_port: u16, io: &mut impl PacketIo<P>) {
+        if let Err(reason) = self.classify(packet, in_port, false, io) {
+            self.counters.count_drop(reason);
+        }
+    }
+
+    /// Learns what another worker heard by ARP, and sends what waited for it.
+    pub fn learn_neighbour(
+        &mut self,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        port: u16,
+        io: &mut impl PacketIo<P>,
+    ) {
+        if self.neighbours.learn(ip, mac, port, self.now, true) {
+            self.release_held(ip, io);
+        }
+    }
+}
