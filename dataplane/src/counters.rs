@@ -101,6 +101,14 @@ impl DropReason {
     }
 }
 
+impl From<crate::wire::WireError> for DropReason {
+    /// A header that fails its checks is malformed, whatever the layer, so
+    /// that the packet path writes `?` on a header view.
+    fn from(_: crate::wire::WireError) -> Self {
+        DropReason::Malformed
+    }
+}
+
 /// Adds `n` to a counter this thread alone writes.
 #[inline]
 pub fn bump(counter: &AtomicU64, n: u64) {

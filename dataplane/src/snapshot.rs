@@ -22,15 +22,6 @@ pub struct Purge {
     pub port: Option<u16>,
 }
 
-impl Purge {
-    #[inline]
-    pub fn matches(&self, conn: &crate::conn::Conn) -> bool {
-        conn.service_id == self.service_id
-            && conn.real == self.address
-            && self.port.is_none_or(|port| port == conn.real_port)
-    }
-}
-
 /// An IPv4 prefix as two masked integers, for fast matching.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prefix {
@@ -111,6 +102,20 @@ pub struct RealInfo {
     pub id: u32,
     /// IPVS `-x`/`-y`; 0 = none.
     pub thresholds: Thresholds,
+}
+
+impl RealInfo {
+    /// The port a connection to service port `vport` reaches the real on:
+    /// its own, or in a port-zero service (port 0) the port the client
+    /// asked for.
+    #[inline]
+    pub fn port_for(&self, vport: u16) -> u16 {
+        if self.port == 0 {
+            vport
+        } else {
+            self.port
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -362,6 +367,12 @@ impl Snapshot {
     #[inline]
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
         self.vips.contains_key(&ip)
+    }
+
+    /// True for an address rvs owns: a VIP or an address of a port.
+    #[inline]
+    pub fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.is_vip(ip) || self.is_port_address(ip)
     }
 
     /// True when `ip` is an address of some port.

@@ -1,7 +1,13 @@
-//! The connection path: lookup, new connections, one-packet scheduling and
-//! the TCP state of tracked connections.
+//! The connection path: a TCP or UDP packet this worker owns belongs to a
+//! tracked connection (found in either direction), starts a new one, or is
+//! scheduled on its own (one-packet scheduling). TCP connections move
+//! through IPVS's state table (REFERENCE.md §3), which sets their timers.
+//!
+//! A new TCP connection starts only with a SYN without RST; a SYN that
+//! reuses the tuple of a connection in TIME_WAIT or CLOSE ends that one and
+//! schedules afresh (IPVS conn_reuse_mode). UDP datagrams always may start
+//! one.
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
@@ -11,238 +17,168 @@ use crate::snapshot::ForwardMode;
 use crate::tcp_state::{self, Direction, TcpState};
 use crate::wire::ipv4::protocol;
 
-use super::*;
+use super::classify::Flow;
+use super::xmit::Carried;
+use super::{Engine, PacketIo};
 
 impl<P: PacketBuf> Engine<P> {
     /// A TCP or UDP packet this worker owns.
-    pub(super) fn l4(
+    pub(super) fn flow(
         &mut self,
         packet: P,
-        proto: u8,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        l4: L4,
+        flow: &Flow,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
-        let key = ConnKey {
-            proto,
-            src,
-            src_port: l4.src_port,
-            dst,
-            dst_port: l4.dst_port,
-        };
-        if let Some((id, direction)) = self.conns.lookup(&key) {
+        let key = &flow.key;
+        if let Some((id, direction)) = self.conns.lookup(key) {
             let conn = self.conns.get(id);
-            // A new SYN on a finished connection reuses the tuple: the old
-            // connection is over (IPVS conn_reuse_mode).
             let reused = direction == Direction::Input
-                && proto == protocol::TCP
-                && l4.syn
-                && !l4.ack
-                && !l4.rst
+                && key.proto == protocol::TCP
+                && flow.is_opening_syn()
                 && matches!(conn.state, TcpState::TimeWait | TcpState::Close);
             if !reused {
-                return self.established(packet, id, direction, l4, io);
+                return self.established(packet, id, direction, flow, io);
             }
             let conn = *conn;
             self.forget(&conn);
             self.conns.remove(id);
         }
-        if let Some(s) = self.snapshot.service(proto, dst, l4.dst_port) {
-            let s = s as usize;
-            if self.snapshot.services[s].one_packet {
-                return self.one_packet(packet, s, key, io);
-            }
-            let id = self.new_conn(s, key, l4)?;
-            return self.established(packet, id, Direction::Input, l4, io);
+        let Some(s) = self.snapshot.service(key.proto, key.dst, key.dst_port) else {
+            return Err(if self.snapshot.owns(key.dst) {
+                DropReason::NoService
+            } else {
+                DropReason::NotForUs
+            });
+        };
+        let s = s as usize;
+        if self.snapshot.services[s].one_packet {
+            return self.one_packet(packet, s, key, io);
         }
-        if self.snapshot.is_vip(dst) {
-            return Err(DropReason::NoService);
-        }
-        if self.snapshot.is_port_address(dst) {
-            Err(DropReason::NoService)
-        } else {
-            Err(DropReason::NotForUs)
-        }
+        let id = self.new_conn(s, flow)?;
+        self.established(packet, id, Direction::Input, flow, io)
     }
 
-    /// Forwards a packet of a tracked connection in `direction`.
-    pub(super) fn established(
+    /// A packet of tracked connection `id`, travelling in `direction`.
+    fn established(
         &mut self,
-        mut packet: P,
+        packet: P,
         id: ConnId,
         direction: Direction,
-        l4: L4,
+        flow: &Flow,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
         let conn = *self.conns.get(id);
         if conn.proto == protocol::TCP {
-            let table = match direction {
-                Direction::Input if !conn.forward.replies_return() => Direction::InputOnly,
-                other => other,
-            };
-            self.track_tcp(id, table, l4);
+            self.track_tcp(id, state_table(conn.forward, direction), flow);
         } else {
             self.conns.touch(id, self.now, self.snapshot.timeouts.udp());
         }
-        let inbound = direction == Direction::Input;
-        self.count_real(&conn, inbound, packet.len());
-        match (inbound, conn.forward) {
-            (true, ForwardMode::Nat) => {
-                rewrite(&mut packet, None, Some((conn.real, conn.real_port)))?;
-                self.forward(packet, conn.real, io)
-            }
-            (true, ForwardMode::FullNat) => {
-                rewrite(
-                    &mut packet,
-                    Some((conn.local, conn.local_port)),
-                    Some((conn.real, conn.real_port)),
-                )?;
-                self.forward(packet, conn.real, io)
-            }
-            (true, ForwardMode::Dr) => self.forward(packet, conn.real, io),
-            (true, ForwardMode::Tun) => {
-                self.encapsulate(&mut packet, conn.real, io)?;
-                self.forward(packet, conn.real, io)
-            }
-            (false, ForwardMode::FullNat) => {
-                rewrite(
-                    &mut packet,
-                    Some((conn.vip, conn.vport)),
-                    Some((conn.client, conn.client_port)),
-                )?;
-                self.forward(packet, conn.client, io)
-            }
-            (false, _) => {
-                rewrite(&mut packet, Some((conn.vip, conn.vport)), None)?;
-                self.forward(packet, conn.client, io)
-            }
-        }
+        self.count_real(&conn, direction == Direction::Input, packet.len());
+        self.xmit(packet, &conn, direction, Carried::Packet, io)
     }
 
-    /// Schedules and records a new connection of service `s` for `key` (a
+    /// Schedules and records a new connection of service `s` for `flow` (a
     /// client → VIP packet).
-    pub(super) fn new_conn(
-        &mut self,
-        s: usize,
-        key: ConnKey,
-        l4: L4,
-    ) -> Result<ConnId, DropReason> {
-        if key.proto == protocol::TCP && (!l4.syn || l4.rst) {
+    fn new_conn(&mut self, s: usize, flow: &Flow) -> Result<ConnId, DropReason> {
+        let key = &flow.key;
+        if key.proto == protocol::TCP && (!flow.syn() || flow.rst()) {
             return Err(DropReason::NoConn);
         }
-        let (real_index, template) = self.choose_real(s, &key)?;
+        let (real_index, template) = self.choose_real(s, key)?;
         let snapshot = Arc::clone(&self.snapshot);
         let real = &snapshot.services[s].reals[real_index];
-        // A port-zero service's reals serve the port the client asked for.
-        let real_port = if real.port == 0 {
-            key.dst_port
-        } else {
-            real.port
-        };
-        let (local, local_port) = if real.forward == ForwardMode::FullNat {
+        let real_port = real.port_for(key.dst_port);
+        let local = if real.forward == ForwardMode::FullNat {
             self.local_address(s, key.proto, real.address, real_port)
                 .ok_or(DropReason::LaddrExhausted)?
         } else {
             (key.src, key.src_port)
         };
         let (state, timeout) = if key.proto == protocol::TCP {
-            let table = if real.forward.replies_return() {
-                Direction::Input
-            } else {
-                Direction::InputOnly
-            };
-            let state =
-                tcp_state::transition(TcpState::None, table, l4.syn, l4.fin, l4.ack, l4.rst);
+            let table = state_table(real.forward, Direction::Input);
+            let state = tcp_state::transition(
+                TcpState::None,
+                table,
+                flow.syn(),
+                flow.fin(),
+                flow.ack(),
+                flow.rst(),
+            );
             (state, snapshot.timeouts.tcp(state))
         } else {
             (TcpState::None, snapshot.timeouts.udp())
         };
         let conn = Conn {
+            template,
+            state,
+            ..self.conn_to(s, real_index, key, local)
+        };
+        let id = self
+            .conns
+            .insert(conn, self.now, timeout)
+            .map_err(|_| DropReason::ConnTableFull)?;
+        self.bind(&conn, real.thresholds);
+        Ok(id)
+    }
+
+    /// One-packet scheduling: a datagram scheduled on its own and forwarded
+    /// like the first packet of a connection, of which nothing is kept (IPVS
+    /// `-o`; meant for DR/TUN UDP services). The client's own address stands
+    /// for the local one, so that FullNAT rewrites only the destination.
+    fn one_packet(
+        &mut self,
+        packet: P,
+        s: usize,
+        key: &ConnKey,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        let (real_index, _) = self.choose_real(s, key)?;
+        let conn = self.conn_to(s, real_index, key, (key.src, key.src_port));
+        if let Some(c) = self.real_counters.get(conn.real_id as usize) {
+            bump(&c.conns, 1);
+            bump(&c.in_packets, 1);
+            bump(&c.in_bytes, packet.len() as u64);
+        }
+        self.xmit(packet, &conn, Direction::Input, Carried::Packet, io)
+    }
+
+    /// A connection of service `s` from `key`'s client to real `real_index`,
+    /// from local address `local`: no template, no state yet.
+    fn conn_to(
+        &self,
+        s: usize,
+        real_index: usize,
+        key: &ConnKey,
+        local: (std::net::Ipv4Addr, u16),
+    ) -> Conn {
+        let service = &self.snapshot.services[s];
+        let real = &service.reals[real_index];
+        Conn {
             proto: key.proto,
             client: key.src,
             client_port: key.src_port,
             vip: key.dst,
             vport: key.dst_port,
             real: real.address,
-            real_port,
-            local,
-            local_port,
+            real_port: real.port_for(key.dst_port),
+            local: local.0,
+            local_port: local.1,
             forward: real.forward,
-            service_id: snapshot.services[s].id,
+            service_id: service.id,
             real_id: real.id,
-            template,
-            state,
+            template: u32::MAX,
+            state: TcpState::None,
             expires: 0,
-        };
-        let id = self
-            .conns
-            .insert(conn, self.now, timeout)
-            .map_err(|_| DropReason::ConnTableFull)?;
-        if template != u32::MAX {
-            self.templates.control(template);
-        }
-        if conn.is_active() {
-            self.adjust_load(conn.real_id, 1, 0);
-        } else {
-            self.adjust_load(conn.real_id, 0, 1);
-        }
-        if real.thresholds.upper != 0 {
-            let mut load = self.total_load(real.id);
-            real.thresholds.after_bind(&mut load);
-            if load.overloaded {
-                self.book.set_overloaded(real.id, true);
-            }
-        }
-        bump(&self.counters.conns_created, 1);
-        bump(&self.counters.conns_current, 1);
-        if let Some(c) = self.real_counters.get(real.id as usize) {
-            bump(&c.conns, 1);
-        }
-        Ok(id)
-    }
-
-    /// One-packet scheduling: a datagram scheduled on its own, forwarded
-    /// without a connection (IPVS `-o`; meant for DR/TUN UDP services).
-    pub(super) fn one_packet(
-        &mut self,
-        mut packet: P,
-        s: usize,
-        key: ConnKey,
-        io: &mut impl PacketIo<P>,
-    ) -> Result<(), DropReason> {
-        let (real_index, _) = self.choose_real(s, &key)?;
-        let snapshot = Arc::clone(&self.snapshot);
-        let real = &snapshot.services[s].reals[real_index];
-        let real_port = if real.port == 0 {
-            key.dst_port
-        } else {
-            real.port
-        };
-        if let Some(c) = self.real_counters.get(real.id as usize) {
-            bump(&c.conns, 1);
-            bump(&c.in_packets, 1);
-            bump(&c.in_bytes, packet.len() as u64);
-        }
-        match real.forward {
-            ForwardMode::Dr => self.forward(packet, real.address, io),
-            ForwardMode::Tun => {
-                self.encapsulate(&mut packet, real.address, io)?;
-                self.forward(packet, real.address, io)
-            }
-            ForwardMode::Nat | ForwardMode::FullNat => {
-                rewrite(&mut packet, None, Some((real.address, real_port)))?;
-                self.forward(packet, real.address, io)
-            }
         }
     }
 
-    /// Moves a TCP connection through the IPVS state table and re-arms its
-    /// timer; keeps the active/inactive counts schedulers read in step.
-    pub(super) fn track_tcp(&mut self, id: ConnId, direction: Direction, l4: L4) {
+    /// Moves a TCP connection through the IPVS state table `table` and
+    /// re-arms its timer; keeps the active/inactive counts schedulers read in
+    /// step.
+    fn track_tcp(&mut self, id: ConnId, table: Direction, flow: &Flow) {
         let conn = self.conns.get_mut(id);
         let old = conn.state;
-        let new = tcp_state::transition(old, direction, l4.syn, l4.fin, l4.ack, l4.rst);
+        let new = tcp_state::transition(old, table, flow.syn(), flow.fin(), flow.ack(), flow.rst());
         conn.state = new;
         let real_id = conn.real_id;
         if old.is_active() != new.is_active() {
@@ -254,5 +190,15 @@ impl<P: PacketBuf> Engine<P> {
         }
         let timeout = self.snapshot.timeouts.tcp(new);
         self.conns.touch(id, self.now, timeout);
+    }
+}
+
+/// The half of IPVS's state table a packet in `direction` moves a connection
+/// of mode `forward` through: from the client, connections whose replies
+/// bypass rvs (DR, TUN) use the input-only half.
+fn state_table(forward: ForwardMode, direction: Direction) -> Direction {
+    match direction {
+        Direction::Input if !forward.replies_return() => Direction::InputOnly,
+        other => other,
     }
 }

@@ -6,13 +6,15 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
-use crate::conn::ConnId;
+use crate::conn::{Conn, ConnId};
 use crate::counters::{add_signed, bump, decrement, DropReason};
 use crate::sched::{RealLoad, Scheduler};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Purge, Snapshot};
 use crate::wire::ethernet::MacAddr;
 
-use super::*;
+use super::schedule::{forget_conn, make_scheduler};
+use super::steer::LocalPorts;
+use super::{ConnDump, Engine, PacketIo};
 
 impl<P: PacketBuf> Engine<P> {
     /// Switches to a new configuration snapshot and returns the old one, for
@@ -90,7 +92,7 @@ impl<P: PacketBuf> Engine<P> {
 
     /// Ends the connections of purged reals, looking at a bounded part of the
     /// table per call.
-    pub(super) fn purge_some(&mut self) {
+    fn purge_some(&mut self) {
         const SLOTS_PER_TICK: usize = 8192;
         let mut doomed = [ConnId::default(); 64];
         let mut found = 0;
@@ -100,7 +102,7 @@ impl<P: PacketBuf> Engine<P> {
                 next = Some(id.index());
                 break;
             }
-            if self.purging.iter().any(|purge| purge.matches(conn)) {
+            if self.purging.iter().any(|purge| purges(purge, conn)) {
                 doomed[found] = id;
                 found += 1;
             }
@@ -171,4 +173,12 @@ impl<P: PacketBuf> Engine<P> {
             self.arp_request(ip, port, io);
         }
     }
+}
+
+/// Whether `purge` ends `conn`: a connection of its service to its address,
+/// on its port if it names one.
+fn purges(purge: &Purge, conn: &Conn) -> bool {
+    conn.service_id == purge.service_id
+        && conn.real == purge.address
+        && purge.port.is_none_or(|port| port == conn.real_port)
 }

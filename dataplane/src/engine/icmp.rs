@@ -1,46 +1,77 @@
-//! ICMP: echo replies, errors about tracked connections translated both
-//! ways, and the errors rvs originates (fragmentation needed).
+//! ICMP: echo replies, errors about tracked connections passed on
+//! translated, and the errors rvs originates (fragmentation needed).
+//!
+//! An error about a tracked connection (destination unreachable, time
+//! exceeded) goes where the connection's packets in the same direction go,
+//! rewritten by its forwarding mode ([`Carried::IcmpError`]): the outer
+//! header like a packet of the connection, the quoted packet like one going
+//! the other way. It never creates a connection. Errors are rare, so their
+//! checksums are computed afresh rather than patched.
 
 use std::net::Ipv4Addr;
 
 use crate::buf::PacketBuf;
-use crate::conn::ConnKey;
+use crate::conn::{Conn, ConnKey};
 use crate::counters::{bump, DropReason};
-use crate::snapshot::ForwardMode;
-use crate::tcp_state::Direction;
-use crate::wire::ethernet::{EtherType, EthernetFrame};
+use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
 use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
 
-use super::*;
+use super::l2::transmit;
+use super::xmit::Carried;
+use super::{Engine, PacketIo, ETH_LEN, IPV4_LEN};
 
 /// Most of the offending packet an ICMP error quotes (576-byte datagram).
-pub(super) const ICMP_QUOTE_MAX: usize = 576 - IPV4_LEN - 8;
+const ICMP_QUOTE_MAX: usize = 576 - IPV4_LEN - 8;
 
 impl<P: PacketBuf> Engine<P> {
-    /// Turns an echo request to an owned address into its reply, in place.
-    pub(super) fn icmp_echo(&mut self, packet: &mut P) -> Result<(), DropReason> {
-        let data = &mut packet.data_mut()[ETH_LEN..];
-        let mut ip = Ipv4Packet::new_checked(&mut *data).map_err(|_| DropReason::Malformed)?;
-        if !IcmpPacket::new_checked(ip.payload())
-            .map_err(|_| DropReason::Malformed)?
-            .verify_checksum()
+    /// Answers an echo request to an address rvs owns, from `src_mac` on
+    /// `in_port`, turning it into its reply in place.
+    // Kept out of the flow path: rare next to TCP/UDP packets.
+    #[inline(never)]
+    pub(super) fn echo(
+        &mut self,
+        mut packet: P,
+        in_port: u16,
+        src_mac: MacAddr,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
         {
-            return Err(DropReason::BadChecksum);
+            let mut ip = Ipv4Packet::new_checked(&mut packet.data_mut()[ETH_LEN..])?;
+            if !IcmpPacket::new_checked(ip.payload())?.verify_checksum() {
+                return Err(DropReason::BadChecksum);
+            }
+            let (src, dst) = (ip.src(), ip.dst());
+            // Swapping the two addresses leaves the header checksum unchanged.
+            ip.set_src(dst);
+            ip.set_dst(src);
+            IcmpPacket::new_checked(ip.payload_mut())?.make_echo_reply();
         }
-        let (src, dst) = (ip.src(), ip.dst());
-        // Swapping the two addresses leaves the header checksum unchanged.
-        ip.set_src(dst);
-        ip.set_dst(src);
-        let mut message =
-            IcmpPacket::new_checked(ip.payload_mut()).map_err(|_| DropReason::Malformed)?;
-        message.make_echo_reply();
+        let port_mac = self.snapshot.ports[usize::from(in_port)].mac;
+        bump(&self.counters.icmp_echo_replies, 1);
+        transmit(&self.counters, io, in_port, port_mac, src_mac, packet);
         Ok(())
+    }
+
+    /// An ICMP error whose quoted packet, seen the way the error travels, is
+    /// `quoted`: passed on if it is about a tracked connection.
+    // Kept out of the flow path: rare next to TCP/UDP packets.
+    #[inline(never)]
+    pub(super) fn icmp_error(
+        &mut self,
+        packet: P,
+        quoted: &ConnKey,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        let (id, direction) = self.conns.lookup(quoted).ok_or(DropReason::NotForUs)?;
+        let conn = *self.conns.get(id);
+        bump(&self.counters.icmp_errors_forwarded, 1);
+        self.xmit(packet, &conn, direction, Carried::IcmpError, io)
     }
 
     /// Tells the sender of `original` that it must fit in `mtu` bytes.
     pub(super) fn frag_needed(&mut self, original: &P, mtu: u16, io: &mut impl PacketIo<P>) {
-        let result = self.icmp_error_to_sender(
+        let result = self.error_to_sender(
             original,
             icmp::DEST_UNREACHABLE,
             icmp::code::FRAG_NEEDED,
@@ -53,7 +84,7 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     /// Builds an ICMP error about `original` and sends it to its source.
-    pub(super) fn icmp_error_to_sender(
+    fn error_to_sender(
         &mut self,
         original: &P,
         msg_type: u8,
@@ -62,7 +93,7 @@ impl<P: PacketBuf> Engine<P> {
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
         let offending = &original.data()[ETH_LEN..];
-        let ip = Ipv4Packet::new_checked(offending).map_err(|_| DropReason::Malformed)?;
+        let ip = Ipv4Packet::new_checked(offending)?;
         let sender = ip.src();
         let quote = &offending[..usize::from(ip.total_len()).min(ICMP_QUOTE_MAX)];
         let (port, _) = self.snapshot.route(sender).ok_or(DropReason::NoRoute)?;
@@ -76,9 +107,7 @@ impl<P: PacketBuf> Engine<P> {
             return Err(DropReason::NoBuffer);
         }
         let data = error.data_mut();
-        EthernetFrame::new_checked(&mut data[..])
-            .map_err(|_| DropReason::Malformed)?
-            .set_ethertype(EtherType::IPV4);
+        EthernetFrame::new_checked(&mut data[..])?.set_ethertype(EtherType::IPV4);
         self.ident = self.ident.wrapping_add(1);
         Ipv4Repr {
             src: source,
@@ -90,12 +119,10 @@ impl<P: PacketBuf> Engine<P> {
             dont_frag: false,
             payload_len: (8 + quote.len()) as u16,
         }
-        .emit(&mut data[ETH_LEN..ETH_LEN + IPV4_LEN])
-        .map_err(|_| DropReason::Malformed)?;
+        .emit(&mut data[ETH_LEN..ETH_LEN + IPV4_LEN])?;
         let icmp_start = ETH_LEN + IPV4_LEN;
         data[icmp_start + 8..].copy_from_slice(quote);
-        let mut message =
-            IcmpPacket::new_checked(&mut data[icmp_start..]).map_err(|_| DropReason::Malformed)?;
+        let mut message = IcmpPacket::new_checked(&mut data[icmp_start..])?;
         message.set_msg_type(msg_type);
         message.set_code(code);
         message.set_rest_of_header(rest);
@@ -103,80 +130,20 @@ impl<P: PacketBuf> Engine<P> {
         bump(&self.counters.icmp_errors_sent, 1);
         self.forward(error, sender, io)
     }
+}
 
-    /// An ICMP error (destination unreachable, time exceeded) about a tracked
-    /// connection: translated like the connection's own packets and passed
-    /// to the other side, as IPVS does. It never creates a connection.
-    pub(super) fn icmp_error(
-        &mut self,
-        mut packet: P,
-        steer: bool,
-        io: &mut impl PacketIo<P>,
-    ) -> Result<(), DropReason> {
-        let quoted = {
-            let outer = Ipv4Packet::new_checked(&packet.data()[ETH_LEN..])
-                .map_err(|_| DropReason::Malformed)?;
-            let message =
-                IcmpPacket::new_checked(outer.payload()).map_err(|_| DropReason::Malformed)?;
-            let inner = Ipv4Packet::new_checked_quoted(message.payload())
-                .map_err(|_| DropReason::Malformed)?;
-            let ports = inner.payload();
-            if ports.len() < 4 || !matches!(inner.protocol(), protocol::TCP | protocol::UDP) {
-                return Err(DropReason::NotForUs);
-            }
-            // The packet the error is about, seen in the direction it answers.
-            ConnKey {
-                proto: inner.protocol(),
-                src: inner.dst(),
-                src_port: u16::from_be_bytes([ports[2], ports[3]]),
-                dst: inner.src(),
-                dst_port: u16::from_be_bytes([ports[0], ports[1]]),
-            }
-        };
-        if steer && self.place.count > 1 {
-            let owner = self.owner(quoted.src, quoted.dst, quoted.dst_port);
-            if owner != self.place.index {
-                return self.redirect(owner, packet, io);
-            }
-        }
-        let (id, direction) = self.conns.lookup(&quoted).ok_or(DropReason::NotForUs)?;
-        let conn = *self.conns.get(id);
-        bump(&self.counters.icmp_errors_forwarded, 1);
-        if direction == Direction::Input {
-            // From the client's side, about a packet rvs sent it.
-            match conn.forward {
-                ForwardMode::Dr => self.forward(packet, conn.real, io),
-                ForwardMode::Tun => {
-                    self.encapsulate(&mut packet, conn.real, io)?;
-                    self.forward(packet, conn.real, io)
-                }
-                ForwardMode::Nat | ForwardMode::FullNat => {
-                    // The real sent (real:rport → local:lport).
-                    translate_icmp(
-                        &mut packet,
-                        (conn.forward == ForwardMode::FullNat).then_some(conn.local),
-                        Some(conn.real),
-                        (conn.real, conn.real_port),
-                        (conn.local, conn.local_port),
-                    )?;
-                    self.forward(packet, conn.real, io)
-                }
-            }
-        } else {
-            // From the real's side: the client sent (client:cport → vip:vport).
-            let outer_src = Ipv4Packet::new_checked(&packet.data()[ETH_LEN..])
-                .map_err(|_| DropReason::Malformed)?
-                .src();
-            translate_icmp(
-                &mut packet,
-                (outer_src == conn.real).then_some(conn.vip),
-                Some(conn.client),
-                (conn.client, conn.client_port),
-                (conn.vip, conn.vport),
-            )?;
-            self.forward(packet, conn.client, io)
-        }
-    }
+/// Makes an error from the real's side, about a packet rvs sent toward the
+/// real, one about the client's own packet (client:cport → vip:vport), to
+/// the client; an error the real itself sent then comes from the VIP.
+pub(super) fn error_to_client<P: PacketBuf>(packet: &mut P, conn: &Conn) -> Result<(), DropReason> {
+    let outer_src = Ipv4Packet::new_checked(&packet.data()[ETH_LEN..])?.src();
+    translate_error(
+        packet,
+        (outer_src == conn.real).then_some(conn.vip),
+        Some(conn.client),
+        (conn.client, conn.client_port),
+        (conn.vip, conn.vport),
+    )
 }
 
 /// Rewrites an ICMP error in place: the outer source (if `outer_src`) and
@@ -184,7 +151,7 @@ impl<P: PacketBuf> Engine<P> {
 /// destination address and port. Errors are rare, so checksums are simply
 /// recomputed (the quoted transport checksum is left as quoted: receivers do
 /// not check it).
-pub(super) fn translate_icmp<P: PacketBuf>(
+pub(super) fn translate_error<P: PacketBuf>(
     packet: &mut P,
     outer_src: Option<Ipv4Addr>,
     outer_dst: Option<Ipv4Addr>,
@@ -192,7 +159,7 @@ pub(super) fn translate_icmp<P: PacketBuf>(
     inner_dst: (Ipv4Addr, u16),
 ) -> Result<(), DropReason> {
     let l3 = &mut packet.data_mut()[ETH_LEN..];
-    let mut outer = Ipv4Packet::new_checked(&mut *l3).map_err(|_| DropReason::Malformed)?;
+    let mut outer = Ipv4Packet::new_checked(&mut *l3)?;
     if let Some(addr) = outer_src {
         outer.set_src(addr);
     }
@@ -200,11 +167,9 @@ pub(super) fn translate_icmp<P: PacketBuf>(
         outer.set_dst(addr);
     }
     outer.fill_checksum();
-    let mut message =
-        IcmpPacket::new_checked(outer.payload_mut()).map_err(|_| DropReason::Malformed)?;
+    let mut message = IcmpPacket::new_checked(outer.payload_mut())?;
     {
-        let mut inner = Ipv4Packet::new_checked_quoted(message.payload_mut())
-            .map_err(|_| DropReason::Malformed)?;
+        let mut inner = Ipv4Packet::new_checked_quoted(message.payload_mut())?;
         inner.set_src(inner_src.0);
         inner.set_dst(inner_dst.0);
         inner.fill_checksum();

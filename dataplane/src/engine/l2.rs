@@ -9,9 +9,14 @@ use crate::neigh::Lookup;
 use crate::wire::arp::{self, ArpOperation, ArpPacket};
 use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
 
-use super::*;
+use super::{Engine, PacketIo, ETH_LEN};
 
 impl<P: PacketBuf> Engine<P> {
+    /// An ARP packet received on `in_port`: its sender is learned (and what
+    /// waited for it sent), and a request for an address rvs answers on that
+    /// port gets its reply.
+    // Kept out of the flow path: rare next to TCP/UDP packets.
+    #[inline(never)]
     pub(super) fn arp(
         &mut self,
         mut packet: P,
@@ -48,8 +53,7 @@ impl<P: PacketBuf> Engine<P> {
         }
         let data = packet.data_mut();
         {
-            let mut reply =
-                ArpPacket::new_checked(&mut data[ETH_LEN..]).map_err(|_| DropReason::Malformed)?;
+            let mut reply = ArpPacket::new_checked(&mut data[ETH_LEN..])?;
             reply.set_operation(ArpOperation::REPLY);
             reply.set_target_mac(sender_mac);
             reply.set_target_ip(sender_ip);

@@ -1,6 +1,31 @@
-//! The packet path of one worker, run to completion per packet: parse →
-//! steer to the owning worker → connection lookup → schedule if new → rewrite
-//! for the forwarding mode → hand to TX.
+//! The packet path of one worker, run to completion per packet.
+//!
+//! One packet's way through it, each step in its own file, in order:
+//!
+//! 1. [`Engine::handle`] counts it and hands it to `process` (here).
+//! 2. `classify`: Ethernet, ARP or IPv4, then TCP/UDP or ICMP, parsed once
+//!    into a [`classify::Verdict`]: what the packet is and the connection
+//!    key it carries. Anything rvs cannot take is a [`DropReason`] here.
+//! 3. `steer`: with several workers, a TCP/UDP packet (or an ICMP error
+//!    about one) whose connection another worker owns is handed to it over a
+//!    bounded ring, and handled there from step 2 again.
+//! 4. By kind:
+//!    - `l2`: ARP is learned from and answered;
+//!    - `icmp`: echo requests are answered; ICMP errors about a tracked
+//!      connection go to step 6 like the connection's own packets;
+//!    - `connection`: TCP/UDP packets are looked up in the connection
+//!      table; a miss to a service is a new connection, scheduled by
+//!      `schedule` (persistence templates, then the service's scheduler),
+//!      or with one-packet scheduling a datagram forwarded on its own.
+//!      TCP state and timers follow IPVS's table.
+//! 5. `xmit`: the one dispatch on (direction, forwarding mode), to the
+//!    mode's file (`xmit/nat.rs`, `fullnat.rs`, `dr.rs`, `tun.rs`), which
+//!    rewrites (or encapsulates) the packet.
+//! 6. `l2` again: route to the next hop, its MAC from the neighbour table
+//!    (or the packet held while ARP resolves it), and hand-off to TX.
+//!
+//! Between bursts, `housekeeping` runs the timers (connection expiry,
+//! purges, ARP retries), swaps snapshots and answers control requests.
 //!
 //! It is generic over the packet buffer, so the same code runs on DPDK mbufs
 //! in `rvsd` and on [`crate::buf::VecBuf`] in tests and in-memory benchmarks.
@@ -37,26 +62,26 @@ mod xmit;
 
 pub use steer::WorkerPlace;
 
-use classify::L4;
-use l2::transmit;
-use schedule::{forget_conn, make_scheduler};
+use classify::Verdict;
+use schedule::make_scheduler;
 use steer::LocalPorts;
-use xmit::rewrite;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::conn::{Conn, ConnTable};
-use crate::counters::{bump, RealBook, RealCounters, WorkerCounters};
+use crate::counters::{bump, DropReason, RealBook, RealCounters, WorkerCounters};
 use crate::neigh::Neighbours;
 use crate::persist::Templates;
 use crate::sched::{RealLoad, Scheduler};
 use crate::snapshot::{Purge, Snapshot};
 use crate::wire::ethernet::MacAddr;
 
-pub(super) const ETH_LEN: usize = 14;
-pub(super) const IPV4_LEN: usize = 20;
+/// Bytes of the Ethernet header before the IPv4 header.
+const ETH_LEN: usize = 14;
+/// Bytes of an IPv4 header without options (the ones rvs writes).
+const IPV4_LEN: usize = 20;
 
 /// Where the packet path sends packets and gets fresh buffers.
 pub trait PacketIo<P> {
@@ -205,7 +230,7 @@ impl<P: PacketBuf> Engine<P> {
     pub fn handle(&mut self, packet: P, in_port: u16, io: &mut impl PacketIo<P>) {
         bump(&self.counters.rx_packets, 1);
         bump(&self.counters.rx_bytes, packet.len() as u64);
-        if let Err(reason) = self.classify(packet, in_port, true, io) {
+        if let Err(reason) = self.process(packet, in_port, true, io) {
             self.counters.count_drop(reason);
         }
     }
@@ -214,8 +239,32 @@ impl<P: PacketBuf> Engine<P> {
     /// this worker owns its connection.
     #[inline]
     pub fn handle_redirected(&mut self, packet: P, in_port: u16, io: &mut impl PacketIo<P>) {
-        if let Err(reason) = self.classify(packet, in_port, false, io) {
+        if let Err(reason) = self.process(packet, in_port, false, io) {
             self.counters.count_drop(reason);
+        }
+    }
+
+    /// The steps of the module docs; `steer` is false for a packet another
+    /// worker already steered here.
+    #[inline]
+    fn process(
+        &mut self,
+        mut packet: P,
+        in_port: u16,
+        steer: bool,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        let verdict = self.classify(&mut packet, in_port)?;
+        if steer {
+            if let Some(owner) = self.other_owner(&verdict) {
+                return self.redirect(owner, packet, io);
+            }
+        }
+        match &verdict {
+            Verdict::Arp => self.arp(packet, in_port, io),
+            Verdict::Echo { src_mac } => self.echo(packet, in_port, *src_mac, io),
+            Verdict::Flow(flow) => self.flow(packet, flow, io),
+            Verdict::IcmpError { quoted } => self.icmp_error(packet, quoted, io),
         }
     }
 

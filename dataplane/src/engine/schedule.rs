@@ -9,10 +9,10 @@ use crate::buf::PacketBuf;
 use crate::conn::{Conn, ConnKey};
 use crate::counters::{add_signed, bump, decrement, DropReason, RealBook, RealCounters};
 use crate::persist::{TemplateKey, Templates};
-use crate::sched::{Client, RealLoad, Scheduler, SchedulerKind};
-use crate::snapshot::Snapshot;
+use crate::sched::{Client, RealLoad, Scheduler, SchedulerKind, Thresholds};
+use crate::snapshot::{ServiceInfo, Snapshot};
 
-use super::*;
+use super::{Engine, WorkerPlace};
 
 impl<P: PacketBuf> Engine<P> {
     /// Picks a real of service `s` for a new connection from `key`, through
@@ -83,7 +83,7 @@ impl<P: PacketBuf> Engine<P> {
     /// counts over all workers (for the schedulers that weigh them) and the
     /// shared overload flags (where thresholds are set). O(reals), only on a
     /// new connection; the hashing and round-robin schedulers skip it.
-    pub(super) fn refresh_loads(&mut self, s: usize) {
+    fn refresh_loads(&mut self, s: usize) {
         let service = &self.snapshot.services[s];
         let counts = !matches!(
             service.scheduler,
@@ -109,7 +109,7 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     /// Real `id`'s counts over all workers, with its shared overload flag.
-    pub(super) fn total_load(&self, id: u32) -> RealLoad {
+    fn total_load(&self, id: u32) -> RealLoad {
         let (active, inactive) = self.book.connections(id);
         RealLoad {
             weight: 0,
@@ -119,7 +119,8 @@ impl<P: PacketBuf> Engine<P> {
         }
     }
 
-    pub(super) fn count_persist(&self, real_id: u32, delta: i32) {
+    /// Counts a persistence template of real `real_id` in or out.
+    fn count_persist(&self, real_id: u32, delta: i32) {
         if let Some(c) = self.real_counters.get(real_id as usize) {
             add_signed(&c.persist, delta);
         }
@@ -138,6 +139,33 @@ impl<P: PacketBuf> Engine<P> {
         );
     }
 
+    /// Counts a new connection, just inserted, to its real: the loads
+    /// schedulers read, the hold on its persistence template, the real's
+    /// overload flag once it reaches its upper threshold (IPVS bind), and
+    /// the counters.
+    pub(super) fn bind(&mut self, conn: &Conn, thresholds: Thresholds) {
+        if conn.template != u32::MAX {
+            self.templates.control(conn.template);
+        }
+        if conn.is_active() {
+            self.adjust_load(conn.real_id, 1, 0);
+        } else {
+            self.adjust_load(conn.real_id, 0, 1);
+        }
+        if thresholds.upper != 0 {
+            let mut load = self.total_load(conn.real_id);
+            thresholds.after_bind(&mut load);
+            if load.overloaded {
+                self.book.set_overloaded(conn.real_id, true);
+            }
+        }
+        bump(&self.counters.conns_created, 1);
+        bump(&self.counters.conns_current, 1);
+        if let Some(c) = self.real_counters.get(conn.real_id as usize) {
+            bump(&c.conns, 1);
+        }
+    }
+
     /// Takes a connection that is going away out of the scheduler counts.
     pub(super) fn forget(&mut self, conn: &Conn) {
         forget_conn(
@@ -152,6 +180,8 @@ impl<P: PacketBuf> Engine<P> {
         decrement(&self.counters.conns_current, 1);
     }
 
+    /// Counts a packet of `conn` to its real's traffic, in (from the
+    /// client's side) or out.
     #[inline]
     pub(super) fn count_real(&self, conn: &Conn, inbound: bool, bytes: usize) {
         if let Some(c) = self.real_counters.get(conn.real_id as usize) {
@@ -208,7 +238,7 @@ pub(super) fn forget_conn(
 /// scheduler, at start and at every snapshot swap, so that a service edited
 /// live schedules exactly as it would in a freshly started rvsd.
 pub(super) fn make_scheduler(
-    service: &crate::snapshot::ServiceInfo,
+    service: &ServiceInfo,
     loads: &[RealLoad],
     place: WorkerPlace,
 ) -> Scheduler {
@@ -217,6 +247,9 @@ pub(super) fn make_scheduler(
     scheduler
 }
 
+/// Changes the active/inactive connection counts of real `real_id` by
+/// `active` and `inactive`: this worker's counters (listings) and, while the
+/// real is configured, its load (schedulers).
 pub(super) fn adjust_load(
     snapshot: &Snapshot,
     loads: &mut [Vec<RealLoad>],

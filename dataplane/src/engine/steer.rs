@@ -7,7 +7,8 @@ use crate::buf::PacketBuf;
 use crate::counters::{bump, DropReason};
 use crate::snapshot::Snapshot;
 
-use super::*;
+use super::classify::Verdict;
+use super::{Engine, PacketIo};
 
 /// Which worker this engine is, among how many.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,9 +41,9 @@ impl WorkerPlace {
 /// `base, base + stride, ...`, `count` of them.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct LocalPorts {
-    pub(in crate::engine) base: u32,
-    pub(in crate::engine) stride: u32,
-    pub(in crate::engine) count: u32,
+    base: u32,
+    stride: u32,
+    pub(super) count: u32,
 }
 
 impl LocalPorts {
@@ -73,9 +74,27 @@ impl LocalPorts {
 }
 
 impl<P: PacketBuf> Engine<P> {
+    /// The worker that must handle a packet of this verdict when it is not
+    /// this one: the owner of the connection of a TCP/UDP packet, or of the
+    /// one an ICMP error is about. ARP and echo requests are handled where
+    /// they arrive.
+    #[inline]
+    pub(super) fn other_owner(&self, verdict: &Verdict) -> Option<u16> {
+        if self.place.count <= 1 {
+            return None;
+        }
+        let key = match verdict {
+            Verdict::Flow(flow) => &flow.key,
+            Verdict::IcmpError { quoted } => quoted,
+            Verdict::Arp | Verdict::Echo { .. } => return None,
+        };
+        let owner = self.owner(key.src, key.dst, key.dst_port);
+        (owner != self.place.index).then_some(owner)
+    }
+
     /// The worker owning the connection of a TCP/UDP packet `src → dst`.
     #[inline]
-    pub(super) fn owner(&self, src: Ipv4Addr, dst: Ipv4Addr, dst_port: u16) -> u16 {
+    fn owner(&self, src: Ipv4Addr, dst: Ipv4Addr, dst_port: u16) -> u16 {
         if self.snapshot.is_vip(dst) {
             self.place.owner_of_client(src)
         } else if self.snapshot.is_lip(dst) {
@@ -91,6 +110,7 @@ impl<P: PacketBuf> Engine<P> {
         }
     }
 
+    /// Hands `packet` to worker `owner`.
     pub(super) fn redirect(
         &mut self,
         owner: u16,

@@ -1,14 +1,67 @@
-//! FullNAT: local-address allocation.
+//! FullNAT ("FullNat", DPVS): both ends are rewritten. Client → VIP:vport
+//! becomes LIP:lport → real:rport, and the real's reply to LIP:lport leaves
+//! as VIP:vport → client:cport; the real needs only a route back to the
+//! local address (LIP).
+//!
+//! Local addresses and ports: each worker allocates only the ports of the
+//! FullNAT range whose low bits are its index (so that a reply is steered to
+//! the worker owning its connection), from each of the service's LIPs in
+//! turn. A port is free for a new connection when no tracked connection uses
+//! (LIP, port, real, real port): one LIP:port serves several reals at once.
 
 use std::net::Ipv4Addr;
 
 use crate::buf::PacketBuf;
-use crate::conn::ConnKey;
+use crate::conn::{Conn, ConnKey};
+use crate::counters::DropReason;
 
-use crate::engine::*;
+use super::{rewrite, Carried};
+use crate::engine::icmp::{error_to_client, translate_error};
+use crate::engine::{Engine, PacketIo};
 
 /// Local ports probed for one new FullNAT connection before giving up.
-pub(in crate::engine) const LADDR_PROBES: u32 = 64;
+const LADDR_PROBES: u32 = 64;
+
+/// From the client's side: from the local address, to the real.
+#[inline(always)]
+pub(super) fn to_real<P: PacketBuf>(
+    engine: &mut Engine<P>,
+    mut packet: P,
+    conn: &Conn,
+    carried: Carried,
+    io: &mut impl PacketIo<P>,
+) -> Result<(), DropReason> {
+    let local = (conn.local, conn.local_port);
+    let real = (conn.real, conn.real_port);
+    match carried {
+        Carried::Packet => rewrite(&mut packet, Some(local), Some(real))?,
+        // About a packet rvs sent the client: the real sent it to the LIP.
+        Carried::IcmpError => {
+            translate_error(&mut packet, Some(conn.local), Some(conn.real), real, local)?
+        }
+    }
+    engine.forward(packet, conn.real, io)
+}
+
+/// From the real's side: from the VIP, to the client.
+#[inline(always)]
+pub(super) fn to_client<P: PacketBuf>(
+    engine: &mut Engine<P>,
+    mut packet: P,
+    conn: &Conn,
+    carried: Carried,
+    io: &mut impl PacketIo<P>,
+) -> Result<(), DropReason> {
+    match carried {
+        Carried::Packet => rewrite(
+            &mut packet,
+            Some((conn.vip, conn.vport)),
+            Some((conn.client, conn.client_port)),
+        )?,
+        Carried::IcmpError => error_to_client(&mut packet, conn)?,
+    }
+    engine.forward(packet, conn.client, io)
+}
 
 impl<P: PacketBuf> Engine<P> {
     /// A free FullNAT local address and port of this worker for a connection
