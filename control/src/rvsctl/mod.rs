@@ -6,8 +6,10 @@
 //! This module holds what both ends share and what can be tested without a
 //! daemon: the diff and the rule of what may change while rvsd runs
 //! ([`diff`]), the YAML dump, the split of a large file into upload pieces,
-//! the connection filter, and the human renderings ([`render`]).
+//! the connection filter, the human renderings ([`render`]) and rvsctl's
+//! command line ([`cli`]).
 
+pub mod cli;
 pub mod diff;
 pub mod render;
 
@@ -56,16 +58,26 @@ pub fn upload_pieces(text: &str, limit: usize) -> Vec<&str> {
 }
 
 /// `rvsctl conns` filters; every one given must match.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConnFilter {
-    pub protocol: Option<Protocol>,
+    /// Connections to this VIP
+    #[arg(long, value_name = "IP", value_parser = cli::ipv4)]
     pub vip: Option<Ipv4Addr>,
-    /// The service port.
+    /// Connections to this service port
+    #[arg(long, value_name = "N")]
     pub port: Option<u16>,
+    /// Connections to this real
+    #[arg(long, value_name = "IP", value_parser = cli::ipv4)]
     pub real: Option<Ipv4Addr>,
+    /// Connections from this client
+    #[arg(long, value_name = "IP", value_parser = cli::ipv4)]
     pub client: Option<Ipv4Addr>,
-    /// IPVS state name, any case (`established`, `SYN_RECV`...).
+    /// Connections in this IPVS state, any case (established, SYN_RECV...)
+    #[arg(long, value_name = "NAME")]
     pub state: Option<String>,
+    /// Connections of this protocol
+    #[arg(long, alias = "proto", value_parser = cli::protocol())]
+    pub protocol: Option<Protocol>,
 }
 
 impl ConnFilter {
