@@ -132,7 +132,7 @@ impl Session {
         match action {
             Action::Help => {
                 writeln!(out, "{}", ipvsadm::VERSION_TEXT)?;
-                out.write_all(ipvsadm::USAGE.as_bytes())?;
+                out.write_all(ipvsadm::usage().as_bytes())?;
             }
             Action::Version => writeln!(out, "{}", ipvsadm::VERSION_TEXT)?,
             Action::Apply(cmd) => {

@@ -47,7 +47,7 @@ pub enum Action {
     Save,
     /// `-R`: read `-S` lines from stdin and apply them.
     Restore,
-    /// `-h`: print [`USAGE`].
+    /// `-h`: print [`usage`].
     Help,
     /// `-v`.
     Version,
@@ -93,8 +93,8 @@ pub const VERSION_TEXT: &str = concat!(
     " (ipvsadm v1.31 compatible, rvs control protocol v1)"
 );
 
-/// `rvsadm -h`.
-pub const USAGE: &str = "\
+/// The synopsis `rvsadm -h` starts with.
+const SYNOPSIS: &str = "\
 Usage:
   rvsadm -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [-o]
   rvsadm -D virtual-service
@@ -109,60 +109,18 @@ Usage:
   rvsadm --add-laddr|--del-laddr virtual-service -z local-address [-F ifname]
   rvsadm --get-laddr [virtual-service]
   rvsadm -h
+";
 
-Commands:
-Either long or short options are allowed.
-  --add-service     -A        add virtual service with options
-  --edit-service    -E        edit virtual service with options
-  --delete-service  -D        delete virtual service
-  --clear           -C        clear the whole table
-  --restore         -R        restore rules from stdin
-  --save            -S        save rules to stdout
-  --add-server      -a        add real server with options
-  --edit-server     -e        edit real server with options
-  --delete-server   -d        delete real server
-  --list            -L|-l     list the table
-  --zero            -Z        zero counters in a service or all services
-  --set tcp tcpfin udp        set connection timeout values
-  --add-laddr       -P        add a FullNAT local address to a service
-  --del-laddr       -Q        delete a FullNAT local address
-  --get-laddr       -G        list FullNAT local addresses
-  --help            -h        display this help message
-
-virtual-service:
-  --tcp-service|-t  service-address   service-address is host[:port]
-  --udp-service|-u  service-address   service-address is host[:port]
-  --fwmark-service|-f fwmark          fwmark is an integer greater than zero
-
-Options:
-  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|twos,
-                                      the default scheduler is wlc.
-  --persistent   -p [timeout]         persistent service
-  --netmask      -M netmask           persistent granularity mask
-  --real-server  -r server-address    server-address is host (and port)
-  --gatewaying   -g                   gatewaying (direct routing) (default)
-  --ipip         -i                   ipip encapsulation (tunneling)
-  --masquerading -m                   masquerading (NAT)
-  --fullnat                           full NAT (needs local addresses, see --add-laddr)
-  --weight       -w weight            capacity of real server
-  --u-threshold  -x uthreshold        upper threshold of connections
-  --l-threshold  -y lthreshold        lower threshold of connections
-  --laddr        -z local-address     FullNAT local address
-  --ifname       -F ifname            port the local address lives on
-  --connection   -c                   output of current IPVS connections
-  --timeout                           output of timeout (tcp tcpfin udp)
-  --stats                             output of statistics information
-  --rate                              output of rate information
-  --exact                             expand numbers (display exact values)
-  --thresholds                        output of thresholds information
-  --persistent-conn                   output of persistent connection info
-  --nosort                            disable sorting output of service/server entries
-  --sort                              does nothing, for backwards compatibility
-  --ops          -o                   one-packet scheduling
-  --numeric      -n                   numeric output of addresses and ports (always on)
-  --sched-flags  -b flags             scheduler flags (comma-separated)
-
+/// rvsadm's own option, which rvsadm takes off the command line before the
+/// ipvsadm grammar reads it.
+const RVS_OPTIONS: &str = "
 rvs options:
   --socket PATH                       rvsd's control socket (default: $RVS_SOCKET,
                                       else /run/rvs/rvsd.sock)
 ";
+
+/// `rvsadm -h`: the synopsis, every option of the grammar's table with its
+/// help ([`parse::options_help`]), then rvsadm's `--socket`.
+pub fn usage() -> String {
+    format!("{SYNOPSIS}{}{RVS_OPTIONS}", parse::options_help())
+}

@@ -7,6 +7,9 @@
 //! the options are read, each command is checked against ipvsadm's table of
 //! legal options, then the service rules (port zero needs persistence,
 //! one-packet scheduling is UDP only). Error texts are ipvsadm's.
+//!
+//! The table of options the tokenizer reads also holds each option's help:
+//! [`options_help`] writes the options part of `rvsadm -h` from it.
 
 use super::{Action, Format, Listing};
 use crate::proto::{Command, Forward, LaddrSpec, Protocol, RealSpec, ServiceKey, ServiceSpec};
@@ -310,160 +313,300 @@ enum Arg {
     Optional,
 }
 
-const SYNC: &str = "kernel connection sync; rvs has no equivalent yet";
+/// The sections of `rvsadm -h` after the synopsis, in order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Commands,
+    Service,
+    Options,
+    /// ipvsadm's options that rvs refuses, grouped by the reason it gives.
+    Refused,
+}
 
-/// (long name, short name, argument, meaning)
-const OPTIONS: &[(&str, Option<char>, Arg, Tag)] = &[
-    ("add-service", Some('A'), Arg::None, Tag::Command(Cmd::Add)),
-    (
-        "edit-service",
-        Some('E'),
+impl Section {
+    const ALL: [Section; 4] = [
+        Section::Commands,
+        Section::Service,
+        Section::Options,
+        Section::Refused,
+    ];
+
+    fn heading(self) -> &'static str {
+        match self {
+            Section::Commands => "Commands:\nEither long or short options are allowed.",
+            Section::Service => "virtual-service:",
+            Section::Options => "Options:",
+            Section::Refused => "Refused, with the reason rvsadm gives:",
+        }
+    }
+
+    /// (width of the long-name column, column of the explanation), as
+    /// ipvsadm lays out its help.
+    fn columns(self) -> (usize, usize) {
+        match self {
+            Section::Commands => (18, 30),
+            _ => (15, 38),
+        }
+    }
+}
+
+/// One option: how it is spelled, whether it takes an argument, what it
+/// means, and its entry in `rvsadm -h`. The tokenizer and the help both
+/// read [`OPTIONS`], so the help lists exactly what rvsadm accepts.
+struct Spec {
+    long: &'static str,
+    /// Short spellings: `-L` and `-l` are both `--list`.
+    short: &'static [char],
+    arg: Arg,
+    tag: Tag,
+    section: Section,
+    /// What the help shows after the option's names: its argument, in
+    /// brackets when optional (`-p [timeout]`), or `--set`'s operands.
+    operands: &'static str,
+    /// The help's explanation; a `\n` continues it on the next line.
+    text: &'static str,
+}
+
+impl Spec {
+    const fn new(
+        section: Section,
+        long: &'static str,
+        short: &'static [char],
+        arg: Arg,
+        tag: Tag,
+        operands: &'static str,
+        text: &'static str,
+    ) -> Spec {
+        Spec {
+            long,
+            short,
+            arg,
+            tag,
+            section,
+            operands,
+            text,
+        }
+    }
+}
+
+/// A command, the first option of an invocation.
+const fn command(
+    long: &'static str,
+    short: &'static [char],
+    tag: Tag,
+    operands: &'static str,
+    text: &'static str,
+) -> Spec {
+    Spec::new(
+        Section::Commands,
+        long,
+        short,
         Arg::None,
-        Tag::Command(Cmd::Edit),
-    ),
-    (
-        "delete-service",
-        Some('D'),
-        Arg::None,
-        Tag::Command(Cmd::Delete),
-    ),
-    ("clear", Some('C'), Arg::None, Tag::Command(Cmd::Flush)),
-    ("list", Some('L'), Arg::None, Tag::Command(Cmd::List)),
-    ("list", Some('l'), Arg::None, Tag::Command(Cmd::List)),
-    ("zero", Some('Z'), Arg::None, Tag::Command(Cmd::Zero)),
-    (
-        "add-server",
-        Some('a'),
-        Arg::None,
-        Tag::Command(Cmd::AddDest),
-    ),
-    (
-        "edit-server",
-        Some('e'),
-        Arg::None,
-        Tag::Command(Cmd::EditDest),
-    ),
-    (
-        "delete-server",
-        Some('d'),
-        Arg::None,
-        Tag::Command(Cmd::DeleteDest),
-    ),
-    ("set", None, Arg::None, Tag::Command(Cmd::Set)),
-    ("help", Some('h'), Arg::None, Tag::Help),
-    ("version", Some('v'), Arg::None, Tag::Version),
-    ("restore", Some('R'), Arg::None, Tag::Command(Cmd::Restore)),
-    ("save", Some('S'), Arg::None, Tag::Command(Cmd::Save)),
-    (
-        "add-laddr",
-        Some('P'),
-        Arg::None,
-        Tag::Command(Cmd::AddLaddr),
-    ),
-    (
-        "del-laddr",
-        Some('Q'),
-        Arg::None,
-        Tag::Command(Cmd::DelLaddr),
-    ),
-    (
-        "get-laddr",
-        Some('G'),
-        Arg::None,
-        Tag::Command(Cmd::GetLaddr),
-    ),
-    ("start-daemon", None, Arg::Required, Tag::Unsupported(SYNC)),
-    ("stop-daemon", None, Arg::Required, Tag::Unsupported(SYNC)),
-    ("tcp-service", Some('t'), Arg::Required, Tag::Tcp),
-    ("udp-service", Some('u'), Arg::Required, Tag::Udp),
-    (
-        "sctp-service",
-        None,
+        tag,
+        operands,
+        text,
+    )
+}
+
+/// A way to name the virtual service.
+const fn service(
+    long: &'static str,
+    short: &'static [char],
+    tag: Tag,
+    operands: &'static str,
+    text: &'static str,
+) -> Spec {
+    Spec::new(
+        Section::Service,
+        long,
+        short,
         Arg::Required,
-        Tag::Unsupported("rvs serves TCP and UDP only"),
-    ),
-    ("fwmark-service", Some('f'), Arg::Required, Tag::Fwmark),
-    ("scheduler", Some('s'), Arg::Required, Tag::Scheduler),
-    ("persistent", Some('p'), Arg::Optional, Tag::Persistent),
-    ("netmask", Some('M'), Arg::Required, Tag::Netmask),
-    ("real-server", Some('r'), Arg::Required, Tag::Server),
-    ("masquerading", Some('m'), Arg::None, Tag::Masq),
-    ("ipip", Some('i'), Arg::None, Tag::Ipip),
-    ("gatewaying", Some('g'), Arg::None, Tag::Gatewaying),
-    ("fullnat", None, Arg::None, Tag::FullNat),
-    ("weight", Some('w'), Arg::Required, Tag::Weight),
-    ("u-threshold", Some('x'), Arg::Required, Tag::UThreshold),
-    ("l-threshold", Some('y'), Arg::Required, Tag::LThreshold),
-    ("numeric", Some('n'), Arg::None, Tag::Numeric),
-    ("connection", Some('c'), Arg::None, Tag::Connection),
-    (
-        "mcast-interface",
-        None,
-        Arg::Required,
-        Tag::Unsupported(SYNC),
-    ),
-    ("syncid", None, Arg::Required, Tag::Unsupported(SYNC)),
-    ("timeout", None, Arg::None, Tag::Timeout),
-    ("daemon", None, Arg::None, Tag::Daemon),
-    ("stats", None, Arg::None, Tag::Stats),
-    ("rate", None, Arg::None, Tag::Rate),
-    ("thresholds", None, Arg::None, Tag::Thresholds),
-    ("persistent-conn", None, Arg::None, Tag::PersistentConn),
-    ("nosort", None, Arg::None, Tag::NoSort),
-    ("sort", None, Arg::None, Tag::Sort),
-    ("exact", Some('X'), Arg::None, Tag::Exact),
-    (
-        "ipv6",
-        Some('6'),
-        Arg::None,
-        Tag::Unsupported("rvs is IPv4 only for now"),
-    ),
-    ("ops", Some('o'), Arg::None, Tag::Ops),
-    (
-        "pe",
-        None,
-        Arg::Required,
-        Tag::Unsupported("rvs has no persistence engines"),
-    ),
-    ("sched-flags", Some('b'), Arg::Required, Tag::SchedFlags),
-    ("mcast-group", None, Arg::Required, Tag::Unsupported(SYNC)),
-    ("mcast-port", None, Arg::Required, Tag::Unsupported(SYNC)),
-    ("mcast-ttl", None, Arg::Required, Tag::Unsupported(SYNC)),
-    ("sync-maxlen", None, Arg::Required, Tag::Unsupported(SYNC)),
-    (
-        "tun-info",
-        None,
-        Arg::None,
-        Tag::Unsupported("rvs tunnels with IP-in-IP only; there is no tunnel information to list"),
-    ),
-    ("tun-type", None, Arg::Required, Tag::TunType),
-    (
-        "tun-port",
-        None,
-        Arg::Required,
-        Tag::Unsupported("rvs tunnels with IP-in-IP only (--tun-type ipip)"),
-    ),
-    (
-        "tun-nocsum",
-        None,
-        Arg::None,
-        Tag::Unsupported("rvs tunnels with IP-in-IP only (--tun-type ipip)"),
-    ),
-    (
-        "tun-csum",
-        None,
-        Arg::None,
-        Tag::Unsupported("rvs tunnels with IP-in-IP only (--tun-type ipip)"),
-    ),
-    (
-        "tun-remcsum",
-        None,
-        Arg::None,
-        Tag::Unsupported("rvs tunnels with IP-in-IP only (--tun-type ipip)"),
-    ),
-    ("laddr", Some('z'), Arg::Required, Tag::Laddr),
-    ("ifname", Some('F'), Arg::Required, Tag::Ifname),
+        tag,
+        operands,
+        text,
+    )
+}
+
+const fn option(
+    long: &'static str,
+    short: &'static [char],
+    arg: Arg,
+    tag: Tag,
+    operands: &'static str,
+    text: &'static str,
+) -> Spec {
+    Spec::new(Section::Options, long, short, arg, tag, operands, text)
+}
+
+/// Recognised, refused with `why`, which the help shows too.
+const fn refused(long: &'static str, short: &'static [char], arg: Arg, why: &'static str) -> Spec {
+    let tag = Tag::Unsupported(why);
+    Spec::new(Section::Refused, long, short, arg, tag, "", why)
+}
+
+const SYNC: &str = "kernel connection sync; rvs has no equivalent yet";
+const TUNNELS: &str = "rvs tunnels with IP-in-IP only (--tun-type ipip)";
+
+/// Every option rvsadm knows, in the order of `rvsadm -h`.
+#[rustfmt::skip]
+const OPTIONS: &[Spec] = &[
+    command("add-service",    &['A'],      Tag::Command(Cmd::Add),        "", "add virtual service with options"),
+    command("edit-service",   &['E'],      Tag::Command(Cmd::Edit),       "", "edit virtual service with options"),
+    command("delete-service", &['D'],      Tag::Command(Cmd::Delete),     "", "delete virtual service"),
+    command("clear",          &['C'],      Tag::Command(Cmd::Flush),      "", "clear the whole table"),
+    command("restore",        &['R'],      Tag::Command(Cmd::Restore),    "", "restore rules from stdin"),
+    command("save",           &['S'],      Tag::Command(Cmd::Save),       "", "save rules to stdout"),
+    command("add-server",     &['a'],      Tag::Command(Cmd::AddDest),    "", "add real server with options"),
+    command("edit-server",    &['e'],      Tag::Command(Cmd::EditDest),   "", "edit real server with options"),
+    command("delete-server",  &['d'],      Tag::Command(Cmd::DeleteDest), "", "delete real server"),
+    command("list",           &['L', 'l'], Tag::Command(Cmd::List),       "", "list the table"),
+    command("zero",           &['Z'],      Tag::Command(Cmd::Zero),       "", "zero counters in a service or all services"),
+    command("set",            &[],         Tag::Command(Cmd::Set),        "tcp tcpfin udp", "set connection timeout values"),
+    command("add-laddr",      &['P'],      Tag::Command(Cmd::AddLaddr),   "", "add a FullNAT local address to a service"),
+    command("del-laddr",      &['Q'],      Tag::Command(Cmd::DelLaddr),   "", "delete a FullNAT local address"),
+    command("get-laddr",      &['G'],      Tag::Command(Cmd::GetLaddr),   "", "list FullNAT local addresses"),
+    command("help",           &['h'],      Tag::Help,                     "", "display this help message"),
+    command("version",        &['v'],      Tag::Version,                  "", "display the version"),
+
+    service("tcp-service",    &['t'], Tag::Tcp,    "service-address", "service-address is host[:port]"),
+    service("udp-service",    &['u'], Tag::Udp,    "service-address", "service-address is host[:port]"),
+    service("fwmark-service", &['f'], Tag::Fwmark, "fwmark",          "fwmark is an integer greater than zero"),
+
+    option("scheduler",       &['s'], Arg::Required, Tag::Scheduler,      "scheduler",      "one of rr|wrr|lc|wlc|sed|nq|dh|sh|lblc|lblcr|fo|ovf|mh|twos,\nthe default scheduler is wlc."),
+    option("persistent",      &['p'], Arg::Optional, Tag::Persistent,     "[timeout]",      "persistent service"),
+    option("netmask",         &['M'], Arg::Required, Tag::Netmask,        "netmask",        "persistent granularity mask"),
+    option("real-server",     &['r'], Arg::Required, Tag::Server,         "server-address", "server-address is host (and port)"),
+    option("gatewaying",      &['g'], Arg::None,     Tag::Gatewaying,     "",               "gatewaying (direct routing) (default)"),
+    option("ipip",            &['i'], Arg::None,     Tag::Ipip,           "",               "ipip encapsulation (tunneling)"),
+    option("masquerading",    &['m'], Arg::None,     Tag::Masq,           "",               "masquerading (NAT)"),
+    option("fullnat",         &[],    Arg::None,     Tag::FullNat,        "",               "full NAT (needs local addresses, see --add-laddr)"),
+    option("tun-type",        &[],    Arg::Required, Tag::TunType,        "type",           "tunnel type: ipip, the default and the only one"),
+    option("weight",          &['w'], Arg::Required, Tag::Weight,         "weight",         "capacity of real server"),
+    option("u-threshold",     &['x'], Arg::Required, Tag::UThreshold,     "uthreshold",     "upper threshold of connections"),
+    option("l-threshold",     &['y'], Arg::Required, Tag::LThreshold,     "lthreshold",     "lower threshold of connections"),
+    option("laddr",           &['z'], Arg::Required, Tag::Laddr,          "local-address",  "FullNAT local address"),
+    option("ifname",          &['F'], Arg::Required, Tag::Ifname,         "ifname",         "port the local address lives on"),
+    option("connection",      &['c'], Arg::None,     Tag::Connection,     "",               "output of current IPVS connections"),
+    option("timeout",         &[],    Arg::None,     Tag::Timeout,        "",               "output of timeout (tcp tcpfin udp)"),
+    option("daemon",          &[],    Arg::None,     Tag::Daemon,         "",               "output of daemon information (rvs has none)"),
+    option("stats",           &[],    Arg::None,     Tag::Stats,          "",               "output of statistics information"),
+    option("rate",            &[],    Arg::None,     Tag::Rate,           "",               "output of rate information"),
+    option("exact",           &['X'], Arg::None,     Tag::Exact,          "",               "expand numbers (display exact values)"),
+    option("thresholds",      &[],    Arg::None,     Tag::Thresholds,     "",               "output of thresholds information"),
+    option("persistent-conn", &[],    Arg::None,     Tag::PersistentConn, "",               "output of persistent connection info"),
+    option("nosort",          &[],    Arg::None,     Tag::NoSort,         "",               "disable sorting output of service/server entries"),
+    option("sort",            &[],    Arg::None,     Tag::Sort,           "",               "does nothing, for backwards compatibility"),
+    option("ops",             &['o'], Arg::None,     Tag::Ops,            "",               "one-packet scheduling"),
+    option("numeric",         &['n'], Arg::None,     Tag::Numeric,        "",               "numeric output of addresses and ports (always on)"),
+    option("sched-flags",     &['b'], Arg::Required, Tag::SchedFlags,     "flags",          "scheduler flags (comma-separated)"),
+
+    refused("ipv6",            &['6'], Arg::None,     "rvs is IPv4 only for now"),
+    refused("sctp-service",    &[],    Arg::Required, "rvs serves TCP and UDP only"),
+    refused("pe",              &[],    Arg::Required, "rvs has no persistence engines"),
+    refused("start-daemon",    &[],    Arg::Required, SYNC),
+    refused("stop-daemon",     &[],    Arg::Required, SYNC),
+    refused("syncid",          &[],    Arg::Required, SYNC),
+    refused("mcast-interface", &[],    Arg::Required, SYNC),
+    refused("mcast-group",     &[],    Arg::Required, SYNC),
+    refused("mcast-port",      &[],    Arg::Required, SYNC),
+    refused("mcast-ttl",       &[],    Arg::Required, SYNC),
+    refused("sync-maxlen",     &[],    Arg::Required, SYNC),
+    refused("tun-info",        &[],    Arg::None,     "rvs tunnels with IP-in-IP only; there is no tunnel information to list"),
+    refused("tun-port",        &[],    Arg::Required, TUNNELS),
+    refused("tun-nocsum",      &[],    Arg::None,     TUNNELS),
+    refused("tun-csum",        &[],    Arg::None,     TUNNELS),
+    refused("tun-remcsum",     &[],    Arg::None,     TUNNELS),
 ];
+
+/// The options part of `rvsadm -h`, from the table `OPTIONS`, laid out as
+/// ipvsadm's: `--long -s operands` then the explanation in a column.
+pub fn options_help() -> String {
+    let mut help = String::new();
+    for section in Section::ALL {
+        help.push('\n');
+        help.push_str(section.heading());
+        help.push('\n');
+        let (long_width, text_column) = section.columns();
+        let specs = OPTIONS.iter().filter(|spec| spec.section == section);
+        if section == Section::Refused {
+            refused_help(&mut help, specs, text_column);
+            continue;
+        }
+        for spec in specs {
+            let mut names = format!("  --{}", spec.long);
+            if !spec.short.is_empty() {
+                let shorts: Vec<String> = spec.short.iter().map(|c| format!("-{c}")).collect();
+                pad(&mut names, long_width + 2);
+                names.push_str(&shorts.join("|"));
+            }
+            if !spec.operands.is_empty() {
+                names.push(' ');
+                names.push_str(spec.operands);
+            }
+            explain(&mut help, &names, spec.text, text_column);
+        }
+    }
+    help
+}
+
+/// The refused options, one entry per reason: their names, wrapped, then
+/// the reason.
+fn refused_help<'a>(help: &mut String, specs: impl Iterator<Item = &'a Spec>, text_column: usize) {
+    let mut reasons: Vec<(&str, Vec<String>)> = Vec::new();
+    for spec in specs {
+        let mut name = format!("--{}", spec.long);
+        for short in spec.short {
+            name.push_str(&format!("|-{short}"));
+        }
+        match reasons.iter_mut().find(|(why, _)| *why == spec.text) {
+            Some((_, names)) => names.push(name),
+            None => reasons.push((spec.text, vec![name])),
+        }
+    }
+    for (why, names) in reasons {
+        let mut line = String::from(" ");
+        for name in names {
+            if line.len() + 1 + name.len() > WIDTH {
+                help.push_str(&line);
+                help.push('\n');
+                line = String::from(" ");
+            }
+            line.push(' ');
+            line.push_str(&name);
+        }
+        explain(help, &line, why, text_column);
+    }
+}
+
+/// The width the help's lines keep within.
+const WIDTH: usize = 80;
+
+/// Appends `names` (one line) and `text` in its column: on the same line
+/// when the names leave room, else on the next; `text`'s further lines
+/// aligned under its first.
+fn explain(help: &mut String, names: &str, text: &str, text_column: usize) {
+    help.push_str(names);
+    let mut column = names.len();
+    if column >= text_column {
+        help.push('\n');
+        column = 0;
+    }
+    for (index, line) in text.lines().enumerate() {
+        if index > 0 {
+            help.push('\n');
+            column = 0;
+        }
+        help.push_str(&" ".repeat(text_column - column));
+        help.push_str(line);
+    }
+    help.push('\n');
+}
+
+/// Pads `line` to `column`, or by one space when it is there already.
+fn pad(line: &mut String, column: usize) {
+    let spaces = column.saturating_sub(line.len()).max(1);
+    line.push_str(&" ".repeat(spaces));
+}
 
 /// One option occurrence: what it means, how it was spelled, its argument.
 struct Occurrence {
@@ -495,7 +638,7 @@ fn tokenize<S: AsRef<str>>(words: &[S]) -> Result<(Vec<Occurrence>, Vec<String>)
                 Some((name, value)) => (name, Some(value.to_owned())),
                 None => (long, None),
             };
-            let Some(&(_, _, arg, tag)) = OPTIONS.iter().find(|option| option.0 == name) else {
+            let Some(&Spec { arg, tag, .. }) = OPTIONS.iter().find(|spec| spec.long == name) else {
                 return Err(ParseError::new(format!("--{name}: unknown option")));
             };
             let spelling = format!("--{name}");
@@ -528,7 +671,8 @@ fn tokenize<S: AsRef<str>>(words: &[S]) -> Result<(Vec<Occurrence>, Vec<String>)
         while position < cluster.len() {
             let letter = cluster[position];
             position += 1;
-            let Some(&(_, _, arg, tag)) = OPTIONS.iter().find(|option| option.1 == Some(letter))
+            let Some(&Spec { arg, tag, .. }) =
+                OPTIONS.iter().find(|spec| spec.short.contains(&letter))
             else {
                 return Err(ParseError::new(format!("-{letter}: unknown option")));
             };
@@ -1088,4 +1232,71 @@ fn sched_flags(scheduler: &str, text: &str) -> Result<Vec<String>, ParseError> {
         .filter(|index| bits & (1 << index) != 0)
         .map(|index| names[index].to_owned())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Scheduler;
+
+    #[test]
+    fn the_help_lists_every_option_of_the_table() {
+        let help = options_help();
+        let words: Vec<&str> = help
+            .split(|c: char| c.is_whitespace() || c == '|')
+            .collect();
+        for spec in OPTIONS {
+            let long = format!("--{}", spec.long);
+            assert!(words.contains(&long.as_str()), "{long}:\n{help}");
+            for short in spec.short {
+                let short = format!("-{short}");
+                assert!(words.contains(&short.as_str()), "{short}:\n{help}");
+            }
+            for line in spec.text.lines() {
+                assert!(help.contains(line), "{long}: {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_spelling_means_one_option() {
+        for (index, spec) in OPTIONS.iter().enumerate() {
+            for other in &OPTIONS[index + 1..] {
+                assert_ne!(spec.long, other.long);
+                for short in spec.short {
+                    assert!(!other.short.contains(short), "-{short}");
+                }
+            }
+        }
+    }
+
+    /// The help names an argument exactly where the grammar takes one.
+    #[test]
+    fn the_help_names_every_argument() {
+        for spec in OPTIONS
+            .iter()
+            .filter(|spec| spec.section != Section::Refused)
+        {
+            let operands = spec.operands;
+            let bracketed = operands.starts_with('[') && operands.ends_with(']');
+            let named = match spec.arg {
+                Arg::None => operands.is_empty() || spec.tag == Tag::Command(Cmd::Set),
+                Arg::Required => !operands.is_empty() && !bracketed,
+                Arg::Optional => bracketed,
+            };
+            assert!(named, "--{}: `{operands}'", spec.long);
+        }
+    }
+
+    #[test]
+    fn the_help_names_every_scheduler_and_the_default() {
+        let names: Vec<&str> = Scheduler::ALL.iter().map(|s| s.name()).collect();
+        let help = options_help();
+        assert!(
+            help.contains(&format!("one of {},", names.join("|"))),
+            "{help}"
+        );
+        let default = Scheduler::default().name();
+        assert!(help.contains(&format!("the default scheduler is {default}.")));
+    }
 }
