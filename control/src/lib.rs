@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod ipvsadm;
+pub mod model;
 pub mod proto;
 pub mod rvsctl;
 pub mod server;

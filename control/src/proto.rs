@@ -29,6 +29,7 @@
 //!   prints what ipvsadm would.
 
 use crate::config;
+pub use crate::model::{Forward, Protocol, Timeouts};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
@@ -259,38 +260,12 @@ pub enum Command {
     ListNeighbours,
 }
 
-/// Transport protocol of a service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    /// ipvsadm's name in listings.
-    pub fn upper(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-        }
-    }
-
-    /// IP protocol number, the order ipvsadm sorts services in.
-    pub fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-        }
-    }
-}
-
 impl ServiceKey {
     /// The identity of a configured service: `-t/-u VIP:PORT`, or `-f MARK`.
     pub fn of(service: &config::Service) -> Self {
         match (service.mark, service.protocol) {
             (Some(mark), _) => ServiceKey::Mark(mark),
-            (None, config::Protocol::Udp) => ServiceKey::udp(service.vip, service.port),
+            (None, Some(Protocol::Udp)) => ServiceKey::udp(service.vip, service.port),
             // Validation refuses a service with neither mark nor protocol.
             (None, _) => ServiceKey::tcp(service.vip, service.port),
         }
@@ -489,50 +464,14 @@ impl ServiceSpec {
     }
 }
 
-/// How packets reach a real.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Forward {
-    /// NAT, ipvsadm `-m`.
-    Masq,
-    /// Direct routing, ipvsadm `-g` (ipvsadm's default).
-    Route,
-    /// IP-in-IP, ipvsadm `-i`.
-    Tunnel,
-    /// DPVS's full NAT, `--fullnat`.
-    #[serde(rename = "fullnat")]
-    FullNat,
-}
-
-impl Forward {
-    /// The name in `ipvsadm -L` listings.
-    pub fn listing_name(self) -> &'static str {
-        match self {
-            Forward::Masq => "Masq",
-            Forward::Route => "Route",
-            Forward::Tunnel => "Tunnel",
-            Forward::FullNat => "FullNat",
-        }
-    }
-}
-
-impl From<config::Forward> for Forward {
-    fn from(forward: config::Forward) -> Self {
-        match forward {
-            config::Forward::Nat => Forward::Masq,
-            config::Forward::Dr => Forward::Route,
-            config::Forward::Tun => Forward::Tunnel,
-            config::Forward::FullNat => Forward::FullNat,
-        }
-    }
-}
-
 /// Every setting of a real, as `ipvsadm -a`/`-e` sends it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealSpec {
     pub addr: Ipv4Addr,
     pub port: u16,
+    /// ipvsadm's words: `masq`, `route`, `tunnel`, `fullnat`.
+    #[serde(with = "crate::model::forward_on_the_wire")]
     pub forward: Forward,
     /// 0..=65535; 0 quiesces the real.
     pub weight: u32,
@@ -633,24 +572,6 @@ pub struct ConnPage {
     /// Cursor of the next page; none: this was the last.
     #[serde(default)]
     pub next: Option<u64>,
-}
-
-/// Connection timeouts in seconds, `ipvsadm --set` order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Timeouts {
-    pub tcp: u32,
-    pub tcpfin: u32,
-    pub udp: u32,
-}
-
-impl From<&config::Timeouts> for Timeouts {
-    fn from(timeouts: &config::Timeouts) -> Self {
-        Timeouts {
-            tcp: timeouts.tcp,
-            tcpfin: timeouts.tcpfin,
-            udp: timeouts.udp,
-        }
-    }
 }
 
 /// Local addresses of one service in [`Command::GetLaddr`].
@@ -998,7 +919,7 @@ mod tests {
         RealSpec {
             addr: Ipv4Addr::new(192, 168, 1, 2),
             port: 80,
-            forward: Forward::Masq,
+            forward: Forward::Nat,
             weight: 3,
             u_threshold: 10,
             l_threshold: 5,

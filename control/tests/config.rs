@@ -1,7 +1,7 @@
 //! The config model against conf/rvs.yaml and a table of bad configs, each
 //! checked for the key path and the reason it is refused with.
 
-use rvs_control::config::{self, CpuList, Forward, HostCpus, Ipv4Net, Protocol, Scheduler};
+use rvs_control::config::{self, CpuList, Forward, HostCpus, Ipv4Net, Protocol, SchedulerKind};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -55,7 +55,7 @@ fn reference_config_parses_and_validates() {
     assert_eq!(config.main_cpu(), 0);
     assert_eq!(config.rx_queues(0), 1);
     let service = &config.services[0];
-    assert_eq!(service.scheduler, Scheduler::Rr);
+    assert_eq!(service.scheduler, SchedulerKind::Rr);
     assert_eq!(service.reals[1].port_or(service.port), 80);
 }
 
@@ -89,8 +89,8 @@ fn minimal_config_gets_documented_defaults() {
         (900, 120, 300)
     );
     let service = &config.services[0];
-    assert_eq!(service.protocol, Protocol::Tcp);
-    assert_eq!(service.scheduler, Scheduler::Wlc);
+    assert_eq!(service.protocol, Some(Protocol::Tcp));
+    assert_eq!(service.scheduler, SchedulerKind::Wlc);
     let real = &service.reals[0];
     assert_eq!(real.address, Ipv4Addr::new(10, 99, 2, 11));
     assert_eq!(real.port, None);

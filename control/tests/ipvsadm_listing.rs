@@ -95,7 +95,7 @@ fn fixture() -> Vec<ServiceInfo> {
                 real(
                     "192.168.1.3",
                     80,
-                    Forward::Masq,
+                    Forward::Nat,
                     2,
                     (0, 0),
                     (0, 1, 4),
@@ -105,7 +105,7 @@ fn fixture() -> Vec<ServiceInfo> {
                 real(
                     "192.168.1.2",
                     80,
-                    Forward::Masq,
+                    Forward::Nat,
                     1,
                     (100, 50),
                     (3, 12, 7),
@@ -128,7 +128,7 @@ fn fixture() -> Vec<ServiceInfo> {
             reals: vec![real(
                 "192.168.1.2",
                 53,
-                Forward::Route,
+                Forward::Dr,
                 1,
                 (0, 0),
                 (0, 0, 0),
@@ -144,7 +144,7 @@ fn fixture() -> Vec<ServiceInfo> {
             reals: vec![real(
                 "192.168.1.4",
                 0,
-                Forward::Tunnel,
+                Forward::Tun,
                 1,
                 (0, 0),
                 (0, 0, 0),
@@ -400,7 +400,7 @@ fn save_seed_script_service() {
         reals: vec![real(
             "192.168.1.2",
             80,
-            Forward::Masq,
+            Forward::Nat,
             1,
             (0, 0),
             (0, 0, 0),

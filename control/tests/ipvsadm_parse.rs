@@ -63,7 +63,7 @@ fn seed_script_lines() {
             real: RealSpec {
                 addr: ip("192.168.1.2"),
                 port: 80,
-                forward: Forward::Route,
+                forward: Forward::Dr,
                 weight: 1,
                 u_threshold: 0,
                 l_threshold: 0,
@@ -148,7 +148,7 @@ fn edit_resets_omitted_options_to_defaults() {
             real: RealSpec {
                 addr: ip("192.168.1.2"),
                 port: 80,
-                forward: Forward::Route,
+                forward: Forward::Dr,
                 weight: 1,
                 u_threshold: 0,
                 l_threshold: 0,
@@ -413,8 +413,8 @@ fn saved_fixture() -> Vec<ServiceInfo> {
                 ..ServiceSpec::new(web())
             },
             vec![
-                real("192.168.1.2", 8080, Forward::Masq, 3, 100, 10),
-                real("192.168.1.3", 80, Forward::Route, 0, 0, 0),
+                real("192.168.1.2", 8080, Forward::Nat, 3, 100, 10),
+                real("192.168.1.3", 80, Forward::Dr, 0, 0, 0),
             ],
             vec![],
         ),
@@ -424,7 +424,7 @@ fn saved_fixture() -> Vec<ServiceInfo> {
                 ops: true,
                 ..ServiceSpec::new(ServiceKey::udp(ip("10.0.0.1"), 53))
             },
-            vec![real("192.168.1.2", 53, Forward::Tunnel, 1, 0, 5)],
+            vec![real("192.168.1.2", 53, Forward::Tun, 1, 0, 5)],
             vec![],
         ),
         info(
@@ -452,7 +452,7 @@ fn saved_fixture() -> Vec<ServiceInfo> {
                 persistent: Some(60),
                 ..ServiceSpec::new(ServiceKey::Mark(5))
             },
-            vec![real("192.168.1.4", 0, Forward::Tunnel, 1, 0, 0)],
+            vec![real("192.168.1.4", 0, Forward::Tun, 1, 0, 0)],
             vec![],
         ),
     ]

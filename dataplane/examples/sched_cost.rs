@@ -24,9 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rvs_dataplane::sched::{
-    Client, RealLoad, SchedFlags, SchedTable, Scheduler, SchedulerKind, TableReal,
-};
+use rvs_control::model::{SchedFlags, SchedulerKind};
+use rvs_dataplane::sched::{Client, RealLoad, SchedTable, Scheduler, TableReal};
 
 struct Counting;
 

@@ -47,7 +47,7 @@
 //! (at most `WHEEL_SLOTS - 1` seconds ahead); [`ConnTable::touch`] only writes
 //! `expires` when it grows, so the per-packet path moves nothing. When
 //! [`ConnTable::expire`] reaches a slot, a conn whose `expires` has moved on
-//! is re-linked further ahead, the others are reported and removed. Timeouts
+//! is re-linked further ahead, the others are reported and removed. StateTimeouts
 //! longer than the wheel's span simply take several hops. A conn is never
 //! expired before `expires`, and one call with an unbounded budget leaves no
 //! conn with `expires <= now`.
@@ -57,8 +57,8 @@ use std::net::Ipv4Addr;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use crate::snapshot::ForwardMode;
-use crate::tcp_state::{Direction, TcpState, Timeouts};
+use crate::tcp_state::{Direction, StateTimeouts, TcpState};
+use rvs_control::model::Forward;
 
 /// IP protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
@@ -113,7 +113,7 @@ pub struct Conn {
     pub local: Ipv4Addr,
     pub local_port: u16,
     /// How packets of this conn reach the real.
-    pub forward: ForwardMode,
+    pub forward: Forward,
     /// Stable id of the service (survives configuration changes).
     pub service_id: u32,
     /// Stable id of the real (survives configuration changes).
@@ -157,7 +157,7 @@ impl Conn {
     }
 
     /// The idle timeout for the conn's protocol and state.
-    pub const fn timeout(&self, timeouts: &Timeouts) -> u32 {
+    pub const fn timeout(&self, timeouts: &StateTimeouts) -> u32 {
         if self.proto == PROTO_TCP {
             timeouts.tcp(self.state)
         } else {
@@ -272,7 +272,7 @@ impl ConnTable {
             real_port: 0,
             local: Ipv4Addr::UNSPECIFIED,
             local_port: 0,
-            forward: ForwardMode::Nat,
+            forward: Forward::Nat,
             service_id: 0,
             real_id: 0,
             template: u32::MAX,
@@ -631,7 +631,7 @@ mod tests {
             real_port: 8080,
             local: Ipv4Addr::new(198, 51, 100, client),
             local_port: client_port,
-            forward: ForwardMode::Nat,
+            forward: Forward::Nat,
             service_id: 3,
             real_id: u32::from(real),
             template: u32::MAX,
@@ -955,7 +955,7 @@ mod tests {
 
     #[test]
     fn conn_udp_is_never_active() {
-        let timeouts = Timeouts::with_set(0, 0, 120);
+        let timeouts = StateTimeouts::with_set(0, 0, 120);
         let mut udp = conn(1, 53, 1);
         udp.proto = PROTO_UDP;
         udp.state = TcpState::None;

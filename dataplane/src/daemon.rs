@@ -7,20 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_control::config::{Config, Forward, HostCpus, Protocol};
+use rvs_control::config::{Config, HostCpus, Protocol};
 
 use crate::control::ControlPlane;
 use crate::counters::{DropReason, RealBook, WorkerCounters};
 use crate::dpdk::{self, Mempool, PortConfig, PortHandle};
 use crate::engine::{Engine, EngineLimits, WorkerPlace};
-use crate::sched::{SchedFlags, SchedTable, SchedulerKind, Thresholds};
-use crate::snapshot::{
-    ForwardMode, PortInfo, PortRange, Prefix, RealInfo, Route, ServiceInfo, Snapshot,
-};
-use crate::tcp_state::Timeouts;
+use crate::sched::{SchedTable, Thresholds};
+use crate::snapshot::{PortInfo, PortRange, Prefix, RealInfo, Route, ServiceInfo, Snapshot};
+use crate::tcp_state::StateTimeouts;
 use crate::wire::ethernet::MacAddr;
-use crate::wire::ipv4::protocol;
 use crate::worker::{self, Mesh, RxQueue, WorkerSetup};
+use rvs_control::model::{SchedFlags, SchedulerKind};
 use rvs_control::server::Server;
 
 /// A startup failure, worded for the operator.
@@ -215,12 +213,8 @@ fn with_causes(what: String, causes: &[String]) -> StartError {
 }
 
 /// IP protocol number of a service protocol (0 for a mark service's "any").
-fn protocol_number(protocol: Protocol) -> u8 {
-    match protocol {
-        Protocol::Tcp => protocol::TCP,
-        Protocol::Udp => protocol::UDP,
-        Protocol::Any => 0,
-    }
+fn protocol_number(protocol: Option<Protocol>) -> u8 {
+    protocol.map_or(0, Protocol::number)
 }
 
 /// The snapshot of `config`. `service_id` gives a service its stable id and
@@ -262,11 +256,7 @@ pub fn build_snapshot_with(
         .iter()
         .map(|s| {
             let (id, version) = service_id(s);
-            let scheduler: SchedulerKind = s
-                .scheduler
-                .name()
-                .parse()
-                .expect("the config and the dataplane know the same schedulers");
+            let scheduler = s.scheduler;
             let reals: Vec<RealInfo> = s
                 .reals
                 .iter()
@@ -274,12 +264,7 @@ pub fn build_snapshot_with(
                     address: r.address,
                     port: r.port_or(s.port),
                     weight: r.weight,
-                    forward: match r.forward {
-                        Forward::Nat => ForwardMode::Nat,
-                        Forward::Dr => ForwardMode::Dr,
-                        Forward::Tun => ForwardMode::Tun,
-                        Forward::FullNat => ForwardMode::FullNat,
-                    },
+                    forward: r.forward,
                     id: real_id(id, s, r),
                     thresholds: Thresholds {
                         upper: r.u_threshold,
@@ -297,7 +282,7 @@ pub fn build_snapshot_with(
                     .iter()
                     .filter(|m| Some(m.mark) == s.mark)
                     .flat_map(|m| &m.matches)
-                    .map(|m| (protocol_number(m.protocol), m.vip, m.port))
+                    .map(|m| (m.protocol.number(), m.vip, m.port))
                     .collect(),
                 vip: s.vip,
                 port: s.port,
@@ -313,12 +298,11 @@ pub fn build_snapshot_with(
             }
         })
         .collect();
-    let t = &config.timeouts;
     Snapshot::new(
         ports,
         routes,
         services,
-        Timeouts::with_set(t.tcp, t.tcpfin, t.udp),
+        StateTimeouts::from(&config.timeouts),
     )
     .with_lip_ports(PortRange {
         min: config.fullnat.port_min,

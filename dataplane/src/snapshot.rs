@@ -9,9 +9,10 @@ use hashbrown::HashMap;
 
 use std::sync::Arc;
 
-use crate::sched::{SchedFlags, SchedTable, SchedulerKind, TableReal, Thresholds};
-use crate::tcp_state::Timeouts;
+use crate::sched::{SchedTable, TableReal, Thresholds};
+use crate::tcp_state::StateTimeouts;
 use crate::wire::ethernet::MacAddr;
+use rvs_control::model::{Forward, SchedFlags, SchedulerKind};
 
 /// Connections to end: those of service `service_id` to `address` (on
 /// `port`, or any port for `None`).
@@ -69,34 +70,13 @@ pub struct Route {
     pub via: Option<Ipv4Addr>,
 }
 
-/// How a real is reached (REFERENCE.md §1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ForwardMode {
-    /// Destination rewritten to the real (ipvsadm `-m`, "Masq").
-    Nat,
-    /// Only the destination MAC rewritten (ipvsadm `-g`, "Route").
-    Dr,
-    /// IP-in-IP to the real (ipvsadm `-i`, "Tunnel").
-    Tun,
-    /// Source rewritten to a local address too (DPVS, "FullNat").
-    FullNat,
-}
-
-impl ForwardMode {
-    /// Whether replies come back through rvs.
-    pub const fn replies_return(self) -> bool {
-        matches!(self, ForwardMode::Nat | ForwardMode::FullNat)
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct RealInfo {
     pub address: Ipv4Addr,
     /// 0 in a port-zero service: the port the client asked for.
     pub port: u16,
     pub weight: u32,
-    pub forward: ForwardMode,
+    pub forward: Forward,
     /// Stable id: the index of the real's counters, and what connections
     /// remember it by across configuration changes. Unique in a snapshot.
     pub id: u32,
@@ -216,7 +196,7 @@ pub struct Snapshot {
     /// Longest prefix first; connected routes included.
     pub routes: Vec<Route>,
     pub services: Vec<ServiceInfo>,
-    pub timeouts: Timeouts,
+    pub timeouts: StateTimeouts,
     /// Every FullNAT local address (LIP) of any service.
     pub lips: Vec<Ipv4Addr>,
     /// IPVS expire_quiescent_template.
@@ -242,7 +222,7 @@ impl Snapshot {
         ports: Vec<PortInfo>,
         static_routes: Vec<Route>,
         mut services: Vec<ServiceInfo>,
-        timeouts: Timeouts,
+        timeouts: StateTimeouts,
     ) -> Self {
         let mut routes = static_routes;
         for (index, port) in ports.iter().enumerate() {
@@ -459,7 +439,7 @@ mod tests {
             SchedulerKind::Rr,
             vec![],
         )];
-        Snapshot::new(ports, routes, services, Timeouts::default())
+        Snapshot::new(ports, routes, services, StateTimeouts::default())
     }
 
     #[test]

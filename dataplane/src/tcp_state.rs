@@ -158,14 +158,14 @@ pub fn transition(
 /// Idle timeouts in seconds: how long a connection is kept after its last
 /// packet, per TCP state, and for UDP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
+pub struct StateTimeouts {
     tcp: [u32; TcpState::COUNT],
     udp: u32,
 }
 
-impl Timeouts {
+impl StateTimeouts {
     /// IPVS's defaults (`tcp_timeouts[]`, `udp_timeouts[]`).
-    pub const IPVS: Timeouts = Timeouts {
+    pub const IPVS: StateTimeouts = StateTimeouts {
         tcp: [
             2,   // NONE
             900, // ESTABLISHED
@@ -210,7 +210,14 @@ impl Timeouts {
     }
 }
 
-impl Default for Timeouts {
+impl From<&rvs_control::model::Timeouts> for StateTimeouts {
+    /// The table of `ipvsadm --set`'s three timeouts.
+    fn from(set: &rvs_control::model::Timeouts) -> Self {
+        StateTimeouts::with_set(set.tcp, set.tcpfin, set.udp)
+    }
+}
+
+impl Default for StateTimeouts {
     fn default() -> Self {
         Self::IPVS
     }
@@ -382,17 +389,17 @@ mod tests {
             (TcpState::Close, 10), (TcpState::CloseWait, 60), (TcpState::LastAck, 30),
             (TcpState::Listen, 120), (TcpState::SynAck, 120),
         ];
-        let timeouts = Timeouts::default();
+        let timeouts = StateTimeouts::default();
         for (state, secs) in cases {
             assert_eq!(timeouts.tcp(state), secs, "{}", state.name());
         }
         assert_eq!(timeouts.udp(), 300);
-        assert_eq!(Timeouts::with_set(0, 0, 0), timeouts);
+        assert_eq!(StateTimeouts::with_set(0, 0, 0), timeouts);
     }
 
     #[test]
     fn tcp_state_ipvsadm_set() {
-        let set = Timeouts::with_set(90, 7, 30);
+        let set = StateTimeouts::with_set(90, 7, 30);
         assert_eq!(set.tcp(TcpState::Established), 90);
         assert_eq!(set.tcp(TcpState::FinWait), 7);
         assert_eq!(set.udp(), 30);
@@ -400,7 +407,7 @@ mod tests {
         assert_eq!(set.tcp(TcpState::TimeWait), 120);
         assert_eq!(set.tcp(TcpState::SynRecv), 60);
 
-        let only_fin = Timeouts::with_set(0, 7, 0);
+        let only_fin = StateTimeouts::with_set(0, 7, 0);
         assert_eq!(only_fin.tcp(TcpState::Established), 900);
         assert_eq!(only_fin.tcp(TcpState::FinWait), 7);
         assert_eq!(only_fin.udp(), 300);

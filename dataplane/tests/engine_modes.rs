@@ -6,10 +6,11 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::*;
+use rvs_control::model::Forward;
+use rvs_control::model::SchedulerKind;
 use rvs_dataplane::counters::DropReason;
 use rvs_dataplane::engine::WorkerPlace;
-use rvs_dataplane::sched::SchedulerKind;
-use rvs_dataplane::snapshot::{ForwardMode, PortRange};
+use rvs_dataplane::snapshot::PortRange;
 use rvs_dataplane::wire::ethernet::{EtherType, EthernetFrame};
 use rvs_dataplane::wire::icmp::{self, IcmpPacket};
 use rvs_dataplane::wire::ipv4::{protocol, Ipv4Packet};
@@ -23,11 +24,7 @@ fn source(frame: &[u8]) -> (Ipv4Addr, u16) {
 
 #[test]
 fn dr_rewrites_only_the_mac_addresses() {
-    let mut h = harness(
-        SchedulerKind::Rr,
-        &[real_via(ForwardMode::Dr, r1(), 80, 1)],
-        16,
-    );
+    let mut h = harness(SchedulerKind::Rr, &[real_via(Forward::Dr, r1(), 80, 1)], 16);
     let ip_packet = tcp(client(), 40000, vip(), 80, TcpFlags::SYN, &[]);
     let (port, out) = h.one(CLIENT_PORT, from_client(ip_packet.clone()));
     assert_eq!(port, REAL_PORT);
@@ -42,7 +39,7 @@ fn dr_rewrites_only_the_mac_addresses() {
 fn tun_wraps_the_packet_in_an_outer_header_to_the_real() {
     let mut h = harness(
         SchedulerKind::Rr,
-        &[real_via(ForwardMode::Tun, r1(), 80, 1)],
+        &[real_via(Forward::Tun, r1(), 80, 1)],
         16,
     );
     let inner = tcp(client(), 40000, vip(), 80, TcpFlags::SYN, &[]);
@@ -71,7 +68,7 @@ fn tun_too_big_with_df_answers_fragmentation_needed() {
     };
     let mut h = harness_with(
         SchedulerKind::Rr,
-        &[real_via(ForwardMode::Tun, r1(), 53, 1)],
+        &[real_via(Forward::Tun, r1(), 53, 1)],
         setup,
     );
     let big = udp(client(), 5000, vip(), 53, &[7u8; 1000 - 20 - 8], true); // 1000 bytes, DF
@@ -111,7 +108,7 @@ fn tun_too_big_with_df_answers_fragmentation_needed() {
 fn fullnat_rewrites_both_addresses_both_ways() {
     let mut h = harness(
         SchedulerKind::Rr,
-        &[real_via(ForwardMode::FullNat, r1(), 8080, 1)],
+        &[real_via(Forward::FullNat, r1(), 8080, 1)],
         16,
     );
     let (port, out) = h.one(
@@ -160,7 +157,7 @@ fn fullnat_port_exhaustion_drops_new_connections_and_keeps_old_ones() {
     };
     let mut h = harness_with(
         SchedulerKind::Rr,
-        &[real_via(ForwardMode::FullNat, r1(), 80, 1)],
+        &[real_via(Forward::FullNat, r1(), 80, 1)],
         setup,
     );
     let mut ports = vec![];
@@ -194,8 +191,8 @@ fn one_local_port_serves_different_reals_at_once() {
         ..Setup::default()
     };
     let reals = [
-        real_via(ForwardMode::FullNat, r1(), 80, 1),
-        real_via(ForwardMode::FullNat, r2(), 80, 1),
+        real_via(Forward::FullNat, r1(), 80, 1),
+        real_via(Forward::FullNat, r2(), 80, 1),
     ];
     let mut h = harness_with(SchedulerKind::Rr, &reals, setup);
     let (_, a) = h.one(CLIENT_PORT, syn(41000));
@@ -213,7 +210,7 @@ fn each_worker_allocates_only_its_own_local_ports() {
     };
     let mut h = harness_with(
         SchedulerKind::Rr,
-        &[real_via(ForwardMode::FullNat, r1(), 80, 1)],
+        &[real_via(Forward::FullNat, r1(), 80, 1)],
         setup,
     );
     let mut handled = 0;
@@ -377,7 +374,7 @@ fn icmp_errors_about_nat_connections_are_translated_both_ways() {
 fn icmp_errors_about_fullnat_connections_are_translated() {
     let mut h = harness(
         SchedulerKind::Rr,
-        &[real_via(ForwardMode::FullNat, r1(), 8080, 1)],
+        &[real_via(Forward::FullNat, r1(), 8080, 1)],
         16,
     );
     let (_, to_real) = h.one(

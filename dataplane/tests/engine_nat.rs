@@ -8,8 +8,8 @@ use std::net::Ipv4Addr;
 
 use common::*;
 use proptest::prelude::*;
+use rvs_control::model::SchedulerKind;
 use rvs_dataplane::counters::DropReason;
-use rvs_dataplane::sched::SchedulerKind;
 use rvs_dataplane::wire::arp::{ArpOperation, ArpPacket};
 use rvs_dataplane::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
 use rvs_dataplane::wire::icmp::{self, IcmpPacket};

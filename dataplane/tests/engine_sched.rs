@@ -7,9 +7,9 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use common::*;
+use rvs_control::model::SchedulerKind;
 use rvs_dataplane::counters::DropReason;
 use rvs_dataplane::engine::WorkerPlace;
-use rvs_dataplane::sched::SchedulerKind;
 use rvs_dataplane::wire::tcp::TcpFlags;
 
 fn syn_from(client: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {

@@ -234,7 +234,7 @@ fn add_commands(scheduler: &str, flags: &[&str]) -> Vec<Command> {
             real: RealSpec {
                 addr: address.parse().unwrap(),
                 port: 0,
-                forward: rvs_control::proto::Forward::Masq,
+                forward: rvs_control::proto::Forward::Nat,
                 weight: *weight,
                 u_threshold: 0,
                 l_threshold: 0,

@@ -16,9 +16,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use common::*;
+use rvs_control::model::SchedulerKind;
 use rvs_dataplane::buf::VecBuf;
 use rvs_dataplane::engine::PacketIo;
-use rvs_dataplane::sched::SchedulerKind;
 use rvs_dataplane::wire::arp::ArpOperation;
 use rvs_dataplane::wire::ethernet::MacAddr;
 use rvs_dataplane::wire::icmp::{self, IcmpPacket};

@@ -18,9 +18,11 @@ pub use error::{ConfigError, ValidationError};
 pub use net::{Ipv4Net, ParseIpv4NetError};
 pub use validate::{MAX_LCORE, MAX_WEIGHT, MEMPOOL_CACHE_MAX};
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::Deserializer;
 use serde::{Deserialize, Serialize, Serializer};
-use std::fmt;
+
+use crate::model::{as_text, from_text};
+pub use crate::model::{Forward, Protocol, SchedulerKind, Timeouts};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::str::FromStr;
@@ -287,26 +289,6 @@ impl Default for Limits {
     }
 }
 
-/// Connection timeouts in seconds, as `ipvsadm --set tcp tcpfin udp`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Timeouts {
-    pub tcp: u32,
-    pub tcpfin: u32,
-    pub udp: u32,
-}
-
-impl Default for Timeouts {
-    /// IPVS's defaults.
-    fn default() -> Self {
-        Timeouts {
-            tcp: 900,
-            tcpfin: 120,
-            udp: 300,
-        }
-    }
-}
-
 /// A virtual service: (protocol, vip, port), or a mark group, and its reals.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -320,16 +302,17 @@ pub struct Service {
     pub vip: Ipv4Addr,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub port: u16,
-    /// Required unless `mark` is given ([`Protocol::Any`] when absent).
-    #[serde(default, skip_serializing_if = "Protocol::is_any")]
-    pub protocol: Protocol,
+    /// Required unless `mark` is given (a mark's matches name their
+    /// protocols).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
     /// A firewall-mark-like service (ipvsadm `-f MARK`): it serves every
     /// VIP:port:protocol that `marks` lists under this number, as one service
     /// (one scheduler, one set of persistence templates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mark: Option<u32>,
     #[serde(default)]
-    pub scheduler: Scheduler,
+    pub scheduler: SchedulerKind,
     /// In list order, the order schedulers scan them.
     #[serde(default)]
     pub reals: Vec<Real>,
@@ -394,23 +377,6 @@ impl Real {
     }
 }
 
-/// Transport protocol of a service; `tcp` or `udp` in YAML.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    /// Not given: a mark service (its matches name their protocols), or an
-    /// error that validation reports.
-    #[default]
-    Any,
-}
-
-impl Protocol {
-    pub fn is_any(&self) -> bool {
-        *self == Protocol::Any
-    }
-}
-
 /// One group of VIP:port:protocol matches that a mark service serves: rvs's
 /// stand-in for the iptables rules that set a firewall mark for IPVS.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -435,82 +401,6 @@ fn unspecified() -> Ipv4Addr {
 
 fn is_zero(port: &u16) -> bool {
     *port == 0
-}
-
-/// Connection scheduler of a service, with IPVS semantics (REFERENCE.md §2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Scheduler {
-    Rr,
-    Wrr,
-    Lc,
-    /// ipvsadm's default.
-    #[default]
-    Wlc,
-    Sed,
-    Nq,
-    Dh,
-    Sh,
-    Lblc,
-    Lblcr,
-    Fo,
-    Ovf,
-    Mh,
-    Twos,
-}
-
-impl Scheduler {
-    pub const ALL: [Scheduler; 14] = [
-        Scheduler::Rr,
-        Scheduler::Wrr,
-        Scheduler::Lc,
-        Scheduler::Wlc,
-        Scheduler::Sed,
-        Scheduler::Nq,
-        Scheduler::Dh,
-        Scheduler::Sh,
-        Scheduler::Lblc,
-        Scheduler::Lblcr,
-        Scheduler::Fo,
-        Scheduler::Ovf,
-        Scheduler::Mh,
-        Scheduler::Twos,
-    ];
-
-    /// ipvsadm's name (`ipvsadm -s NAME`).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Scheduler::Rr => "rr",
-            Scheduler::Wrr => "wrr",
-            Scheduler::Lc => "lc",
-            Scheduler::Wlc => "wlc",
-            Scheduler::Sed => "sed",
-            Scheduler::Nq => "nq",
-            Scheduler::Dh => "dh",
-            Scheduler::Sh => "sh",
-            Scheduler::Lblc => "lblc",
-            Scheduler::Lblcr => "lblcr",
-            Scheduler::Fo => "fo",
-            Scheduler::Ovf => "ovf",
-            Scheduler::Mh => "mh",
-            Scheduler::Twos => "twos",
-        }
-    }
-}
-
-/// How packets reach a real. Only [`Forward::Nat`] is implemented; the
-/// others parse so that a config written for IPVS gets a precise refusal
-/// from validation rather than "unknown value".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Forward {
-    /// Masquerading (`nat` or `masq`, ipvsadm `-m`).
-    #[default]
-    Nat,
-    /// Direct routing (`dr` or `route`, ipvsadm `-g`).
-    Dr,
-    /// IP-in-IP tunnelling (`tun` or `tunnel`, ipvsadm `-i`).
-    Tun,
-    /// Full NAT: source rewritten to a local address too (`fullnat`).
-    FullNat,
 }
 
 impl Config {
@@ -577,102 +467,6 @@ impl Config {
     }
 }
 
-impl FromStr for Protocol {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "tcp" => Ok(Protocol::Tcp),
-            "udp" => Ok(Protocol::Udp),
-            _ => Err(format!("unknown protocol `{text}`; expected tcp or udp")),
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-            Protocol::Any => "any",
-        })
-    }
-}
-
-impl FromStr for Scheduler {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        Scheduler::ALL
-            .into_iter()
-            .find(|s| s.name() == text)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Scheduler::ALL.iter().map(|s| s.name()).collect();
-                format!(
-                    "unknown scheduler `{text}`; expected one of {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
-impl fmt::Display for Scheduler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Forward {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "nat" | "masq" => Ok(Forward::Nat),
-            "dr" | "route" => Ok(Forward::Dr),
-            "tun" | "tunnel" => Ok(Forward::Tun),
-            "fullnat" => Ok(Forward::FullNat),
-            _ => Err(format!(
-                "unknown forward mode `{text}`; expected nat (or masq), dr (or route), \
-                 tun (or tunnel) or fullnat"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Forward {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Forward::Nat => "nat",
-            Forward::Dr => "dr",
-            Forward::Tun => "tun",
-            Forward::FullNat => "fullnat",
-        })
-    }
-}
-
-/// Deserialises a string through `FromStr`, whose error is the whole reason;
-/// `expecting` says what a non-string should have been.
-struct FromText<T>(&'static str, std::marker::PhantomData<T>);
-
-impl<T: FromStr<Err: fmt::Display>> Visitor<'_> for FromText<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
-        text.parse().map_err(E::custom)
-    }
-}
-
-fn from_text<'de, D: Deserializer<'de>, T: FromStr<Err: fmt::Display>>(
-    deserializer: D,
-    expecting: &'static str,
-) -> Result<T, D::Error> {
-    deserializer.deserialize_str(FromText(expecting, std::marker::PhantomData))
-}
-
 impl<'de> Deserialize<'de> for Ipv4Net {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         from_text(
@@ -682,49 +476,7 @@ impl<'de> Deserialize<'de> for Ipv4Net {
     }
 }
 
-impl<'de> Deserialize<'de> for Protocol {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        from_text(deserializer, "tcp or udp")
-    }
-}
-
-impl<'de> Deserialize<'de> for Scheduler {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        from_text(deserializer, "a scheduler name: rr, wrr, lc or wlc")
-    }
-}
-
-impl<'de> Deserialize<'de> for Forward {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        from_text(deserializer, "a forward mode: nat")
-    }
-}
-
-/// Writes a value as the text its `Deserialize` reads (`10.0.0.0/24`,
-/// `tcp`, `wlc`, `nat`), so that a serialised config parses back the same.
-fn as_text<S: Serializer>(value: &impl fmt::Display, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
-}
-
 impl Serialize for Ipv4Net {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        as_text(self, serializer)
-    }
-}
-
-impl Serialize for Protocol {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        as_text(self, serializer)
-    }
-}
-
-impl Serialize for Scheduler {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        as_text(self, serializer)
-    }
-}
-
-impl Serialize for Forward {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         as_text(self, serializer)
     }

@@ -1,9 +1,8 @@
 //! Semantic checks on a parsed [`Config`]: what serde cannot see. Each
 //! refusal names the key path it is about and says what to change.
 
-use super::{
-    Config, Forward, HostCpus, Ipv4Net, Port, Protocol, Real, Scheduler, Service, ValidationError,
-};
+use super::{Config, Forward, HostCpus, Ipv4Net, Port, Protocol, Real, Service, ValidationError};
+use crate::model::{SchedFlagError, SchedFlags};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
@@ -371,7 +370,7 @@ impl Config {
                     .filter(|m| m.mark == mark)
                     .flat_map(|m| &m.matches)
                     .all(|m| m.protocol == Protocol::Udp),
-                None => service.protocol == Protocol::Udp,
+                None => service.protocol == Some(Protocol::Udp),
             };
             if service.one_packet && !udp_only {
                 return refuse(
@@ -381,11 +380,9 @@ impl Config {
             }
             for (k, flag) in service.flags.iter().enumerate() {
                 let scheduler = service.scheduler;
-                let fits = match flag.as_str() {
-                    "sh-fallback" | "sh-port" => scheduler == Scheduler::Sh,
-                    "mh-fallback" | "mh-port" => scheduler == Scheduler::Mh,
-                    "flag-1" | "flag-2" | "flag-3" => true,
-                    _ => {
+                match SchedFlags::parse(scheduler, flag) {
+                    Ok(_) => {}
+                    Err(SchedFlagError::Invalid(_)) => {
                         return refuse(
                             format!("{at}.flags[{k}]"),
                             format!(
@@ -394,12 +391,14 @@ impl Config {
                             ),
                         )
                     }
-                };
-                if !fits {
-                    return refuse(
-                        format!("{at}.flags[{k}]"),
-                        format!("incompatible scheduler flag `{flag}` (scheduler is {scheduler})"),
-                    );
+                    Err(SchedFlagError::Incompatible { .. }) => {
+                        return refuse(
+                            format!("{at}.flags[{k}]"),
+                            format!(
+                                "incompatible scheduler flag `{flag}` (scheduler is {scheduler})"
+                            ),
+                        )
+                    }
                 }
             }
             let mut reals = HashMap::new();
@@ -572,12 +571,12 @@ impl Config {
                 "required key `vip` is missing (a service needs vip, port and protocol, or `mark`)",
             );
         }
-        if service.protocol == Protocol::Any {
+        let Some(protocol) = service.protocol else {
             return refuse(
                 format!("{at}.protocol"),
                 "required key `protocol` is missing",
             );
-        }
+        };
         check_unicast(&format!("{at}.vip"), vip)?;
         if let Some(owner) = self.owner_of(vip) {
             return refuse(
@@ -595,12 +594,12 @@ impl Config {
                  VIP) needs `persistent`",
             );
         }
-        if let Some(first) = services.insert((service.protocol, vip, service.port), index) {
+        if let Some(first) = services.insert((protocol, vip, service.port), index) {
             return refuse(
                 at.clone(),
                 format!(
-                    "service {} {vip}:{} is already defined by services[{first}]",
-                    service.protocol, service.port
+                    "service {protocol} {vip}:{} is already defined by services[{first}]",
+                    service.port
                 ),
             );
         }
@@ -609,7 +608,7 @@ impl Config {
 
     /// A service named by a mark: its matches live in `marks`.
     fn check_mark_service(&self, at: &str, service: &Service, mark: u32) -> Checked {
-        if !service.vip.is_unspecified() || service.port != 0 || service.protocol != Protocol::Any {
+        if !service.vip.is_unspecified() || service.port != 0 || service.protocol.is_some() {
             return refuse(
                 at,
                 "a mark service takes its VIP:port:protocol matches from `marks`; drop vip, \
@@ -632,8 +631,10 @@ impl Config {
             .services
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.mark.is_none())
-            .map(|(i, s)| ((s.protocol, s.vip, s.port), format!("services[{i}]")))
+            .filter_map(|(i, s)| {
+                let protocol = s.protocol.filter(|_| s.mark.is_none())?;
+                Some(((protocol, s.vip, s.port), format!("services[{i}]")))
+            })
             .collect();
         for (i, mark) in self.marks.iter().enumerate() {
             let at = format!("marks[{i}]");

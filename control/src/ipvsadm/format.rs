@@ -59,9 +59,9 @@ pub fn save(list: &[ServiceInfo]) -> String {
         for real in sorted_reals(&info.reals, &Format::default()) {
             let spec = &real.spec;
             let switch = match spec.forward {
-                Forward::Masq => "-m",
-                Forward::Route => "-g",
-                Forward::Tunnel => "-i",
+                Forward::Nat => "-m",
+                Forward::Dr => "-g",
+                Forward::Tun => "-i",
                 Forward::FullNat => "--fullnat",
             };
             let _ = write!(
@@ -70,7 +70,7 @@ pub fn save(list: &[ServiceInfo]) -> String {
                 spec.addr, spec.port, spec.weight
             );
             // ipvsadm 1.31 names the tunnel type of every tunnel real.
-            if spec.forward == Forward::Tunnel {
+            if spec.forward == Forward::Tun {
                 out.push_str(" --tun-type ipip");
             }
             if spec.u_threshold != 0 {

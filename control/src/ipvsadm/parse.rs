@@ -12,6 +12,7 @@
 //! [`options_help`] writes the options part of `rvsadm -h` from it.
 
 use super::{Action, Format, Listing};
+use crate::model::{SchedFlagError, SchedFlags, SchedulerKind};
 use crate::proto::{Command, Forward, LaddrSpec, Protocol, RealSpec, ServiceKey, ServiceSpec};
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -773,7 +774,7 @@ fn parse_words<S: AsRef<str>>(words: &[S], reading_stdin: bool) -> Result<Action
         ops: false,
         sched_flags: None,
         real: None,
-        forward: Forward::Route,
+        forward: Forward::Dr,
         weight: 1,
         u_threshold: 0,
         l_threshold: 0,
@@ -868,7 +869,7 @@ fn parse_words<S: AsRef<str>>(words: &[S], reading_stdin: bool) -> Result<Action
             let mut port = port.unwrap_or(key.port());
             // IPVS cannot change the port without rewriting the packet.
             if !matches!(key, ServiceKey::Mark(_))
-                && matches!(parsed.forward, Forward::Route | Forward::Tunnel)
+                && matches!(parsed.forward, Forward::Dr | Forward::Tun)
                 && cmd != Cmd::DeleteDest
             {
                 port = key.port();
@@ -1013,9 +1014,9 @@ fn apply_option(parsed: &mut Parsed, occurrence: Occurrence) -> Result<(), Parse
         Tag::Masq | Tag::Ipip | Tag::Gatewaying | Tag::FullNat => {
             parsed.set(Opt::Forward)?;
             parsed.forward = match occurrence.tag {
-                Tag::Masq => Forward::Masq,
-                Tag::Ipip => Forward::Tunnel,
-                Tag::Gatewaying => Forward::Route,
+                Tag::Masq => Forward::Nat,
+                Tag::Ipip => Forward::Tun,
+                Tag::Gatewaying => Forward::Dr,
                 _ => Forward::FullNat,
             };
         }
@@ -1196,48 +1197,31 @@ fn service_port(name: &str, protocol: Protocol) -> Option<u16> {
     })
 }
 
-/// ipvsadm's parse_sched_flags, returning the flags by the names ipvsadm
-/// lists them with for this scheduler, in bit order.
+/// ipvsadm's parse_sched_flags: the `-b` list checked by the one rule of
+/// scheduler flags ([`SchedFlags::parse`]) and refused in ipvsadm's words,
+/// returned by the names ipvsadm lists them with for this scheduler, in bit
+/// order.
 fn sched_flags(scheduler: &str, text: &str) -> Result<Vec<String>, ParseError> {
-    let mut bits = 0u8;
-    let mut any = false;
-    for flag in text.split(',').filter(|flag| !flag.is_empty()) {
-        any = true;
-        let (bit, only_for) = match flag {
-            "flag-1" => (1, None),
-            "flag-2" => (2, None),
-            "flag-3" => (4, None),
-            "sh-fallback" => (1, Some("sh")),
-            "sh-port" => (2, Some("sh")),
-            "mh-fallback" => (1, Some("mh")),
-            "mh-port" => (2, Some("mh")),
-            _ => return Err(ParseError::new(format!("invalid scheduler flag `{flag}'"))),
-        };
-        if only_for.is_some_and(|only| only != scheduler) {
-            return Err(ParseError::new(format!(
-                "incompatible scheduler flag `{flag}'"
-            )));
-        }
-        bits |= bit;
-    }
-    if !any {
+    if text.split(',').all(str::is_empty) {
         return Err(ParseError::new(format!("invalid scheduler flag `{text}'")));
     }
-    let names: [&str; 3] = match scheduler {
-        "sh" => ["sh-fallback", "sh-port", "flag-3"],
-        "mh" => ["mh-fallback", "mh-port", "flag-3"],
-        _ => ["flag-1", "flag-2", "flag-3"],
-    };
-    Ok((0..3)
-        .filter(|index| bits & (1 << index) != 0)
-        .map(|index| names[index].to_owned())
-        .collect())
+    // A scheduler rvs does not know is rvsd's to refuse; until then the sh
+    // and mh flags are foreign to it, as to every scheduler but theirs.
+    let kind = scheduler.parse().unwrap_or(SchedulerKind::Wlc);
+    let flags = SchedFlags::parse(kind, text).map_err(|err| {
+        ParseError::new(match err {
+            SchedFlagError::Invalid(flag) => format!("invalid scheduler flag `{flag}'"),
+            SchedFlagError::Incompatible { flag, .. } => {
+                format!("incompatible scheduler flag `{flag}'")
+            }
+        })
+    })?;
+    Ok(flags.names(kind).map(str::to_owned).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Scheduler;
 
     #[test]
     fn the_help_lists_every_option_of_the_table() {
@@ -1290,13 +1274,13 @@ mod tests {
 
     #[test]
     fn the_help_names_every_scheduler_and_the_default() {
-        let names: Vec<&str> = Scheduler::ALL.iter().map(|s| s.name()).collect();
+        let names: Vec<&str> = SchedulerKind::ALL.iter().map(|s| s.name()).collect();
         let help = options_help();
         assert!(
             help.contains(&format!("one of {},", names.join("|"))),
             "{help}"
         );
-        let default = Scheduler::default().name();
+        let default = SchedulerKind::default().name();
         assert!(help.contains(&format!("the default scheduler is {default}.")));
     }
 }

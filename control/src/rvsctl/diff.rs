@@ -92,7 +92,7 @@ pub fn real_spec(real: &Real, service_port: u16) -> RealSpec {
     RealSpec {
         addr: real.address,
         port: real.port_or(service_port),
-        forward: real.forward.into(),
+        forward: real.forward,
         weight: real.weight,
         u_threshold: real.u_threshold,
         l_threshold: real.l_threshold,
@@ -406,7 +406,7 @@ services:
             vec![RealSpec {
                 addr: Ipv4Addr::new(10, 99, 2, 13),
                 port: 80,
-                forward: Forward::Masq,
+                forward: Forward::Nat,
                 weight: 2,
                 u_threshold: 0,
                 l_threshold: 0

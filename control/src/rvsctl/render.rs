@@ -2,8 +2,8 @@
 //! function returns whole lines ending in `\n`, without trailing spaces.
 
 use crate::proto::{
-    AddressRole, AddressView, ApplyReport, ConfigDiff, ConnEntry, Forward, LaddrInfo, PortView,
-    RealSpec, RouteKind, RouteView, ServiceKey, SettingChange, WorkerView,
+    AddressRole, AddressView, ApplyReport, ConfigDiff, ConnEntry, LaddrInfo, PortView, RealSpec,
+    RouteKind, RouteView, ServiceKey, SettingChange, WorkerView,
 };
 use std::fmt::Write;
 
@@ -65,22 +65,12 @@ pub fn service_name(key: &ServiceKey) -> String {
     key.to_string()
 }
 
-/// The YAML name of a forwarding method.
-pub fn forward_name(forward: Forward) -> &'static str {
-    match forward {
-        Forward::Masq => "nat",
-        Forward::Route => "dr",
-        Forward::Tunnel => "tun",
-        Forward::FullNat => "fullnat",
-    }
-}
-
 fn real_text(real: &RealSpec) -> String {
     format!(
         "{}:{} ({}, weight {})",
         real.addr,
         real.port,
-        forward_name(real.forward),
+        real.forward.name(),
         real.weight
     )
 }
@@ -396,7 +386,7 @@ pub fn conn(entry: &ConnEntry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{RealChange, ServiceChange, ServiceSummary};
+    use crate::proto::{Forward, RealChange, ServiceChange, ServiceSummary};
     use std::net::Ipv4Addr;
 
     #[test]
@@ -437,7 +427,7 @@ mod tests {
                 reals_added: vec![RealSpec {
                     addr: Ipv4Addr::new(10, 99, 2, 13),
                     port: 80,
-                    forward: Forward::Masq,
+                    forward: Forward::Nat,
                     weight: 2,
                     u_threshold: 0,
                     l_threshold: 0,

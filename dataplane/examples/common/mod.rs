@@ -13,11 +13,12 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use rvs_control::model::Forward;
+use rvs_control::model::SchedulerKind;
 use rvs_dataplane::counters::{RealBook, WorkerCounters};
 use rvs_dataplane::engine::{Engine, EngineLimits, WorkerPlace};
-use rvs_dataplane::sched::SchedulerKind;
-use rvs_dataplane::snapshot::{ForwardMode, PortInfo, Prefix, RealInfo, ServiceInfo, Snapshot};
-use rvs_dataplane::tcp_state::Timeouts;
+use rvs_dataplane::snapshot::{PortInfo, Prefix, RealInfo, ServiceInfo, Snapshot};
+use rvs_dataplane::tcp_state::StateTimeouts;
 use rvs_dataplane::wire::ethernet::MacAddr;
 use rvs_dataplane::wire::ipv4::protocol;
 
@@ -41,12 +42,12 @@ const PORTS_PER_CLIENT: u64 = 64_000;
 pub const FRAME_LEN: usize = 60;
 
 /// The forwarding modes the benchmarks can be asked for, by ipvsadm-ish name.
-pub fn forward_mode(name: &str) -> Result<ForwardMode, String> {
+pub fn forward_mode(name: &str) -> Result<Forward, String> {
     match name {
-        "nat" | "masq" => Ok(ForwardMode::Nat),
-        "dr" | "route" => Ok(ForwardMode::Dr),
-        "tun" | "tunnel" => Ok(ForwardMode::Tun),
-        "fullnat" => Ok(ForwardMode::FullNat),
+        "nat" | "masq" => Ok(Forward::Nat),
+        "dr" | "route" => Ok(Forward::Dr),
+        "tun" | "tunnel" => Ok(Forward::Tun),
+        "fullnat" => Ok(Forward::FullNat),
         other => Err(format!(
             "unknown mode `{other}` (expected nat, dr, tun or fullnat)"
         )),
@@ -55,8 +56,8 @@ pub fn forward_mode(name: &str) -> Result<ForwardMode, String> {
 
 /// FullNAT local addresses: 10.99.2.128/25, 128 of them, so that the local
 /// ports (64 K per local address and real) outlast a new-connection run.
-pub fn local_addresses(mode: ForwardMode) -> Vec<(Ipv4Addr, u32)> {
-    if mode != ForwardMode::FullNat {
+pub fn local_addresses(mode: Forward) -> Vec<(Ipv4Addr, u32)> {
+    if mode != Forward::FullNat {
         return vec![];
     }
     (128..=255u8)
@@ -109,7 +110,7 @@ impl Traffic {
 
 /// The snapshot every benchmark runs against: one TCP service VIP:80, rr over
 /// the two reals in `mode` (FullNAT: with [`local_addresses`]).
-pub fn snapshot(mode: ForwardMode, port_macs: [MacAddr; 2]) -> Snapshot {
+pub fn snapshot(mode: Forward, port_macs: [MacAddr; 2]) -> Snapshot {
     let ports = vec![
         PortInfo {
             name: "client".into(),
@@ -141,7 +142,7 @@ pub fn snapshot(mode: ForwardMode, port_macs: [MacAddr; 2]) -> Snapshot {
         local_addresses: local_addresses(mode),
         ..ServiceInfo::new(0, protocol::TCP, VIP, VPORT, SchedulerKind::Rr, reals)
     }];
-    Snapshot::new(ports, vec![], services, Timeouts::default())
+    Snapshot::new(ports, vec![], services, StateTimeouts::default())
 }
 
 /// A fresh engine for `snapshot` with room for `connections`, and its counters.

@@ -18,7 +18,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rvs_control::config::{self, Config, Forward, HostCpus, Protocol, Scheduler};
+use rvs_control::config::{self, Config, HostCpus};
+use rvs_control::model::{Protocol, SchedulerKind};
 use rvs_control::proto::{
     self, errors, Command, ConnEntry, ConnPage, GlobalStats, LaddrEntry, LaddrInfo, LaddrSpec,
     Rates, RealSpec, ServiceKey, ServiceSpec, Stats, VersionInfo,
@@ -37,7 +38,7 @@ const DUMP_WAIT: Duration = Duration::from_millis(500);
 const CURSOR_POSITION_BITS: u32 = 40;
 
 /// What identifies a service across changes: protocol, VIP, port, mark.
-type ServiceTuple = (Protocol, Ipv4Addr, u16, u32);
+type ServiceTuple = (Option<Protocol>, Ipv4Addr, u16, u32);
 
 /// Stable ids: what connections and counters know services and reals by.
 struct Ids {
@@ -308,7 +309,7 @@ impl ControlPlane {
     pub fn reload(&mut self, file: Config) -> Result<(), String> {
         let mut fixed = file.clone();
         fixed.services = self.config.services.clone();
-        fixed.timeouts = self.config.timeouts.clone();
+        fixed.timeouts = self.config.timeouts;
         fixed.fullnat = self.config.fullnat.clone();
         if fixed != self.config {
             return Err(
@@ -446,8 +447,8 @@ impl ControlPlane {
                 let mut new = config::Service {
                     vip: Ipv4Addr::UNSPECIFIED,
                     port: 0,
-                    protocol: Protocol::Tcp,
-                    scheduler: Scheduler::default(),
+                    protocol: None,
+                    scheduler: SchedulerKind::default(),
                     reals: Vec::new(),
                     local_addresses: Vec::new(),
                     flags: Vec::new(),
@@ -590,7 +591,7 @@ impl ControlPlane {
                 }
                 self.adopt(next).map(|()| Value::Null)
             }
-            Command::GetTimeouts => to_json(&proto::Timeouts::from(&self.config.timeouts)),
+            Command::GetTimeouts => to_json(&self.config.timeouts),
             Command::AddLaddr { service, laddr } => {
                 let mut next = self.config.clone();
                 let index = find_service(&next, &service)?
@@ -697,7 +698,7 @@ impl ControlPlane {
                     spec: RealSpec {
                         addr: real.address,
                         port: real.port_or(svc.port),
-                        forward: real.forward.into(),
+                        forward: real.forward,
                         weight: real.weight,
                         u_threshold: real.u_threshold,
                         l_threshold: real.l_threshold,
@@ -830,10 +831,10 @@ impl ControlPlane {
 
 fn conn_entry(conn: &crate::conn::Conn, expires: u32) -> ConnEntry {
     ConnEntry {
-        protocol: if conn.proto == crate::wire::ipv4::protocol::TCP {
-            proto::Protocol::Tcp
+        protocol: if conn.proto == Protocol::Tcp.number() {
+            Protocol::Tcp
         } else {
-            proto::Protocol::Udp
+            Protocol::Udp
         },
         client: conn.client,
         client_port: conn.client_port,
@@ -896,14 +897,10 @@ fn find_service(config: &Config, key: &ServiceKey) -> Result<Option<usize>, Stri
             return Ok(config.services.iter().position(|s| s.mark == Some(mark)))
         }
     };
-    let protocol = match protocol {
-        proto::Protocol::Tcp => Protocol::Tcp,
-        proto::Protocol::Udp => Protocol::Udp,
-    };
     Ok(config
         .services
         .iter()
-        .position(|s| s.protocol == protocol && s.vip == addr && s.port == port))
+        .position(|s| s.protocol == Some(protocol) && s.vip == addr && s.port == port))
 }
 
 /// Sets every setting of `service` from `spec` (ipvsadm `-A`/`-E`: what is
@@ -915,10 +912,7 @@ fn apply_spec(service: &mut config::Service, spec: &ServiceSpec) -> Result<(), S
             addr,
             port,
         } => {
-            service.protocol = match protocol {
-                proto::Protocol::Tcp => Protocol::Tcp,
-                proto::Protocol::Udp => Protocol::Udp,
-            };
+            service.protocol = Some(protocol);
             service.vip = addr;
             service.port = port;
             service.mark = None;
@@ -926,7 +920,7 @@ fn apply_spec(service: &mut config::Service, spec: &ServiceSpec) -> Result<(), S
         // rvs has no iptables: the mark's matches come from `marks` in the
         // config file (validation refuses an undefined mark).
         ServiceKey::Mark(mark) => {
-            service.protocol = Protocol::Any;
+            service.protocol = None;
             service.vip = Ipv4Addr::UNSPECIFIED;
             service.port = 0;
             service.mark = Some(mark);
@@ -934,7 +928,7 @@ fn apply_spec(service: &mut config::Service, spec: &ServiceSpec) -> Result<(), S
     }
     service.scheduler = spec
         .scheduler
-        .parse::<Scheduler>()
+        .parse::<SchedulerKind>()
         .map_err(|_| errors::SCHEDULER_NOT_FOUND.to_owned())?;
     service.flags = spec.flags.clone();
     service.persistent = spec.persistent;
@@ -950,12 +944,7 @@ fn real_from_spec(spec: &RealSpec, service_port: u16) -> Result<config::Real, St
         address: spec.addr,
         port: (spec.port != service_port).then_some(spec.port),
         weight: spec.weight,
-        forward: match spec.forward {
-            proto::Forward::Masq => Forward::Nat,
-            proto::Forward::Route => Forward::Dr,
-            proto::Forward::Tunnel => Forward::Tun,
-            proto::Forward::FullNat => Forward::FullNat,
-        },
+        forward: spec.forward,
     })
 }
 

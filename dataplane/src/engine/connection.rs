@@ -13,9 +13,9 @@ use std::sync::Arc;
 use crate::buf::PacketBuf;
 use crate::conn::{Conn, ConnId, ConnKey};
 use crate::counters::{bump, DropReason};
-use crate::snapshot::ForwardMode;
 use crate::tcp_state::{self, Direction, TcpState};
 use crate::wire::ipv4::protocol;
+use rvs_control::model::Forward;
 
 use super::classify::Flow;
 use super::xmit::Carried;
@@ -88,7 +88,7 @@ impl<P: PacketBuf> Engine<P> {
         let snapshot = Arc::clone(&self.snapshot);
         let real = &snapshot.services[s].reals[real_index];
         let real_port = real.port_for(key.dst_port);
-        let local = if real.forward == ForwardMode::FullNat {
+        let local = if real.forward == Forward::FullNat {
             self.local_address(s, key.proto, real.address, real_port)
                 .ok_or(DropReason::LaddrExhausted)?
         } else {
@@ -196,7 +196,7 @@ impl<P: PacketBuf> Engine<P> {
 /// The half of IPVS's state table a packet in `direction` moves a connection
 /// of mode `forward` through: from the client, connections whose replies
 /// bypass rvs (DR, TUN) use the input-only half.
-fn state_table(forward: ForwardMode, direction: Direction) -> Direction {
+fn state_table(forward: Forward, direction: Direction) -> Direction {
     match direction {
         Direction::Input if !forward.replies_return() => Direction::InputOnly,
         other => other,

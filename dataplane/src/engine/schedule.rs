@@ -9,8 +9,9 @@ use crate::buf::PacketBuf;
 use crate::conn::{Conn, ConnKey};
 use crate::counters::{add_signed, bump, decrement, DropReason, RealBook, RealCounters};
 use crate::persist::{TemplateKey, Templates};
-use crate::sched::{Client, RealLoad, Scheduler, SchedulerKind, Thresholds};
+use crate::sched::{Client, RealLoad, Scheduler, Thresholds};
 use crate::snapshot::{ServiceInfo, Snapshot};
+use rvs_control::model::SchedulerKind;
 
 use super::{Engine, WorkerPlace};
 

@@ -64,7 +64,8 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use super::{RealLoad, SchedulerKind};
+use super::RealLoad;
+use rvs_control::model::SchedulerKind;
 
 /// Buckets of the dh and sh tables (IPVS `IP_VS_{DH,SH}_TAB_SIZE`).
 pub const BUCKETS: usize = 1 << BUCKET_BITS;
@@ -476,7 +477,8 @@ fn sip_round(v: &mut [u64; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::{Client, SchedFlags, Scheduler};
+    use crate::sched::{Client, Scheduler};
+    use rvs_control::model::SchedFlags;
     use std::sync::Arc;
 
     fn load(weight: u32) -> RealLoad {

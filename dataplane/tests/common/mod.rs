@@ -6,14 +6,14 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use rvs_control::model::Forward;
+use rvs_control::model::SchedulerKind;
 use rvs_dataplane::buf::{PacketBuf, VecBuf};
 use rvs_dataplane::counters::{DropReason, RealBook, RealCounters, WorkerCounters};
 use rvs_dataplane::engine::{Engine, EngineLimits, PacketIo, WorkerPlace};
-use rvs_dataplane::sched::{SchedulerKind, Thresholds};
-use rvs_dataplane::snapshot::{
-    ForwardMode, PortInfo, PortRange, Prefix, RealInfo, ServiceInfo, Snapshot,
-};
-use rvs_dataplane::tcp_state::Timeouts;
+use rvs_dataplane::sched::Thresholds;
+use rvs_dataplane::snapshot::{PortInfo, PortRange, Prefix, RealInfo, ServiceInfo, Snapshot};
+use rvs_dataplane::tcp_state::StateTimeouts;
 use rvs_dataplane::wire::arp::{self, ArpOperation};
 use rvs_dataplane::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
 use rvs_dataplane::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
@@ -87,14 +87,14 @@ pub struct Real {
     pub address: Ipv4Addr,
     pub port: u16,
     pub weight: u32,
-    pub forward: ForwardMode,
+    pub forward: Forward,
 }
 
 pub fn real(address: Ipv4Addr, port: u16, weight: u32) -> Real {
-    real_via(ForwardMode::Nat, address, port, weight)
+    real_via(Forward::Nat, address, port, weight)
 }
 
-pub fn real_via(forward: ForwardMode, address: Ipv4Addr, port: u16, weight: u32) -> Real {
+pub fn real_via(forward: Forward, address: Ipv4Addr, port: u16, weight: u32) -> Real {
     Real {
         address,
         port,
@@ -157,7 +157,7 @@ pub fn harness(scheduler: SchedulerKind, reals: &[Real], connections: usize) -> 
 
 pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> Harness {
     let connections = setup.connections;
-    let fullnat = reals.iter().any(|r| r.forward == ForwardMode::FullNat);
+    let fullnat = reals.iter().any(|r| r.forward == Forward::FullNat);
     let local_addresses = if fullnat { vec![(lip(), 0)] } else { vec![] };
     let ports = vec![
         PortInfo {
@@ -220,7 +220,8 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
         },
     ];
     let snapshot = Arc::new(
-        Snapshot::new(ports, vec![], services, Timeouts::default()).with_lip_ports(setup.lip_ports),
+        Snapshot::new(ports, vec![], services, StateTimeouts::default())
+            .with_lip_ports(setup.lip_ports),
     );
     let counters = Arc::new(WorkerCounters::default());
     let book = Arc::new(RealBook::new(

@@ -29,12 +29,12 @@ use std::net::Ipv4Addr;
 use crate::buf::PacketBuf;
 use crate::conn::Conn;
 use crate::counters::DropReason;
-use crate::snapshot::ForwardMode;
 use crate::tcp_state::Direction;
 use crate::wire::ipv4::{protocol, Ipv4Packet};
 use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::UdpPacket;
 use crate::wire::PortsMut;
+use rvs_control::model::Forward;
 
 use super::{Engine, PacketIo, ETH_LEN};
 
@@ -63,19 +63,19 @@ impl<P: PacketBuf> Engine<P> {
     ) -> Result<(), DropReason> {
         if direction == Direction::Output {
             return match conn.forward {
-                ForwardMode::FullNat => fullnat::to_client(self, packet, conn, carried, io),
+                Forward::FullNat => fullnat::to_client(self, packet, conn, carried, io),
                 // DR and TUN replies reach rvs only from a real that routes
                 // through it; they are un-NATed as NAT's are.
-                ForwardMode::Nat | ForwardMode::Dr | ForwardMode::Tun => {
+                Forward::Nat | Forward::Dr | Forward::Tun => {
                     nat::to_client(self, packet, conn, carried, io)
                 }
             };
         }
         match conn.forward {
-            ForwardMode::Nat => nat::to_real(self, packet, conn, carried, io),
-            ForwardMode::FullNat => fullnat::to_real(self, packet, conn, carried, io),
-            ForwardMode::Dr => dr::to_real(self, packet, conn, carried, io),
-            ForwardMode::Tun => tun::to_real(self, packet, conn, carried, io),
+            Forward::Nat => nat::to_real(self, packet, conn, carried, io),
+            Forward::FullNat => fullnat::to_real(self, packet, conn, carried, io),
+            Forward::Dr => dr::to_real(self, packet, conn, carried, io),
+            Forward::Tun => tun::to_real(self, packet, conn, carried, io),
         }
     }
 }
