@@ -7,7 +7,9 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod edit;
 pub mod ipvsadm;
+pub mod listing;
 pub mod model;
 pub mod proto;
 pub mod rvsctl;

@@ -261,6 +261,14 @@ pub enum Command {
 }
 
 impl ServiceKey {
+    /// The index in `config.services` of the service this key names.
+    pub fn index_in(&self, config: &config::Config) -> Option<usize> {
+        config
+            .services
+            .iter()
+            .position(|s| ServiceKey::of(s) == *self)
+    }
+
     /// The identity of a configured service: `-t/-u VIP:PORT`, or `-f MARK`.
     pub fn of(service: &config::Service) -> Self {
         match (service.mark, service.protocol) {
@@ -505,6 +513,33 @@ pub struct Stats {
     pub out_bytes: u64,
 }
 
+impl std::ops::Add for Stats {
+    type Output = Stats;
+
+    fn add(self, other: Stats) -> Stats {
+        Stats {
+            conns: self.conns + other.conns,
+            in_pkts: self.in_pkts + other.in_pkts,
+            out_pkts: self.out_pkts + other.out_pkts,
+            in_bytes: self.in_bytes + other.in_bytes,
+            out_bytes: self.out_bytes + other.out_bytes,
+        }
+    }
+}
+
+impl Stats {
+    /// The counts since `base` was taken (`ipvsadm -Z`).
+    pub fn since(self, base: Stats) -> Stats {
+        Stats {
+            conns: self.conns.saturating_sub(base.conns),
+            in_pkts: self.in_pkts.saturating_sub(base.in_pkts),
+            out_pkts: self.out_pkts.saturating_sub(base.out_pkts),
+            in_bytes: self.in_bytes.saturating_sub(base.in_bytes),
+            out_bytes: self.out_bytes.saturating_sub(base.out_bytes),
+        }
+    }
+}
+
 /// Estimated rates per second.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -514,6 +549,20 @@ pub struct Rates {
     pub outpps: u64,
     pub inbps: u64,
     pub outbps: u64,
+}
+
+impl std::ops::Add for Rates {
+    type Output = Rates;
+
+    fn add(self, other: Rates) -> Rates {
+        Rates {
+            cps: self.cps + other.cps,
+            inpps: self.inpps + other.inpps,
+            outpps: self.outpps + other.outpps,
+            inbps: self.inbps + other.inbps,
+            outbps: self.outbps + other.outbps,
+        }
+    }
 }
 
 /// A service in a listing.

@@ -1,12 +1,11 @@
-//! The rvsadm binary end to end against the control server, with an
-//! in-memory daemon standing in for rvsd: the seed script, listings,
+//! The rvsadm binary end to end against the control server, which answers
+//! by rvsd's own rules (`common::Rules`): the seed script, listings,
 //! `-S | -R`, paged connection listings, errors and exit codes.
 
-use rvs_control::proto::{
-    errors, Command, ConnEntry, ConnPage, Protocol, RealInfo, ServiceInfo, Timeouts,
-};
-use rvs_control::server::{Handler, Server};
-use serde_json::Value;
+mod common;
+
+use common::{Rules, CONNECTIONS};
+use rvs_control::server::Server;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -14,115 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
-
-/// Connections the fake daemon reports, enough for several pages.
-const CONNECTIONS: u64 = 2500;
-
-#[derive(Default)]
-struct FakeDaemon {
-    services: Vec<ServiceInfo>,
-    timeouts: Option<Timeouts>,
-}
-
-impl Handler for FakeDaemon {
-    fn handle(&mut self, cmd: Command) -> Result<Value, String> {
-        let find = |services: &mut Vec<ServiceInfo>, key| {
-            services
-                .iter_mut()
-                .position(|info| info.spec.key == key)
-                .ok_or(errors::SERVICE_NOT_DEFINED.to_owned())
-        };
-        match cmd {
-            Command::Clear => self.services.clear(),
-            Command::AddService { service } => {
-                if self
-                    .services
-                    .iter()
-                    .any(|info| info.spec.key == service.key)
-                {
-                    return Err(errors::SERVICE_EXISTS.into());
-                }
-                if !["rr", "wrr", "lc", "wlc", "sh", "mh"].contains(&service.scheduler.as_str()) {
-                    return Err(errors::SCHEDULER_NOT_FOUND.into());
-                }
-                self.services.push(ServiceInfo {
-                    spec: service,
-                    stats: Default::default(),
-                    rates: Default::default(),
-                    reals: vec![],
-                    laddrs: vec![],
-                });
-            }
-            Command::AddReal { service, real } => {
-                let index = find(&mut self.services, service)?;
-                self.services[index].reals.insert(
-                    0,
-                    RealInfo {
-                        spec: real,
-                        active_conns: 0,
-                        inact_conns: 0,
-                        persist_conns: 0,
-                        stats: Default::default(),
-                        rates: Default::default(),
-                    },
-                );
-            }
-            Command::AddLaddr { service, laddr } => {
-                let index = find(&mut self.services, service)?;
-                self.services[index].laddrs.push(laddr);
-            }
-            Command::ListServices { service: None } => {
-                return Ok(serde_json::to_value(&self.services).unwrap())
-            }
-            Command::ListServices { service: Some(key) } => {
-                let one: Vec<&ServiceInfo> = self
-                    .services
-                    .iter()
-                    .filter(|info| info.spec.key == key)
-                    .collect();
-                if one.is_empty() {
-                    return Err(errors::NO_SUCH_SERVICE.into());
-                }
-                return Ok(serde_json::to_value(one).unwrap());
-            }
-            Command::SetTimeouts { tcp, tcpfin, udp } => {
-                self.timeouts = Some(Timeouts { tcp, tcpfin, udp })
-            }
-            Command::GetTimeouts => {
-                let timeouts = self.timeouts.unwrap_or(Timeouts {
-                    tcp: 900,
-                    tcpfin: 120,
-                    udp: 300,
-                });
-                return Ok(serde_json::to_value(timeouts).unwrap());
-            }
-            Command::ListConnections { cursor, limit } => {
-                let start = cursor.unwrap_or(0);
-                let end = (start + u64::from(limit)).min(CONNECTIONS);
-                let entries = (start..end)
-                    .map(|index| ConnEntry {
-                        protocol: Protocol::Tcp,
-                        client: "10.1.0.0".parse::<std::net::Ipv4Addr>().unwrap(),
-                        client_port: index as u16,
-                        vip: "10.0.0.1".parse().unwrap(),
-                        vport: 80,
-                        real: "192.168.1.2".parse().unwrap(),
-                        real_port: 80,
-                        state: "ESTABLISHED".into(),
-                        expires_secs: 899,
-                    })
-                    .collect();
-                let page = ConnPage {
-                    entries,
-                    next: (end < CONNECTIONS).then_some(end),
-                };
-                return Ok(serde_json::to_value(page).unwrap());
-            }
-            _ => return Err("not in this fake".into()),
-        }
-        Ok(Value::Null)
-    }
-}
 
 struct Daemon {
     dir: PathBuf,
@@ -141,7 +31,7 @@ impl Daemon {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = thread::spawn(move || {
-            let mut daemon = FakeDaemon::default();
+            let mut daemon = Rules::default();
             while !flag.load(Ordering::Relaxed) {
                 server.poll(&mut daemon, Duration::from_millis(20)).unwrap();
             }
@@ -303,8 +193,8 @@ fn save_then_restore_reproduces_the_configuration() {
         "-a -t 10.0.0.1:80 -r 192.168.1.2:8080 -m -w 3 -x 100 -y 10",
         "-a -t 10.0.0.1:80 -r 192.168.1.3 -i -w 0",
         "-A -u 10.0.0.1:53 -s rr -o",
-        "-a -u 10.0.0.1:53 -r 192.168.1.2 --fullnat",
         "--add-laddr -u 10.0.0.1:53 -z 192.168.1.250 -F dpdk0",
+        "-a -u 10.0.0.1:53 -r 192.168.1.2 --fullnat",
         "-A -f 5 -s sh -b sh-port -p",
         "-a -f 5 -r 192.168.1.4 -g",
     ] {
@@ -318,8 +208,9 @@ fn save_then_restore_reproduces_the_configuration() {
             "-a -t 10.0.0.1:80 -r 192.168.1.2:8080 -m -w 3 -x 100 -y 10\n",
             "-a -t 10.0.0.1:80 -r 192.168.1.3:80 -i -w 0 --tun-type ipip\n",
             "-A -u 10.0.0.1:53 -s rr -o\n",
+            // rvsd keeps the address, not the port it was given with (-F).
+            "--add-laddr -z 192.168.1.250 -u 10.0.0.1:53\n",
             "-a -u 10.0.0.1:53 -r 192.168.1.2:53 --fullnat -w 1\n",
-            "--add-laddr -z 192.168.1.250 -u 10.0.0.1:53 -F dpdk0\n",
             "-A -f 5 -s sh -p 360 -b sh-port\n",
             "-a -f 5 -r 192.168.1.4:0 -g -w 1\n",
         )

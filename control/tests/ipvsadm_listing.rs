@@ -377,9 +377,11 @@ fn save_numeric() {
             "-a -t 10.0.0.1:80 -r 192.168.1.2:80 -m -w 1 -x 100 -y 50\n",
             "-a -t 10.0.0.1:80 -r 192.168.1.3:80 -m -w 2\n",
             "-A -t 10.0.0.2:443 -s mh -b mh-fallback,mh-port\n",
-            "-a -t 10.0.0.2:443 -r 192.168.1.9:8443 --fullnat -w 65535\n",
+            // Local addresses first: `-R` applies line by line, and a
+            // FullNAT real needs one.
             "--add-laddr -z 192.168.1.250 -t 10.0.0.2:443 -F dpdk0\n",
             "--add-laddr -z 192.168.1.251 -t 10.0.0.2:443\n",
+            "-a -t 10.0.0.2:443 -r 192.168.1.9:8443 --fullnat -w 65535\n",
             "-A -u 10.0.0.1:53 -s rr -o\n",
             "-a -u 10.0.0.1:53 -r 192.168.1.2:53 -g -w 1\n",
             "-A -f 5 -s sh -p 60 -M 255.255.255.0 -b sh-port\n",

@@ -476,18 +476,19 @@ fn save_output_restores_the_same_commands() {
         expected.push(Command::AddService {
             service: info.spec.clone(),
         });
+        // Local addresses before the reals: a FullNAT real needs one.
+        for laddr in &info.laddrs {
+            expected.push(Command::AddLaddr {
+                service: info.spec.key,
+                laddr: laddr.clone(),
+            });
+        }
         let mut reals: Vec<&RealInfo> = info.reals.iter().collect();
         reals.sort_by_key(|real| (u32::from(real.spec.addr), real.spec.port));
         for real in reals {
             expected.push(Command::AddReal {
                 service: info.spec.key,
                 real: real.spec.clone(),
-            });
-        }
-        for laddr in &info.laddrs {
-            expected.push(Command::AddLaddr {
-                service: info.spec.key,
-                laddr: laddr.clone(),
             });
         }
     }

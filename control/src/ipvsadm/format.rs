@@ -36,7 +36,8 @@ pub fn service(service: &ServiceInfo, format: &Format) -> String {
     out
 }
 
-/// `-S`: the configuration as rvsadm commands, sorted as `-L` sorts.
+/// `-S`: the configuration as rvsadm commands, sorted as `-L` sorts, in an
+/// order `-R` can apply line by line.
 pub fn save(list: &[ServiceInfo]) -> String {
     let mut out = String::new();
     for info in sorted(list, &Format::default()) {
@@ -56,6 +57,14 @@ pub fn save(list: &[ServiceInfo]) -> String {
             let _ = write!(out, " -b {}", spec.flags.join(","));
         }
         out.push('\n');
+        // Local addresses before the reals: a FullNAT real needs one.
+        for laddr in &info.laddrs {
+            let _ = write!(out, "--add-laddr -z {} {name}", laddr.addr);
+            if let Some(ifname) = &laddr.ifname {
+                let _ = write!(out, " -F {ifname}");
+            }
+            out.push('\n');
+        }
         for real in sorted_reals(&info.reals, &Format::default()) {
             let spec = &real.spec;
             let switch = match spec.forward {
@@ -78,13 +87,6 @@ pub fn save(list: &[ServiceInfo]) -> String {
             }
             if spec.l_threshold != 0 {
                 let _ = write!(out, " -y {}", spec.l_threshold);
-            }
-            out.push('\n');
-        }
-        for laddr in &info.laddrs {
-            let _ = write!(out, "--add-laddr -z {} {name}", laddr.addr);
-            if let Some(ifname) = &laddr.ifname {
-                let _ = write!(out, " -F {ifname}");
             }
             out.push('\n');
         }

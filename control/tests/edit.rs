@@ -1,0 +1,286 @@
+//! The rules of the commands that change rvsd's configuration
+//! (`rvs_control::edit`), tested on their own: refusals in ipvsadm's words
+//! or the YAML file's, ipvsadm's conventions, and the effects rvsd carries
+//! out besides.
+
+mod common;
+
+use common::{base, cpus, ip, BASE};
+use rvs_control::config::Config;
+use rvs_control::edit::{self, Edit, Effect, RealPurge};
+use rvs_control::model::{Forward, SchedulerKind, Timeouts};
+use rvs_control::proto::{errors, Command, LaddrSpec, RealSpec, ServiceKey, ServiceSpec};
+
+fn tcp(vip: &str, port: u16) -> ServiceKey {
+    ServiceKey::tcp(ip(vip), port)
+}
+
+fn add_service(key: ServiceKey, scheduler: &str) -> Command {
+    Command::AddService {
+        service: ServiceSpec {
+            scheduler: scheduler.to_owned(),
+            ..ServiceSpec::new(key)
+        },
+    }
+}
+
+fn real(addr: &str, port: u16, forward: Forward) -> RealSpec {
+    RealSpec {
+        addr: ip(addr),
+        port,
+        forward,
+        weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+    }
+}
+
+fn add_real(key: ServiceKey, addr: &str, port: u16, forward: Forward) -> Command {
+    Command::AddReal {
+        service: key,
+        real: real(addr, port, forward),
+    }
+}
+
+fn laddr(addr: &str, ifname: Option<&str>) -> LaddrSpec {
+    LaddrSpec {
+        addr: ip(addr),
+        ifname: ifname.map(str::to_owned),
+    }
+}
+
+/// Applies `commands` in order, as rvsd adopts each; panics on a refusal.
+fn after(commands: &[Command]) -> Config {
+    let mut config = base();
+    for command in commands {
+        if let Some(next) = apply(&config, command).config {
+            config = next;
+        }
+    }
+    config
+}
+
+fn apply(config: &Config, command: &Command) -> Edit {
+    edit::apply(config, command, &cpus()).unwrap_or_else(|e| panic!("{command:?}: {e}"))
+}
+
+#[test]
+fn refusals_use_ipvsadm_words_or_the_files_and_change_nothing() {
+    let web = tcp("10.0.0.1", 80);
+    let dns = ServiceKey::udp(ip("10.0.0.1"), 53);
+    let setup = vec![
+        add_service(web, "rr"),
+        add_real(web, "192.168.1.2", 80, Forward::Nat),
+        add_service(dns, "rr"),
+    ];
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Command, &str)> = vec![
+        ("a service twice", add_service(web, "wlc"), errors::SERVICE_EXISTS),
+        ("an unknown scheduler", add_service(tcp("10.0.0.2", 80), "maglev"), errors::SCHEDULER_NOT_FOUND),
+        ("editing a missing service", Command::EditService { service: ServiceSpec::new(tcp("10.0.0.9", 80)) }, errors::NO_SUCH_SERVICE),
+        ("deleting a missing service", Command::DeleteService { service: tcp("10.0.0.9", 80) }, errors::NO_SUCH_SERVICE),
+        ("zeroing a missing service", Command::Zero { service: Some(tcp("10.0.0.9", 80)) }, errors::NO_SUCH_SERVICE),
+        ("a real of a missing service", add_real(tcp("10.0.0.9", 80), "192.168.1.2", 80, Forward::Nat), errors::SERVICE_NOT_DEFINED),
+        ("a real twice", add_real(web, "192.168.1.2", 80, Forward::Dr), errors::DESTINATION_EXISTS),
+        ("editing a missing real", Command::EditReal { service: web, real: real("192.168.1.3", 80, Forward::Nat) }, errors::NO_SUCH_DESTINATION),
+        ("deleting a missing real", Command::DeleteReal { service: web, addr: ip("192.168.1.2"), port: 81, purge: false }, errors::NO_SUCH_DESTINATION),
+        ("an unreachable real", add_real(web, "172.16.0.1", 80, Forward::Nat),
+         "services[0].reals[0].address: real 172.16.0.1 is not reachable: no connected subnet or route"),
+        ("a FullNAT real without local addresses", add_real(dns, "192.168.1.2", 53, Forward::FullNat),
+         "services[1].reals[0].forward: fullnat needs local addresses"),
+        ("a mark not under `marks`", add_service(ServiceKey::Mark(9), "rr"), "services[2].mark: mark 9 is not defined under `marks`"),
+        ("a local address of no port", Command::AddLaddr { service: dns, laddr: laddr("10.0.0.77", None) }, "services[1].local_addresses[0]:"),
+        ("a local address on an unknown port", Command::AddLaddr { service: dns, laddr: laddr("192.168.1.250", Some("eth9")) }, "no port named `eth9`"),
+        ("a local address on another port", Command::AddLaddr { service: dns, laddr: laddr("192.168.1.250", Some("client")) }, "192.168.1.250 is not an address of port `client`"),
+        ("removing a missing local address", Command::DelLaddr { service: dns, laddr: laddr("192.168.1.250", None) }, "no such local address 192.168.1.250"),
+        ("a listing", Command::ListServices { service: None }, "not a command that edits the configuration"),
+    ];
+    let running = after(&setup);
+    for (what, command, error) in cases {
+        let refused = edit::apply(&running, &command, &cpus()).expect_err(what);
+        assert!(refused.starts_with(error), "{what}: {refused}");
+    }
+    // The same local address twice: refused once it is there.
+    let with_laddr = after(
+        &[
+            setup.clone(),
+            vec![Command::AddLaddr {
+                service: dns,
+                laddr: laddr("192.168.1.250", Some("dpdk0")),
+            }],
+        ]
+        .concat(),
+    );
+    let again = Command::AddLaddr {
+        service: dns,
+        laddr: laddr("192.168.1.250", None),
+    };
+    assert_eq!(
+        edit::apply(&with_laddr, &again, &cpus()).unwrap_err(),
+        "local address 192.168.1.250 already exists"
+    );
+}
+
+#[test]
+fn a_new_real_goes_to_the_head_of_the_list_as_in_ipvs() {
+    let web = tcp("10.0.0.1", 80);
+    let config = after(&[
+        add_service(web, "rr"),
+        add_real(web, "192.168.1.2", 80, Forward::Nat),
+        add_real(web, "192.168.1.3", 8080, Forward::Nat),
+    ]);
+    let reals: Vec<_> = config.services[0]
+        .reals
+        .iter()
+        .map(|r| (r.address, r.port))
+        .collect();
+    assert_eq!(
+        reals,
+        [(ip("192.168.1.3"), Some(8080)), (ip("192.168.1.2"), None)],
+        "the service port is not repeated on the real"
+    );
+}
+
+#[test]
+fn editing_a_service_resets_what_the_command_does_not_give() {
+    let web = tcp("10.0.0.1", 80);
+    let config = after(&[
+        Command::AddService {
+            service: ServiceSpec {
+                scheduler: "sh".into(),
+                flags: vec!["sh-port".into()],
+                persistent: Some(20),
+                ..ServiceSpec::new(web)
+            },
+        },
+        add_real(web, "192.168.1.2", 80, Forward::Dr),
+        Command::EditService {
+            service: ServiceSpec::new(web),
+        },
+    ]);
+    let service = &config.services[0];
+    assert_eq!(service.scheduler, SchedulerKind::Wlc, "ipvsadm's default");
+    assert!(service.flags.is_empty() && service.persistent.is_none());
+    assert_eq!(service.reals.len(), 1, "reals stay");
+}
+
+#[test]
+fn set_timeouts_leaves_a_zero_unchanged() {
+    let config = after(&[Command::SetTimeouts {
+        tcp: 30,
+        tcpfin: 0,
+        udp: 60,
+    }]);
+    assert_eq!(
+        config.timeouts,
+        Timeouts {
+            tcp: 30,
+            tcpfin: Timeouts::default().tcpfin,
+            udp: 60
+        }
+    );
+}
+
+#[test]
+fn deleting_a_real_ends_its_connections_only_when_asked() {
+    let web = tcp("10.0.0.1", 80);
+    let every_port = tcp("10.0.0.2", 0);
+    let running = after(&[
+        add_service(web, "rr"),
+        add_real(web, "192.168.1.2", 8080, Forward::Nat),
+        Command::AddService {
+            service: ServiceSpec {
+                persistent: Some(300),
+                ..ServiceSpec::new(every_port)
+            },
+        },
+        add_real(every_port, "192.168.1.2", 0, Forward::Nat),
+    ]);
+    let delete = |service, port, purge| Command::DeleteReal {
+        service,
+        addr: ip("192.168.1.2"),
+        port,
+        purge,
+    };
+    let kept = apply(&running, &delete(web, 8080, false));
+    assert_eq!(kept.effect, Effect::None);
+    assert!(kept.config.unwrap().services[0].reals.is_empty());
+    assert_eq!(
+        apply(&running, &delete(web, 8080, true)).effect,
+        Effect::Purge(RealPurge {
+            service: web,
+            address: ip("192.168.1.2"),
+            port: Some(8080),
+        })
+    );
+    assert_eq!(
+        apply(&running, &delete(every_port, 0, true)).effect,
+        Effect::Purge(RealPurge {
+            service: every_port,
+            address: ip("192.168.1.2"),
+            port: None,
+        }),
+        "a port-zero service's real serves every port"
+    );
+}
+
+#[test]
+fn zeroing_changes_no_configuration_and_names_the_services() {
+    let web = tcp("10.0.0.1", 80);
+    let dns = ServiceKey::udp(ip("10.0.0.1"), 53);
+    let running = after(&[add_service(web, "rr"), add_service(dns, "rr")]);
+    let all = apply(&running, &Command::Zero { service: None });
+    assert_eq!(all.config, None);
+    assert_eq!(all.effect, Effect::Zero(vec![web, dns]));
+    let one = apply(&running, &Command::Zero { service: Some(dns) });
+    assert_eq!(one.effect, Effect::Zero(vec![dns]));
+}
+
+#[test]
+fn clear_removes_every_service_and_nothing_else() {
+    let web = tcp("10.0.0.1", 80);
+    let running = after(&[
+        add_service(web, "rr"),
+        Command::SetTimeouts {
+            tcp: 30,
+            tcpfin: 0,
+            udp: 0,
+        },
+    ]);
+    let cleared = apply(&running, &Command::Clear).config.unwrap();
+    assert!(cleared.services.is_empty());
+    assert_eq!(cleared.timeouts.tcp, 30);
+    assert_eq!(cleared.ports, running.ports);
+}
+
+#[test]
+fn a_whole_file_replaces_the_running_one_only_where_it_may() {
+    let running = base();
+    let text = format!(
+        "{BASE}services:\n  - {{ vip: 10.0.0.1, port: 80, protocol: tcp, reals: [ {{ address: 192.168.1.2 }} ] }}\n"
+    );
+    let (next, diff) = edit::replace(&running, &text, "new.yaml", &cpus()).unwrap();
+    assert_eq!(next.services.len(), 1);
+    assert_eq!(diff.services_added.len(), 1);
+    assert!(diff.settings.is_empty());
+
+    let other_box = BASE.replace("device: net_null1", "device: net_null7");
+    let refused = edit::replace(&running, &other_box, "other.yaml", &cpus()).unwrap_err();
+    assert!(
+        refused.starts_with(
+            "other.yaml:4:20: ports[1].device: \"net_null1\" in the running rvsd, \"net_null7\" \
+             here; `ports` changes only with a restart"
+        ),
+        "{refused}"
+    );
+    let invalid = text.replace("192.168.1.2 }", "192.168.1.300 }");
+    let refused = edit::replace(&running, &invalid, "bad.yaml", &cpus()).unwrap_err();
+    assert!(
+        refused.starts_with("bad.yaml:13:67: services[0].reals[0].address: "),
+        "names the file and line: {refused}"
+    );
+    assert!(
+        refused.contains("invalid IPv4 address \"192.168.1.300\""),
+        "{refused}"
+    );
+}
