@@ -54,8 +54,9 @@ use rvs_dataplane::buf::PacketBuf;
 use rvs_dataplane::counters::DropReason;
 use rvs_dataplane::dpdk::{self, Mbuf, Mempool, PortConfig, PortHandle, RxBurst, TxBuffer, BURST};
 use rvs_dataplane::engine::PacketIo;
+use rvs_dataplane::mesh::Mesh;
 use rvs_dataplane::wire::ethernet::MacAddr;
-use rvs_dataplane::worker::{self, Mesh, RxQueue, WorkerSetup};
+use rvs_dataplane::worker::{self, RxQueue, WorkerSetup};
 
 const MAIN_LCORE: u32 = 0;
 const WORKER_LCORE: u32 = 1;

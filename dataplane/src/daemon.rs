@@ -7,18 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_control::config::{Config, HostCpus, Protocol};
+use rvs_control::config::{Config, HostCpus};
 
-use crate::control::ControlPlane;
 use crate::counters::{DropReason, RealBook, WorkerCounters};
 use crate::dpdk::{self, Mempool, PortConfig, PortHandle};
 use crate::engine::{Engine, EngineLimits, WorkerPlace};
-use crate::sched::{SchedTable, Thresholds};
-use crate::snapshot::{PortInfo, PortRange, Prefix, RealInfo, Route, ServiceInfo, Snapshot};
-use crate::tcp_state::StateTimeouts;
+use crate::mesh::{self, Mesh};
+use crate::supervisor::Supervisor;
 use crate::wire::ethernet::MacAddr;
-use crate::worker::{self, Mesh, RxQueue, WorkerSetup};
-use rvs_control::model::{SchedFlags, SchedulerKind};
+use crate::worker::{self, RxQueue, WorkerSetup};
 use rvs_control::server::Server;
 
 /// A startup failure, worded for the operator.
@@ -212,108 +209,9 @@ fn with_causes(what: String, causes: &[String]) -> StartError {
     }
 }
 
-/// IP protocol number of a service protocol (0 for a mark service's "any").
-fn protocol_number(protocol: Option<Protocol>) -> u8 {
-    protocol.map_or(0, Protocol::number)
-}
-
-/// The snapshot of `config`. `service_id` gives a service its stable id and
-/// version, `real_id` a real its stable id, and `table` the scheduling table
-/// of a service (id, version, scheduler, reals) (see `control`).
-pub fn build_snapshot_with(
-    config: &Config,
-    macs: &[MacAddr],
-    service_id: impl Fn(&rvs_control::config::Service) -> (u32, u64),
-    real_id: impl Fn(u32, &rvs_control::config::Service, &rvs_control::config::Real) -> u32,
-    mut table: impl FnMut(u32, u64, SchedulerKind, &[RealInfo]) -> Arc<SchedTable>,
-) -> Snapshot {
-    let ports = config
-        .ports
-        .iter()
-        .zip(macs)
-        .map(|(p, mac)| PortInfo {
-            name: p.name.clone(),
-            mac: *mac,
-            addresses: p
-                .addresses
-                .iter()
-                .map(|a| Prefix::new(a.addr(), a.prefix_len()))
-                .collect(),
-            mtu: p.mtu,
-        })
-        .collect();
-    let routes = config
-        .routes
-        .iter()
-        .map(|r| Route {
-            prefix: Prefix::new(r.prefix.addr(), r.prefix.prefix_len()),
-            port: config.route_port(r).unwrap_or(0) as u16,
-            via: Some(r.via),
-        })
-        .collect();
-    let services = config
-        .services
-        .iter()
-        .map(|s| {
-            let (id, version) = service_id(s);
-            let scheduler = s.scheduler;
-            let reals: Vec<RealInfo> = s
-                .reals
-                .iter()
-                .map(|r| RealInfo {
-                    address: r.address,
-                    port: r.port_or(s.port),
-                    weight: r.weight,
-                    forward: r.forward,
-                    id: real_id(id, s, r),
-                    thresholds: Thresholds {
-                        upper: r.u_threshold,
-                        lower: r.l_threshold,
-                    },
-                })
-                .collect();
-            ServiceInfo {
-                id,
-                version,
-                protocol: protocol_number(s.protocol),
-                mark: s.mark,
-                matches: config
-                    .marks
-                    .iter()
-                    .filter(|m| Some(m.mark) == s.mark)
-                    .flat_map(|m| &m.matches)
-                    .map(|m| (m.protocol.number(), m.vip, m.port))
-                    .collect(),
-                vip: s.vip,
-                port: s.port,
-                scheduler,
-                flags: SchedFlags::parse(scheduler, &s.flags.join(","))
-                    .expect("validated scheduler flags"),
-                table: table(id, version, scheduler, &reals),
-                persistent: s.persistent,
-                netmask: s.netmask.unwrap_or(Ipv4Addr::BROADCAST),
-                one_packet: s.one_packet,
-                reals,
-                local_addresses: s.local_addresses.iter().map(|lip| (*lip, 0)).collect(),
-            }
-        })
-        .collect();
-    Snapshot::new(
-        ports,
-        routes,
-        services,
-        StateTimeouts::from(&config.timeouts),
-    )
-    .with_lip_ports(PortRange {
-        min: config.fullnat.port_min,
-        max: config.fullnat.port_max,
-    })
-    .with_expire_quiescent_template(config.expire_quiescent_template)
-}
-
 struct Running {
     ports: Vec<PortHandle>,
-    control: ControlPlane,
+    control: Supervisor,
     stop: Arc<AtomicBool>,
     pool: Mempool,
 }
@@ -415,7 +313,7 @@ fn start(config: &Config) -> Result<Running, StartError> {
         config.limits.reals as usize,
     ));
     let mesh = Arc::new(Mesh::new(config.workers.len()));
-    let control = ControlPlane::new(
+    let control = Supervisor::new(
         config.clone(),
         cpus,
         macs,
@@ -431,7 +329,7 @@ fn start(config: &Config) -> Result<Running, StartError> {
              (each connection belongs to one worker: by client address and port, and for FullNAT \
              replies by the low bits of the local port; NIC flow rules are not used yet)",
             config.workers.len(),
-            worker::REDIRECT_RING
+            mesh::REDIRECT_RING
         );
     } else {
         eprintln!("rvsd: steering: one worker, no redirect needed");

@@ -5,15 +5,16 @@
 
 pub mod buf;
 pub mod conn;
-pub mod control;
 pub mod counters;
 pub mod daemon;
 pub mod dpdk;
 pub mod engine;
+pub mod mesh;
 pub mod neigh;
 pub mod persist;
 pub mod sched;
 pub mod snapshot;
+pub mod supervisor;
 pub mod tcp_state;
 pub mod wire;
 pub mod worker;

@@ -8,72 +8,11 @@ use std::time::Duration;
 
 use std::net::Ipv4Addr;
 
-use crossbeam_queue::ArrayQueue;
-
 use crate::counters::{bump, DropReason, WorkerCounters};
 use crate::dpdk::{self, Mbuf, Mempool, RxBurst, TxBuffer, BURST};
-use crate::engine::{ConnDump, Engine, PacketIo};
-use crate::snapshot::Snapshot;
+use crate::engine::{Engine, PacketIo};
+use crate::mesh::Mesh;
 use crate::wire::ethernet::MacAddr;
-
-/// Packets waiting in one redirect ring, at most.
-pub const REDIRECT_RING: usize = 1024;
-/// Neighbour updates waiting for one worker, at most.
-const NEIGHBOUR_RING: usize = 256;
-
-/// What workers hand each other, and what the control thread hands them:
-/// packets for the connection's owner (one bounded ring per ordered pair of
-/// workers, so each has a single producer), neighbours learned by ARP, new
-/// configuration snapshots (and the old ones back, to be freed off the packet
-/// path), and requests for pages of the connection table.
-pub struct Mesh {
-    /// `packets[to][from]`: (packet, config port index).
-    packets: Vec<Vec<ArrayQueue<(Mbuf, u16)>>>,
-    neighbours: Vec<ArrayQueue<(Ipv4Addr, MacAddr, u16)>>,
-    /// Per worker: snapshots to switch to, oldest first.
-    pub snapshots: Vec<ArrayQueue<Arc<Snapshot>>>,
-    /// Snapshots the workers are done with.
-    pub retired: ArrayQueue<Arc<Snapshot>>,
-    /// Per worker: one outstanding connection-table page request and its answer.
-    pub dump_requests: Vec<ArrayQueue<DumpRequest>>,
-    pub dump_replies: Vec<ArrayQueue<ConnDump>>,
-    /// Per worker: a request for its neighbour table, and the answer.
-    pub neighbour_requests: Vec<ArrayQueue<()>>,
-    pub neighbour_replies: Vec<ArrayQueue<Vec<NeighbourEntry>>>,
-}
-
-/// (address, MAC, port index, seconds since confirmed).
-pub type NeighbourEntry = (Ipv4Addr, MacAddr, u16, u32);
-
-/// Snapshots waiting for one worker, at most.
-pub const SNAPSHOT_QUEUE: usize = 4;
-
-/// A request for up to `limit` connections from table position `from`.
-#[derive(Clone, Copy, Debug)]
-pub struct DumpRequest {
-    pub from: usize,
-    pub limit: usize,
-}
-
-impl Mesh {
-    pub fn new(workers: usize) -> Self {
-        fn per_worker<T>(workers: usize, capacity: usize) -> Vec<ArrayQueue<T>> {
-            (0..workers).map(|_| ArrayQueue::new(capacity)).collect()
-        }
-        Mesh {
-            packets: (0..workers)
-                .map(|_| per_worker(workers, REDIRECT_RING))
-                .collect(),
-            neighbours: per_worker(workers, NEIGHBOUR_RING),
-            snapshots: per_worker(workers, SNAPSHOT_QUEUE),
-            retired: ArrayQueue::new(workers * (SNAPSHOT_QUEUE + 1)),
-            dump_requests: per_worker(workers, 1),
-            dump_replies: per_worker(workers, 1),
-            neighbour_requests: per_worker(workers, 1),
-            neighbour_replies: per_worker(workers, 1),
-        }
-    }
-}
 
 /// One RX queue a worker polls.
 #[derive(Clone, Copy, Debug)]
@@ -206,13 +145,9 @@ pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
             // ever had not, freeing here is still correct, only slower.
             let _ = setup.mesh.retired.push(old);
         }
-        if setup.mesh.neighbour_requests[setup.index].pop().is_some() {
-            let _ = setup.mesh.neighbour_replies[setup.index].push(engine.neighbour_entries());
-        }
-        if let Some(request) = setup.mesh.dump_requests[setup.index].pop() {
-            let page = engine.dump_connections(request.from, request.limit);
-            let _ = setup.mesh.dump_replies[setup.index].push(page);
-        }
+        setup.mesh.neighbour_tables[setup.index].answer(|()| engine.neighbour_entries());
+        setup.mesh.dumps[setup.index]
+            .answer(|request| engine.dump_connections(request.from, request.limit));
         while let Some((ip, mac, port)) = setup.mesh.neighbours[setup.index].pop() {
             engine.learn_neighbour(ip, mac, port, &mut io);
         }

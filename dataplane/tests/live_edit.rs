@@ -21,14 +21,14 @@ use common::{ethernet, tcp, Capture};
 use rvs_control::config::{self, Config, CpuList, HostCpus};
 use rvs_control::proto::{Command, RealSpec, ServiceKey, ServiceSpec};
 use rvs_dataplane::buf::VecBuf;
-use rvs_dataplane::control::ControlPlane;
 use rvs_dataplane::counters::{RealBook, WorkerCounters};
 use rvs_dataplane::engine::{Engine, EngineLimits, WorkerPlace};
+use rvs_dataplane::mesh::Mesh;
+use rvs_dataplane::supervisor::Supervisor;
 use rvs_dataplane::wire::arp::ArpOperation;
 use rvs_dataplane::wire::ethernet::{EtherType, MacAddr};
 use rvs_dataplane::wire::ipv4::Ipv4Packet;
 use rvs_dataplane::wire::tcp::TcpFlags;
-use rvs_dataplane::worker::Mesh;
 
 const CLIENTS: u32 = 10_000;
 const CLIENT_PORT: u16 = 0;
@@ -110,7 +110,7 @@ fn base_config() -> Config {
 
 /// rvsd's control thread and one of its workers' engines.
 struct Director {
-    control: ControlPlane,
+    control: Supervisor,
     mesh: Arc<Mesh>,
     engine: Engine<VecBuf>,
     io: Capture,
@@ -124,7 +124,7 @@ impl Director {
             .collect();
         let book = Arc::new(RealBook::new(usize::from(PLACE.count), 1024));
         let mesh = Arc::new(Mesh::new(usize::from(PLACE.count)));
-        let control = ControlPlane::new(
+        let control = Supervisor::new(
             config,
             cpus(),
             MACS.to_vec(),

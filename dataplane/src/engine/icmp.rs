@@ -3,7 +3,8 @@
 //!
 //! An error about a tracked connection (destination unreachable, time
 //! exceeded) goes where the connection's packets in the same direction go,
-//! rewritten by its forwarding mode ([`Carried::IcmpError`]): the outer
+//! rewritten by its forwarding mode (`xmit`'s `Carried::IcmpError`, with the
+//! translations here): the outer
 //! header like a packet of the connection, the quoted packet like one going
 //! the other way. It never creates a connection. Errors are rare, so their
 //! checksums are computed afresh rather than patched.
@@ -13,12 +14,12 @@ use std::net::Ipv4Addr;
 use crate::buf::PacketBuf;
 use crate::conn::{Conn, ConnKey};
 use crate::counters::{bump, DropReason};
+use crate::tcp_state::Direction;
 use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
 use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::ipv4::{protocol, Ipv4Packet, Ipv4Repr};
 
 use super::l2::transmit;
-use super::xmit::Carried;
 use super::{Engine, PacketIo, ETH_LEN, IPV4_LEN};
 
 /// Most of the offending packet an ICMP error quotes (576-byte datagram).
@@ -53,20 +54,16 @@ impl<P: PacketBuf> Engine<P> {
         Ok(())
     }
 
-    /// An ICMP error whose quoted packet, seen the way the error travels, is
-    /// `quoted`: passed on if it is about a tracked connection.
+    /// The tracked connection an ICMP error is about, and the direction the
+    /// error travels in it; `quoted` is the quoted packet's key seen the way
+    /// the error travels. An error about no tracked connection is not for
+    /// rvs.
     // Kept out of the flow path: rare next to TCP/UDP packets.
     #[inline(never)]
-    pub(super) fn icmp_error(
-        &mut self,
-        packet: P,
-        quoted: &ConnKey,
-        io: &mut impl PacketIo<P>,
-    ) -> Result<(), DropReason> {
+    pub(super) fn icmp_error(&mut self, quoted: &ConnKey) -> Result<(Conn, Direction), DropReason> {
         let (id, direction) = self.conns.lookup(quoted).ok_or(DropReason::NotForUs)?;
-        let conn = *self.conns.get(id);
         bump(&self.counters.icmp_errors_forwarded, 1);
-        self.xmit(packet, &conn, direction, Carried::IcmpError, io)
+        Ok((*self.conns.get(id), direction))
     }
 
     /// Tells the sender of `original` that it must fit in `mtu` bytes.

@@ -65,6 +65,7 @@ pub use steer::WorkerPlace;
 use classify::Verdict;
 use schedule::make_scheduler;
 use steer::LocalPorts;
+use xmit::Carried;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -264,7 +265,10 @@ impl<P: PacketBuf> Engine<P> {
             Verdict::Arp => self.arp(packet, in_port, io),
             Verdict::Echo { src_mac } => self.echo(packet, in_port, *src_mac, io),
             Verdict::Flow(flow) => self.flow(packet, flow, io),
-            Verdict::IcmpError { quoted } => self.icmp_error(packet, quoted, io),
+            Verdict::IcmpError { quoted } => {
+                let (conn, direction) = self.icmp_error(quoted)?;
+                self.xmit(packet, &conn, direction, Carried::IcmpError, io)
+            }
         }
     }
 

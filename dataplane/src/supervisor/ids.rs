@@ -1,0 +1,129 @@
+//! Stable ids: what connections and counters know services and reals by,
+//! kept across configuration changes so that a real that stays keeps its
+//! connections and counters, and a version per service that changes with
+//! it, so that workers keep the scheduler state of services that did not.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+
+use rvs_control::config::{Config, Real, Service};
+use rvs_control::proto::{errors, ServiceKey};
+
+#[derive(Clone)]
+pub(super) struct Ids {
+    services: HashMap<ServiceKey, u32>,
+    reals: HashMap<(u32, Ipv4Addr, u16), u32>,
+    /// Per service id: bumped on every change to the service or its reals.
+    versions: HashMap<u32, u64>,
+    next_service: u32,
+    next_real: u32,
+    /// Ids of deleted reals, reused oldest first once fresh ids run out.
+    free_reals: VecDeque<u32>,
+    /// Real ids available (per-real counters are allocated for this many).
+    real_limit: u32,
+    next_version: u64,
+}
+
+impl Ids {
+    /// Ids for `config`, whose reals may take `real_limit` ids.
+    pub(super) fn new(config: &Config, real_limit: u32) -> Result<Self, String> {
+        let mut ids = Ids {
+            services: HashMap::new(),
+            reals: HashMap::new(),
+            versions: HashMap::new(),
+            next_service: 0,
+            next_real: 0,
+            free_reals: VecDeque::new(),
+            real_limit,
+            next_version: 1,
+        };
+        ids.assign(None, config)?;
+        Ok(ids)
+    }
+
+    /// The ids of `next`, the configuration replacing `old`: existing ones
+    /// kept, new ones given, versions bumped for services that differ, the
+    /// ids of what is gone released. Fails, changing nothing, if the real
+    /// ids run out.
+    pub(super) fn reassigned(&self, old: &Config, next: &Config) -> Result<Ids, String> {
+        let mut ids = self.clone();
+        ids.assign(Some(old), next)?;
+        Ok(ids)
+    }
+
+    fn assign(&mut self, old: Option<&Config>, config: &Config) -> Result<(), String> {
+        let old_services: HashMap<ServiceKey, &Service> = old
+            .map(|c| c.services.iter().map(|s| (ServiceKey::of(s), s)).collect())
+            .unwrap_or_default();
+        let mut live_services = HashMap::new();
+        let mut live_reals = HashMap::new();
+        for service in &config.services {
+            let key = ServiceKey::of(service);
+            let id = match self.services.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id = self.next_service;
+                    self.next_service += 1;
+                    id
+                }
+            };
+            live_services.insert(key, id);
+            if old_services.get(&key) != Some(&service) || !self.versions.contains_key(&id) {
+                self.versions.insert(id, self.next_version);
+                self.next_version += 1;
+            }
+            for real in &service.reals {
+                let real_key = (id, real.address, real.port_or(service.port));
+                let real_id = match self.reals.get(&real_key) {
+                    Some(&real_id) => real_id,
+                    None if self.next_real < self.real_limit => {
+                        self.next_real += 1;
+                        self.next_real - 1
+                    }
+                    None => match self.free_reals.pop_front() {
+                        Some(real_id) => real_id,
+                        None => return Err(errors::NO_MEMORY.to_owned()),
+                    },
+                };
+                self.reals.insert(real_key, real_id);
+                live_reals.insert(real_key, real_id);
+            }
+        }
+        for (key, real_id) in &self.reals {
+            if !live_reals.contains_key(key) {
+                self.free_reals.push_back(*real_id);
+            }
+        }
+        self.versions
+            .retain(|id, _| live_services.values().any(|v| v == id));
+        self.services = live_services;
+        self.reals = live_reals;
+        Ok(())
+    }
+
+    /// The id of a service of the configuration the ids were assigned for.
+    pub(super) fn service(&self, service: &Service) -> u32 {
+        self.services[&ServiceKey::of(service)]
+    }
+
+    /// The id of the service `key` names, if it is configured.
+    pub(super) fn service_of(&self, key: &ServiceKey) -> Option<u32> {
+        self.services.get(key).copied()
+    }
+
+    /// The version of service `id`.
+    pub(super) fn version(&self, id: u32) -> u64 {
+        self.versions.get(&id).copied().unwrap_or(0)
+    }
+
+    /// The id of `real` of the service with id `service_id` and port
+    /// `service_port`.
+    pub(super) fn real(&self, service_id: u32, real: &Real, service_port: u16) -> u32 {
+        self.reals[&(service_id, real.address, real.port_or(service_port))]
+    }
+
+    /// Every real id in use.
+    pub(super) fn real_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.reals.values().copied()
+    }
+}
