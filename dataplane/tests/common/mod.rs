@@ -327,22 +327,50 @@ pub fn arp_frame(
     ethernet(sender_mac, dst, EtherType::ARP, &body)
 }
 
+/// An IPv4 packet as the tests' hosts send them: TTL 64, DF, ident 0x1234.
 pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
-    let mut packet = vec![0u8; 20 + l4.len()];
+    ipv4_from(src, dst, proto, 0x1234, true, l4)
+}
+
+/// An IPv4 packet with ident `ident` and DF `dont_frag`, TTL 64: what rvs
+/// originates (TUN outer headers, ICMP errors).
+pub fn ipv4_from(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    ident: u16,
+    dont_frag: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut packet = vec![0u8; 20 + payload.len()];
     Ipv4Repr {
         src,
         dst,
         protocol: proto,
         ttl: 64,
         dscp_ecn: 0,
-        ident: 0x1234,
-        dont_frag: true,
-        payload_len: l4.len() as u16,
+        ident,
+        dont_frag,
+        payload_len: payload.len() as u16,
     }
     .emit(&mut packet)
     .unwrap();
-    packet[20..].copy_from_slice(l4);
+    packet[20..].copy_from_slice(payload);
     packet
+}
+
+/// An ICMP message of `msg_type`/`code` with the 4 bytes after the
+/// checksum `rest` and then `payload`, checksum filled.
+pub fn icmp_message(msg_type: u8, code: u8, rest: u32, payload: &[u8]) -> Vec<u8> {
+    let mut message = vec![0u8; 8 + payload.len()];
+    message[0] = msg_type;
+    message[1] = code;
+    message[4..8].copy_from_slice(&rest.to_be_bytes());
+    message[8..].copy_from_slice(payload);
+    rvs_dataplane::wire::icmp::IcmpPacket::new_checked(&mut message[..])
+        .unwrap()
+        .fill_checksum();
+    message
 }
 
 pub fn tcp(
@@ -448,4 +476,129 @@ pub fn client_owned_by(place: WorkerPlace, worker: u16) -> Ipv4Addr {
         .map(|i| Ipv4Addr::new(10, 99, 1, i))
         .find(|c| place.owner_of_client(*c) == worker)
         .expect("some client of 10.99.1.0/24 belongs to each worker")
+}
+
+/// One row of a packet table, in katran's shape: a description, the frame
+/// that goes in (after `before`, whose output is not checked, such as the
+/// SYN that opens a connection), and what must come of it.
+pub struct Case {
+    pub what: &'static str,
+    pub before: Vec<(u16, Vec<u8>)>,
+    /// (port, frame).
+    pub input: (u16, Vec<u8>),
+    pub expect: Expect,
+}
+
+impl Case {
+    pub fn new(what: &'static str, port: u16, frame: Vec<u8>, expect: Expect) -> Case {
+        Case {
+            what,
+            before: Vec::new(),
+            input: (port, frame),
+            expect,
+        }
+    }
+
+    /// The same case after `frames` went in first.
+    pub fn after(mut self, frames: Vec<(u16, Vec<u8>)>) -> Case {
+        self.before = frames;
+        self
+    }
+}
+
+/// What a frame must come to: frames out byte for byte (port, frame) in
+/// order, the drop counted, the worker it is handed to. Whatever is not
+/// named must not happen: no other frame, drop or hand-over.
+#[derive(Default)]
+pub struct Expect {
+    pub sent: Vec<(u16, Vec<u8>)>,
+    pub dropped: Option<DropReason>,
+    pub redirected_to: Option<u16>,
+}
+
+impl Expect {
+    pub fn sent(port: u16, frame: Vec<u8>) -> Expect {
+        Expect {
+            sent: vec![(port, frame)],
+            ..Expect::default()
+        }
+    }
+
+    pub fn dropped(reason: DropReason) -> Expect {
+        Expect {
+            dropped: Some(reason),
+            ..Expect::default()
+        }
+    }
+
+    pub fn redirected(worker: u16) -> Expect {
+        Expect {
+            redirected_to: Some(worker),
+            ..Expect::default()
+        }
+    }
+
+    /// Also counted as dropped for `reason` (a frame answered and dropped,
+    /// such as one too big to encapsulate).
+    pub fn and_dropped(mut self, reason: DropReason) -> Expect {
+        self.dropped = Some(reason);
+        self
+    }
+}
+
+/// Runs every case of `table` on a fresh engine from `setup`: the runner of
+/// every packet table. Checks, per case, the frames sent (and that every
+/// TCP/UDP frame sent has valid checksums), the drop counted and the
+/// hand-over to another worker.
+pub fn run_table(table: Vec<Case>, setup: impl Fn() -> Harness) {
+    for case in table {
+        let what = case.what;
+        let mut h = setup();
+        for (port, frame) in case.before {
+            h.rx(port, frame);
+        }
+        h.io.take();
+        h.io.redirected.clear();
+        let before = h.counters.read();
+        let (port, frame) = case.input;
+        h.rx(port, frame.clone());
+        let sent = h.io.take();
+        assert_eq!(
+            sent.len(),
+            case.expect.sent.len(),
+            "{what}: frames out {sent:02x?}"
+        );
+        for (i, ((port, out), (want_port, want))) in sent.iter().zip(&case.expect.sent).enumerate()
+        {
+            assert_eq!(port, want_port, "{what}: port of frame {i}");
+            assert_eq!(
+                out, want,
+                "{what}: frame {i}\n got  {out:02x?}\n want {want:02x?}"
+            );
+            if matches!(EthernetFrame::new_checked(&out[..]), Ok(f) if f.ethertype() == EtherType::IPV4)
+            {
+                assert_checksums_valid(out);
+            }
+        }
+        let after = h.counters.read();
+        let drops: Vec<DropReason> = DropReason::ALL
+            .into_iter()
+            .filter(|r| after.drops_of(*r) != before.drops_of(*r))
+            .collect();
+        let want_drops: Vec<DropReason> = case.expect.dropped.into_iter().collect();
+        assert_eq!(drops, want_drops, "{what}: drops counted");
+        if let Some(reason) = case.expect.dropped {
+            assert_eq!(
+                after.drops_of(reason) - before.drops_of(reason),
+                1,
+                "{what}: {reason:?} counted once"
+            );
+        }
+        let redirected: Vec<u16> = h.io.redirected.iter().map(|(worker, _)| *worker).collect();
+        let want_redirect: Vec<u16> = case.expect.redirected_to.into_iter().collect();
+        assert_eq!(redirected, want_redirect, "{what}: handed over");
+        if let Some((_, handed)) = h.io.redirected.first() {
+            assert_eq!(handed, &frame, "{what}: handed over unchanged");
+        }
+    }
 }
