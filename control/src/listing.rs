@@ -207,14 +207,7 @@ fn service_info(
             stats = stats + counted.stats;
             rates = rates + counted.rates;
             proto::RealInfo {
-                spec: RealSpec {
-                    addr: real.address,
-                    port: real.port_or(service.port),
-                    forward: real.forward,
-                    weight: real.weight,
-                    u_threshold: real.u_threshold,
-                    l_threshold: real.l_threshold,
-                },
+                spec: RealSpec::of(real, service.port),
                 active_conns: counted.active,
                 inact_conns: counted.inactive,
                 persist_conns: counted.persist,

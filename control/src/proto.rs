@@ -491,6 +491,21 @@ pub struct RealSpec {
     pub l_threshold: u32,
 }
 
+impl RealSpec {
+    /// A configured real of a service on `service_port`, as the protocol
+    /// describes it.
+    pub fn of(real: &config::Real, service_port: u16) -> Self {
+        RealSpec {
+            addr: real.address,
+            port: real.port_or(service_port),
+            forward: real.forward,
+            weight: real.weight,
+            u_threshold: real.u_threshold,
+            l_threshold: real.l_threshold,
+        }
+    }
+}
+
 /// A FullNAT local address of a service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -62,10 +62,14 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         &mut diff.settings,
     );
 
-    let old_services: HashMap<_, &Service> = old.services.iter().map(|s| (key_of(s), s)).collect();
-    let new_keys: HashSet<_> = new.services.iter().map(key_of).collect();
+    let old_services: HashMap<_, &Service> = old
+        .services
+        .iter()
+        .map(|s| (ServiceKey::of(s), s))
+        .collect();
+    let new_keys: HashSet<_> = new.services.iter().map(ServiceKey::of).collect();
     for service in &new.services {
-        match old_services.get(&key_of(service)) {
+        match old_services.get(&ServiceKey::of(service)) {
             None => diff.services_added.push(summary(service)),
             Some(before) if *before != service => {
                 diff.services_changed.push(service_change(before, service))
@@ -76,32 +80,15 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     diff.services_removed = old
         .services
         .iter()
-        .filter(|s| !new_keys.contains(&key_of(s)))
+        .filter(|s| !new_keys.contains(&ServiceKey::of(s)))
         .map(summary)
         .collect();
     diff
 }
 
-/// The identity of a service: what `-t/-u VIP:PORT` or `-f MARK` names.
-pub fn key_of(service: &Service) -> ServiceKey {
-    ServiceKey::of(service)
-}
-
-/// A real as the control protocol describes it.
-pub fn real_spec(real: &Real, service_port: u16) -> RealSpec {
-    RealSpec {
-        addr: real.address,
-        port: real.port_or(service_port),
-        forward: real.forward,
-        weight: real.weight,
-        u_threshold: real.u_threshold,
-        l_threshold: real.l_threshold,
-    }
-}
-
 fn summary(service: &Service) -> ServiceSummary {
     ServiceSummary {
-        service: key_of(service),
+        service: ServiceKey::of(service),
         scheduler: service.scheduler.to_string(),
         reals: service.reals.len() as u32,
     }
@@ -117,7 +104,7 @@ fn service_change(old: &Service, new: &Service) -> ServiceChange {
         Value::Object(map)
     };
     let mut change = ServiceChange {
-        service: key_of(new),
+        service: ServiceKey::of(new),
         settings: Vec::new(),
         reals_added: Vec::new(),
         reals_removed: Vec::new(),
@@ -142,7 +129,7 @@ fn service_change(old: &Service, new: &Service) -> ServiceChange {
     for real in &new.reals {
         let key = real_key(real, new.port);
         match old_reals.get(&key) {
-            None => change.reals_added.push(real_spec(real, new.port)),
+            None => change.reals_added.push(RealSpec::of(real, new.port)),
             Some(before) => {
                 kept_new_order.push(key);
                 let mut settings = Vec::new();
@@ -168,7 +155,7 @@ fn service_change(old: &Service, new: &Service) -> ServiceChange {
         if new_keys.contains(&key) {
             kept_old_order.push(key);
         } else {
-            change.reals_removed.push(real_spec(real, old.port));
+            change.reals_removed.push(RealSpec::of(real, old.port));
         }
     }
     change.reals_reordered = kept_old_order != kept_new_order;
