@@ -131,27 +131,76 @@ pub fn add_signed(counter: &AtomicU64, delta: i32) {
     counter.store(value, Relaxed);
 }
 
-/// One worker's counters.
-#[repr(align(64))]
-#[derive(Default)]
-pub struct WorkerCounters {
-    pub rx_packets: AtomicU64,
-    pub rx_bytes: AtomicU64,
-    pub tx_packets: AtomicU64,
-    pub tx_bytes: AtomicU64,
-    pub conns_created: AtomicU64,
-    pub conns_expired: AtomicU64,
-    pub conns_current: AtomicU64,
-    pub arp_requests_sent: AtomicU64,
-    pub arp_replies_sent: AtomicU64,
-    pub icmp_echo_replies: AtomicU64,
+/// Declares the worker counters once: the atomic block a worker writes, its
+/// plain copy, the copy's sum and its list by name, all from one list.
+macro_rules! worker_counters {
+    ($( $(#[$doc:meta])* $name:ident, )*) => {
+        /// One worker's counters.
+        #[repr(align(64))]
+        #[derive(Default)]
+        pub struct WorkerCounters {
+            $( $(#[$doc])* pub $name: AtomicU64, )*
+            pub drops: [AtomicU64; DropReason::COUNT],
+        }
+
+        impl WorkerCounters {
+            /// A plain copy of every counter.
+            pub fn read(&self) -> CountersSnapshot {
+                CountersSnapshot {
+                    $( $name: self.$name.load(Relaxed), )*
+                    drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
+                }
+            }
+        }
+
+        /// Counters as plain numbers, summable across workers.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct CountersSnapshot {
+            $( pub $name: u64, )*
+            pub drops: [u64; DropReason::COUNT],
+        }
+
+        impl CountersSnapshot {
+            pub fn add(&mut self, other: &CountersSnapshot) {
+                $( self.$name += other.$name; )*
+                for (sum, n) in self.drops.iter_mut().zip(other.drops) {
+                    *sum += n;
+                }
+            }
+
+            /// Every counter but the drops, by the name stats output uses,
+            /// in declaration order.
+            pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$( (stringify!($name), self.$name), )*].into_iter()
+            }
+        }
+    };
+}
+
+worker_counters! {
+    rx_packets,
+    rx_bytes,
+    tx_packets,
+    tx_bytes,
+    conns_created,
+    conns_expired,
+    conns_current,
+    /// Unreplied connections ended early to make room for new ones.
+    conns_evicted,
+    arp_requests_sent,
+    arp_replies_sent,
+    /// ARP packets whose sender is not on the receiving port's subnets:
+    /// answered if they ask for us, never learned from.
+    arp_refused,
+    /// Neighbour entries evicted from a full table (updated once a second).
+    neighbours_evicted,
+    icmp_echo_replies,
     /// Packets handed to the worker owning their connection.
-    pub redirected: AtomicU64,
+    redirected,
     /// ICMP errors rvs built (fragmentation needed).
-    pub icmp_errors_sent: AtomicU64,
+    icmp_errors_sent,
     /// ICMP errors about a tracked connection, translated and forwarded.
-    pub icmp_errors_forwarded: AtomicU64,
-    pub drops: [AtomicU64; DropReason::COUNT],
+    icmp_errors_forwarded,
 }
 
 impl WorkerCounters {
@@ -163,67 +212,9 @@ impl WorkerCounters {
     pub fn drops_of(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize].load(Relaxed)
     }
-
-    /// A plain copy of every counter.
-    pub fn read(&self) -> CountersSnapshot {
-        CountersSnapshot {
-            rx_packets: self.rx_packets.load(Relaxed),
-            rx_bytes: self.rx_bytes.load(Relaxed),
-            tx_packets: self.tx_packets.load(Relaxed),
-            tx_bytes: self.tx_bytes.load(Relaxed),
-            conns_created: self.conns_created.load(Relaxed),
-            conns_expired: self.conns_expired.load(Relaxed),
-            conns_current: self.conns_current.load(Relaxed),
-            arp_requests_sent: self.arp_requests_sent.load(Relaxed),
-            arp_replies_sent: self.arp_replies_sent.load(Relaxed),
-            icmp_echo_replies: self.icmp_echo_replies.load(Relaxed),
-            redirected: self.redirected.load(Relaxed),
-            icmp_errors_sent: self.icmp_errors_sent.load(Relaxed),
-            icmp_errors_forwarded: self.icmp_errors_forwarded.load(Relaxed),
-            drops: std::array::from_fn(|i| self.drops[i].load(Relaxed)),
-        }
-    }
-}
-
-/// Counters as plain numbers, summable across workers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CountersSnapshot {
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub conns_created: u64,
-    pub conns_expired: u64,
-    pub conns_current: u64,
-    pub arp_requests_sent: u64,
-    pub arp_replies_sent: u64,
-    pub icmp_echo_replies: u64,
-    pub redirected: u64,
-    pub icmp_errors_sent: u64,
-    pub icmp_errors_forwarded: u64,
-    pub drops: [u64; DropReason::COUNT],
 }
 
 impl CountersSnapshot {
-    pub fn add(&mut self, other: &CountersSnapshot) {
-        self.rx_packets += other.rx_packets;
-        self.rx_bytes += other.rx_bytes;
-        self.tx_packets += other.tx_packets;
-        self.tx_bytes += other.tx_bytes;
-        self.conns_created += other.conns_created;
-        self.conns_expired += other.conns_expired;
-        self.conns_current += other.conns_current;
-        self.arp_requests_sent += other.arp_requests_sent;
-        self.arp_replies_sent += other.arp_replies_sent;
-        self.icmp_echo_replies += other.icmp_echo_replies;
-        self.redirected += other.redirected;
-        self.icmp_errors_sent += other.icmp_errors_sent;
-        self.icmp_errors_forwarded += other.icmp_errors_forwarded;
-        for (sum, n) in self.drops.iter_mut().zip(other.drops) {
-            *sum += n;
-        }
-    }
-
     pub fn drops_of(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]
     }

@@ -440,27 +440,20 @@ fn stats_json(running: &Running) -> String {
             })
         })
         .collect();
-    serde_json::json!({
-        "rx_packets": total.rx_packets,
-        "rx_bytes": total.rx_bytes,
-        "tx_packets": total.tx_packets,
-        "tx_bytes": total.tx_bytes,
-        "conns_created": total.conns_created,
-        "conns_expired": total.conns_expired,
-        "conns_current": total.conns_current,
-        "arp_requests_sent": total.arp_requests_sent,
-        "arp_replies_sent": total.arp_replies_sent,
-        "icmp_echo_replies": total.icmp_echo_replies,
-        "redirected": total.redirected,
-        "icmp_errors_sent": total.icmp_errors_sent,
-        "icmp_errors_forwarded": total.icmp_errors_forwarded,
-        "mbufs_free": running.pool.available(),
-        "workers": running.control.config().workers.len(),
-        "drops": drops,
-        "reals": reals,
-        "ports": ports,
-    })
-    .to_string()
+    let mut line: serde_json::Map<String, serde_json::Value> = total
+        .named()
+        .map(|(name, value)| (name.to_owned(), value.into()))
+        .collect();
+    for (key, value) in [
+        ("mbufs_free", running.pool.available().into()),
+        ("workers", running.control.config().workers.len().into()),
+        ("drops", drops.into()),
+        ("reals", reals.into()),
+        ("ports", ports.into()),
+    ] {
+        line.insert(key.to_owned(), value);
+    }
+    serde_json::Value::Object(line).to_string()
 }
 
 /// Runs rvsd with `config` until SIGTERM or SIGINT. SIGUSR1 prints a stats line.

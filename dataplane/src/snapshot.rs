@@ -363,6 +363,13 @@ impl Snapshot {
             .any(|p| p.addresses.iter().any(|a| a.addr == ip))
     }
 
+    /// Whether `ip` lies in a connected subnet of port `port`.
+    pub fn on_subnet(&self, port: u16, ip: Ipv4Addr) -> bool {
+        self.ports
+            .get(usize::from(port))
+            .is_some_and(|info| info.addresses.iter().any(|a| a.contains(ip)))
+    }
+
     /// Whether rvs answers ARP for `ip` on port `port`: an address of that
     /// port, or a VIP inside one of its connected subnets.
     pub fn answers_arp(&self, port: u16, ip: Ipv4Addr) -> bool {

@@ -19,6 +19,9 @@ use rvs_dataplane::wire::icmp;
 use rvs_dataplane::wire::ipv4::{protocol, Ipv4Packet};
 use rvs_dataplane::wire::tcp::TcpFlags;
 
+/// Who claims addresses that are not theirs.
+const EVIL_MAC: MacAddr = MacAddr([0x02, 0xde, 0xad, 0xbe, 0xef, 0x01]);
+
 /// The scheduler of every table: each case has one real, or one client.
 const SCHEDULER: SchedulerKind = SchedulerKind::Rr;
 /// The real of every table but the steering ones: r1, port-mapped to 8080.
@@ -142,6 +145,17 @@ fn arp() {
             Expect::dropped(DropReason::Malformed)),
         Case::new("ARP for another hardware type",
             CLIENT_PORT, other_hardware, Expect::dropped(DropReason::Unsupported)),
+        Case::new("a reply on the client port claiming a real of the other segment is not learned",
+            CLIENT_PORT, syn_to(80),
+            Expect::sent(REAL_PORT, to_r1(tcp(client(), 40000, r1(), RPORT, TcpFlags::SYN, &[]))))
+            .after(vec![(CLIENT_PORT, arp_frame(ArpOperation::REPLY, EVIL_MAC, r1(), DIR_MAC0, ip("10.99.1.1")))]),
+        Case::new("a request from a sender off the port's subnets is answered, not learned",
+            CLIENT_PORT, request(EVIL_MAC, r1(), vip()),
+            Expect::sent(CLIENT_PORT, arp_frame(ArpOperation::REPLY, DIR_MAC0, vip(), EVIL_MAC, r1()))),
+        Case::new("and the real it claimed is still reached at its own MAC",
+            CLIENT_PORT, syn_to(80),
+            Expect::sent(REAL_PORT, to_r1(tcp(client(), 40000, r1(), RPORT, TcpFlags::SYN, &[]))))
+            .after(vec![(CLIENT_PORT, request(EVIL_MAC, r1(), vip()))]),
     ];
     run_table(table, nat_engine);
 }

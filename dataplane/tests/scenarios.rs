@@ -105,6 +105,52 @@ fn no_usable_real_is_dropped_and_counted() {
 }
 
 #[test]
+fn an_arp_storm_from_random_senders_does_not_stop_resolution() {
+    let fresh = ip("10.99.2.50");
+    let mut h = harness(SchedulerKind::Rr, &[real(fresh, 80, 1)], 16);
+    // 10,000 requests for the VIP from senders all over the address space,
+    // each from its own MAC (what filled the table before).
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..10_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let sender = Ipv4Addr::from(state as u32);
+        let mac = MacAddr([2, (state >> 32) as u8, (state >> 40) as u8, 1, 2, 3]);
+        h.rx(
+            CLIENT_PORT,
+            arp_frame(ArpOperation::REQUEST, mac, sender, MacAddr::ZERO, vip()),
+        );
+    }
+    h.io.take();
+    // A next hop never seen before still resolves: the SYN waits, the
+    // real answers the request, the SYN goes out.
+    h.rx(CLIENT_PORT, syn(40000));
+    let sent = h.io.take();
+    assert_eq!(sent.len(), 1, "only the ARP request goes out");
+    let request = ArpPacket::new_checked(&sent[0].1[14..]).unwrap();
+    assert_eq!(request.target_ip(), fresh);
+    let real_mac = MacAddr([2, 0, 0, 0, 0, 0x50]);
+    h.rx(
+        REAL_PORT,
+        arp_frame(
+            ArpOperation::REPLY,
+            real_mac,
+            fresh,
+            DIR_MAC1,
+            ip("10.99.2.1"),
+        ),
+    );
+    let sent = h.io.take();
+    assert_eq!(sent.len(), 1, "the held SYN is released");
+    assert_eq!(destination(&sent[0].1), (fresh, 80));
+    assert!(
+        h.counters.read().arp_refused > 9_000,
+        "off-subnet senders refused"
+    );
+}
+
+#[test]
 fn a_full_connection_table_drops_new_connections_and_keeps_old_ones() {
     let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 2);
     h.one(CLIENT_PORT, syn(40000));

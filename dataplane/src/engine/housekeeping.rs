@@ -172,6 +172,10 @@ impl<P: PacketBuf> Engine<P> {
         for &(ip, port) in &probes[..wanted] {
             self.arp_request(ip, port, io);
         }
+        self.counters.neighbours_evicted.store(
+            self.neighbours.evicted(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 }
 

@@ -15,6 +15,13 @@ impl<P: PacketBuf> Engine<P> {
     /// An ARP packet received on `in_port`: its sender is learned (and what
     /// waited for it sent), and a request for an address rvs answers on that
     /// port gets its reply.
+    ///
+    /// Only senders on the port's own subnets teach the table, as Linux only
+    /// accepts them on an interface's subnets: a frame claiming an address of
+    /// another segment (or of rvs itself) is answered if it asks for us but
+    /// never changes where packets go. Every next hop rvs resolves is on a
+    /// subnet of its port (routes name a connected next hop), so the replies
+    /// to rvs's own requests always pass.
     // Kept out of the flow path: rare next to TCP/UDP packets.
     #[inline(never)]
     pub(super) fn arp(
@@ -38,14 +45,18 @@ impl<P: PacketBuf> Engine<P> {
         let port_mac = self.snapshot.ports[usize::from(in_port)].mac;
 
         if !sender_ip.is_unspecified() && sender_mac.is_unicast() {
-            if self
-                .neighbours
-                .learn(sender_ip, sender_mac, in_port, self.now, for_us)
-            {
-                self.release_held(sender_ip, io);
-            }
-            if for_us && self.place.count > 1 {
-                io.share_neighbour(sender_ip, sender_mac, in_port);
+            if self.snapshot.on_subnet(in_port, sender_ip) && !self.snapshot.owns(sender_ip) {
+                if self
+                    .neighbours
+                    .learn(sender_ip, sender_mac, in_port, self.now, for_us)
+                {
+                    self.release_held(sender_ip, in_port, io);
+                }
+                if for_us && self.place.count > 1 {
+                    io.share_neighbour(sender_ip, sender_mac, in_port);
+                }
+            } else {
+                bump(&self.counters.arp_refused, 1);
             }
         }
         if operation != ArpOperation::REQUEST || !for_us {
@@ -65,15 +76,15 @@ impl<P: PacketBuf> Engine<P> {
         Ok(())
     }
 
-    /// Sends every packet that waited for `ip` to resolve.
-    pub(super) fn release_held(&mut self, ip: Ipv4Addr, io: &mut impl PacketIo<P>) {
+    /// Sends every packet that waited for `ip` behind `port` to resolve.
+    pub(super) fn release_held(&mut self, ip: Ipv4Addr, port: u16, io: &mut impl PacketIo<P>) {
         let Engine {
             snapshot,
             neighbours,
             counters,
             ..
         } = self;
-        neighbours.release(ip, |port, mac, held| {
+        neighbours.release(ip, port, |port, mac, held| {
             let src = snapshot.ports[usize::from(port)].mac;
             transmit(counters, io, port, src, mac, held);
         });

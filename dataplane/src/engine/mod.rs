@@ -281,7 +281,7 @@ impl<P: PacketBuf> Engine<P> {
         io: &mut impl PacketIo<P>,
     ) {
         if self.neighbours.learn(ip, mac, port, self.now, true) {
-            self.release_held(ip, io);
+            self.release_held(ip, port, io);
         }
     }
 }
