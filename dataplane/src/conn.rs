@@ -19,6 +19,21 @@
 //! - A timing wheel of [`WHEEL_SLOTS`] one-second slots, each an intrusive
 //!   doubly linked list of slab indices.
 //!
+//! # Probation
+//!
+//! A conn inserted with [`ConnTable::insert_on_probation`] is unverified
+//! until [`ConnTable::confirm`] (the engine confirms a conn when its
+//! real answers, or for modes whose replies bypass the director, when the
+//! client sends a second packet). At most [`ConnTable::probation_limit`]
+//! conns are on probation, half the capacity by default: when that many
+//! are, or the table is full, a new one evicts the oldest conn still on
+//! probation. A flood of spoofed one-packet flows therefore cycles through
+//! that half and never takes the room of verified conns, and a new client
+//! whose conn is verified within its round trip keeps it. The order is
+//! kept by a ring of (slot, stamp) pairs, one per probationary insert; a
+//! pair whose conn was confirmed or removed is skipped when reached, so
+//! every operation stays O(1) amortised and nothing allocates.
+//!
 //! # No reallocation
 //!
 //! The index is created with room for `4 * capacity` tags although it never
@@ -33,10 +48,11 @@
 //!
 //! # Memory
 //!
-//! An entry is 56 bytes (`Conn` 44 + prev, next, slot 4 each). The index has
+//! An entry is 60 bytes (`Conn` 44 + prev, next, slot, probation stamp 4
+//! each), and the probation ring 8 bytes per conn. The index has
 //! `b = (4 * capacity * 8 / 7).next_power_of_two()` buckets of 5 bytes, i.e.
 //! 23 to 46 bytes per connection depending on where `capacity` falls between
-//! powers of two (1 M connections: 8 Mi buckets, 42 bytes). In all: 67 to 90
+//! powers of two (1 M connections: 8 Mi buckets, 42 bytes). In all: 91 to 114
 //! bytes per connection, plus 4 KiB for the wheel. [`ConnTable::memory_bytes`]
 //! gives the exact figure.
 //!
@@ -218,6 +234,9 @@ struct Entry {
     next: u32,
     /// Wheel slot the entry is linked in.
     slot: u32,
+    /// The stamp of the entry's probationary insert; 0 when it is not on
+    /// probation.
+    probation: u32,
 }
 
 /// An empty index with room for `capacity` tags whose memory is already
@@ -248,6 +267,16 @@ pub struct ConnTable {
     /// linked conn is due at a second in `[next_tick, next_tick + WHEEL_SLOTS)`,
     /// the one congruent to its slot. u64 so that it never wraps.
     next_tick: u64,
+    /// Probationary inserts, oldest first: (slot, stamp), a ring of
+    /// `capacity` pairs starting at `ring_head`.
+    ring: Vec<(u32, u32)>,
+    ring_head: usize,
+    ring_len: usize,
+    /// Conns on probation now, at most `probation_limit`.
+    on_probation: u32,
+    probation_limit: u32,
+    /// The last stamp given; never 0.
+    stamp: u32,
 }
 
 impl ConnTable {
@@ -290,6 +319,7 @@ impl ConnTable {
                     i + 1
                 },
                 slot: 0,
+                probation: 0,
             })
             .collect();
         ConnTable {
@@ -300,7 +330,107 @@ impl ConnTable {
             free: if capacity == 0 { NIL } else { 0 },
             len: 0,
             next_tick: 0,
+            ring: vec![(0, 0); capacity],
+            ring_head: 0,
+            ring_len: 0,
+            on_probation: 0,
+            probation_limit: (capacity / 2) as u32,
+            stamp: 0,
         }
+    }
+
+    /// Sets how many conns may be on probation at once (default: half the
+    /// capacity); at most the capacity.
+    pub fn with_probation_limit(mut self, limit: usize) -> Self {
+        self.probation_limit = limit.min(self.capacity()) as u32;
+        self
+    }
+
+    /// How many conns may be on probation at once.
+    pub fn probation_limit(&self) -> usize {
+        self.probation_limit as usize
+    }
+
+    /// Conns on probation now.
+    pub fn on_probation(&self) -> usize {
+        self.on_probation as usize
+    }
+
+    /// Whether the conn `id` names is on probation.
+    #[inline]
+    pub fn is_on_probation(&self, id: ConnId) -> bool {
+        self.entries
+            .get(id.index())
+            .is_some_and(|entry| entry.probation != 0)
+    }
+
+    /// Ends the probation of the conn `id` names: it is verified and no
+    /// longer evicted to make room.
+    #[inline]
+    pub fn confirm(&mut self, id: ConnId) {
+        if let Some(entry) = self.entries.get_mut(id.index()) {
+            if entry.probation != 0 {
+                entry.probation = 0;
+                self.on_probation -= 1;
+            }
+        }
+    }
+
+    /// Like [`ConnTable::insert`], with the conn on probation. When the
+    /// probation limit is reached or the table is full, the oldest conn on
+    /// probation is evicted first and handed to `on_evict`; with none on
+    /// probation, a full table refuses. On error nothing is changed.
+    pub fn insert_on_probation(
+        &mut self,
+        conn: Conn,
+        now: u32,
+        timeout: u32,
+        mut on_evict: impl FnMut(&Conn),
+    ) -> Result<ConnId, InsertError> {
+        let hashes = self.check_keys(&conn)?;
+        if self.on_probation >= self.probation_limit || self.free == NIL {
+            // None: nothing to evict (a full table of verified conns, or a
+            // probation limit of 0).
+            let victim = self.oldest_on_probation().ok_or(InsertError::TableFull)?;
+            on_evict(&self.entries[victim as usize].conn);
+            self.remove_linked(victim);
+        }
+        if self.ring_len == self.ring.len() {
+            // Every pair is of a conn inserted since: the head's, if still
+            // on probation, has outlived `capacity` newer ones.
+            if let Some(victim) = self.pop_ring() {
+                on_evict(&self.entries[victim as usize].conn);
+                self.remove_linked(victim);
+            }
+        }
+        let id = self.insert_hashed(conn, now, timeout, hashes)?;
+        self.stamp = self.stamp.wrapping_add(1).max(1);
+        self.entries[id.index()].probation = self.stamp;
+        self.on_probation += 1;
+        let tail = (self.ring_head + self.ring_len) % self.ring.len();
+        self.ring[tail] = (id.0, self.stamp);
+        self.ring_len += 1;
+        Ok(id)
+    }
+
+    /// The slot of the oldest conn on probation, its pair taken off the
+    /// ring; pairs of conns no longer on probation are dropped on the way.
+    fn oldest_on_probation(&mut self) -> Option<u32> {
+        while self.ring_len > 0 {
+            if let Some(slot) = self.pop_ring() {
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    /// Takes the ring's head; its slot if that conn is still on probation
+    /// from that insert.
+    fn pop_ring(&mut self) -> Option<u32> {
+        let (slot, stamp) = self.ring[self.ring_head];
+        self.ring_head = (self.ring_head + 1) % self.ring.len();
+        self.ring_len -= 1;
+        (self.entries[slot as usize].probation == stamp).then_some(slot)
     }
 
     /// Number of conns tracked.
@@ -321,31 +451,33 @@ impl ConnTable {
     /// Bytes of memory the table holds, all of it allocated by `new`.
     pub fn memory_bytes(&self) -> usize {
         self.entries.capacity() * size_of::<Entry>()
+            + self.ring.capacity() * size_of::<(u32, u32)>()
             + self.index.allocation_size()
             + self.slots.capacity() * size_of::<u32>()
     }
 
     /// Starts tracking `conn`, expiring at `now + timeout`, under both its
     /// INPUT and OUTPUT keys. On error nothing is changed.
-    pub fn insert(
+    pub fn insert(&mut self, conn: Conn, now: u32, timeout: u32) -> Result<ConnId, InsertError> {
+        if self.free == NIL {
+            return Err(InsertError::TableFull);
+        }
+        let hashes = self.check_keys(&conn)?;
+        self.insert_hashed(conn, now, timeout, hashes)
+    }
+
+    /// [`ConnTable::insert`] of a conn whose keys passed
+    /// [`ConnTable::check_keys`], with their hashes.
+    fn insert_hashed(
         &mut self,
         mut conn: Conn,
         now: u32,
         timeout: u32,
+        (input_hash, output_hash): (u64, u64),
     ) -> Result<ConnId, InsertError> {
         let id = self.free;
         if id == NIL {
             return Err(InsertError::TableFull);
-        }
-        let input = conn.input_key();
-        let output = conn.output_key();
-        let input_hash = self.hash(&input);
-        let output_hash = self.hash(&output);
-        if input == output
-            || self.find(input_hash, &input).is_some()
-            || self.find(output_hash, &output).is_some()
-        {
-            return Err(InsertError::KeyExists);
         }
 
         if self.len == 0 {
@@ -515,6 +647,21 @@ impl ConnTable {
         hash_key(&self.hasher, key)
     }
 
+    /// The hashes of `conn`'s INPUT and OUTPUT keys, or why it cannot go in.
+    fn check_keys(&self, conn: &Conn) -> Result<(u64, u64), InsertError> {
+        let input = conn.input_key();
+        let output = conn.output_key();
+        let input_hash = self.hash(&input);
+        let output_hash = self.hash(&output);
+        if input == output
+            || self.find(input_hash, &input).is_some()
+            || self.find(output_hash, &output).is_some()
+        {
+            return Err(InsertError::KeyExists);
+        }
+        Ok((input_hash, output_hash))
+    }
+
     fn find(&self, hash: u64, key: &ConnKey) -> Option<u32> {
         self.index
             .find(hash, |&tag| tag_key(&self.entries, tag) == *key)
@@ -575,6 +722,10 @@ impl ConnTable {
         }
         self.unlink(id);
         let entry = &mut self.entries[id as usize];
+        if entry.probation != 0 {
+            entry.probation = 0;
+            self.on_probation -= 1;
+        }
         entry.prev = FREE;
         entry.next = self.free;
         self.free = id;
@@ -945,12 +1096,93 @@ mod tests {
     #[test]
     fn conn_memory_per_connection() {
         assert_eq!(size_of::<Conn>(), 44);
-        assert_eq!(size_of::<Entry>(), 56);
+        assert_eq!(size_of::<Entry>(), 60);
         for capacity in [1000, 65_536, 100_000, 1 << 20] {
             let table = ConnTable::new(capacity);
             let per_conn = table.memory_bytes() as f64 / capacity as f64;
             assert!(per_conn <= 128.0, "{capacity}: {per_conn} bytes per conn");
         }
+    }
+
+    /// Inserts conns of client ports `ports` on probation, returning the
+    /// client ports of those evicted to make room.
+    fn probation_inserts(table: &mut ConnTable, ports: std::ops::Range<u16>) -> Vec<u16> {
+        let mut evicted = vec![];
+        for port in ports {
+            table
+                .insert_on_probation(conn(1, port, 1), 10, 60, |old| {
+                    evicted.push(old.client_port)
+                })
+                .unwrap();
+        }
+        evicted
+    }
+
+    #[test]
+    fn conn_probation_evicts_the_oldest_unverified_and_spares_the_verified() {
+        let mut table = ConnTable::new(8);
+        assert_eq!(table.probation_limit(), 4);
+        assert!(probation_inserts(&mut table, 0..4).is_empty());
+        // Port 1's conn is verified: it leaves probation for good.
+        let (verified, _) = table.lookup(&conn(1, 1, 1).input_key()).unwrap();
+        table.confirm(verified);
+        assert!(!table.is_on_probation(verified));
+        assert_eq!(table.on_probation(), 3);
+        // The limit is 4: ports 4, 5, 6 fit with one eviction for 5 and 6
+        // each, the oldest unverified first (0, then 2), never port 1.
+        assert_eq!(probation_inserts(&mut table, 4..7), [0, 2]);
+        assert_eq!(table.on_probation(), 4);
+        assert!(table.lookup(&conn(1, 1, 1).input_key()).is_some());
+        // A flood cycles through its own half: 1000 more, the verified one
+        // stays and the table keeps its newest unverified.
+        let evicted = probation_inserts(&mut table, 100..1100);
+        assert_eq!(evicted.len(), 1000);
+        assert!(table.lookup(&conn(1, 1, 1).input_key()).is_some());
+        assert!(table.lookup(&conn(1, 1099, 1).input_key()).is_some());
+        assert_eq!(table.len(), 5);
+    }
+
+    #[test]
+    fn conn_probation_makes_room_in_a_full_table_and_refuses_when_all_are_verified() {
+        let mut table = ConnTable::new(4).with_probation_limit(4);
+        assert!(probation_inserts(&mut table, 0..4).is_empty());
+        for port in 0..3 {
+            let (id, _) = table.lookup(&conn(1, port, 1).input_key()).unwrap();
+            table.confirm(id);
+        }
+        // Full: the one conn still on probation (port 3) makes room.
+        assert_eq!(probation_inserts(&mut table, 10..11), [3]);
+        let (id, _) = table.lookup(&conn(1, 10, 1).input_key()).unwrap();
+        table.confirm(id);
+        // Full of verified conns: refused, nothing changed.
+        let refused = table.insert_on_probation(conn(1, 11, 1), 10, 60, |_| panic!("evicted"));
+        assert_eq!(refused, Err(InsertError::TableFull));
+        assert_eq!(table.len(), 4);
+        // A removed probationary conn leaves no trace in the count.
+        let mut table = ConnTable::new(4);
+        probation_inserts(&mut table, 0..2);
+        let (id, _) = table.lookup(&conn(1, 0, 1).input_key()).unwrap();
+        table.remove(id);
+        assert_eq!(table.on_probation(), 1);
+        assert!(probation_inserts(&mut table, 5..6).is_empty());
+    }
+
+    #[test]
+    fn conn_probation_ring_wraps_over_confirmed_pairs() {
+        // Every conn verified at once: the ring fills with stale pairs,
+        // which later inserts skip or recycle.
+        let mut table = ConnTable::new(4);
+        for round in 0..10u16 {
+            let port = 1000 + round;
+            table
+                .insert_on_probation(conn(1, port, 1), 10, 60, |_| panic!("nothing to evict"))
+                .unwrap();
+            let (id, _) = table.lookup(&conn(1, port, 1).input_key()).unwrap();
+            table.confirm(id);
+            table.remove(id);
+        }
+        assert!(table.is_empty());
+        assert_eq!(table.on_probation(), 0);
     }
 
     #[test]

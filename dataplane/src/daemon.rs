@@ -346,6 +346,7 @@ fn start(config: &Config) -> Result<Running, StartError> {
                 connections: config.limits.connections as usize,
                 arp_pending: config.limits.arp_pending as usize,
                 expire_budget: 1024,
+                unverified: config.limits.connections as usize / 2,
             },
             Arc::clone(&worker_counters),
             Arc::clone(&book),

@@ -151,10 +151,108 @@ fn an_arp_storm_from_random_senders_does_not_stop_resolution() {
 }
 
 #[test]
+fn a_flood_of_spoofed_datagrams_cannot_take_the_room_of_answered_connections() {
+    let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 64);
+    let spoofed = |n: u32| {
+        let source = Ipv4Addr::from(0xc633_6400 + n); // 198.51.100.0/22
+        from_client(udp(
+            source,
+            1024 + (n % 60000) as u16,
+            vip(),
+            53,
+            b"flood",
+            true,
+        ))
+    };
+    // An answered connection first: verified.
+    h.one(CLIENT_PORT, syn(40000));
+    h.one(
+        REAL_PORT,
+        from_real(
+            R1_MAC,
+            tcp(
+                r1(),
+                80,
+                client(),
+                40000,
+                TcpFlags::SYN | TcpFlags::ACK,
+                &[],
+            ),
+        ),
+    );
+    // A flood ten times the table, never answered.
+    for n in 0..640 {
+        h.rx(CLIENT_PORT, spoofed(n));
+    }
+    h.io.take();
+    assert_eq!(
+        h.drops(DropReason::ConnTableFull),
+        0,
+        "the flood evicts its own kind"
+    );
+    assert!(h.counters.read().conns_evicted > 500);
+    // New clients are still served, every one of them...
+    for sport in 41000..41020 {
+        let (_, out) = h.one(CLIENT_PORT, syn(sport));
+        assert_eq!(destination(&out), (r1(), 80));
+        h.one(
+            REAL_PORT,
+            from_real(
+                R1_MAC,
+                tcp(
+                    r1(),
+                    80,
+                    client(),
+                    sport,
+                    TcpFlags::SYN | TcpFlags::ACK,
+                    &[],
+                ),
+            ),
+        );
+    }
+    // ...while the flood goes on, and the connections answered before it
+    // keep flowing.
+    for n in 640..1280 {
+        h.rx(CLIENT_PORT, spoofed(n));
+    }
+    h.io.take();
+    let data = from_client(tcp(
+        client(),
+        40000,
+        vip(),
+        80,
+        TcpFlags::ACK,
+        b"still here",
+    ));
+    assert_eq!(destination(&h.one(CLIENT_PORT, data).1), (r1(), 80));
+    for sport in 41000..41020 {
+        let data = from_client(tcp(client(), sport, vip(), 80, TcpFlags::ACK, b"x"));
+        assert_eq!(destination(&h.one(CLIENT_PORT, data).1), (r1(), 80));
+    }
+    assert_eq!(h.drops(DropReason::NoConn), 0);
+}
+
+#[test]
 fn a_full_connection_table_drops_new_connections_and_keeps_old_ones() {
     let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 2);
-    h.one(CLIENT_PORT, syn(40000));
-    h.one(CLIENT_PORT, syn(40001));
+    // Both answered, so neither is evicted to make room.
+    for sport in [40000, 40001] {
+        h.one(CLIENT_PORT, syn(sport));
+        h.one(
+            REAL_PORT,
+            from_real(
+                R1_MAC,
+                tcp(
+                    r1(),
+                    80,
+                    client(),
+                    sport,
+                    TcpFlags::SYN | TcpFlags::ACK,
+                    &[],
+                ),
+            ),
+        );
+    }
     h.rx(CLIENT_PORT, syn(40002));
     assert!(h.io.take().is_empty());
     assert_eq!(h.drops(DropReason::ConnTableFull), 1);

@@ -157,6 +157,10 @@ pub fn engine<P: rvs_dataplane::buf::PacketBuf>(
         snapshot,
         WorkerPlace { index: 0, count: 1 },
         EngineLimits {
+            // Every connection may stay unverified: the benchmarks send
+            // traffic no real answers, and measure the path without
+            // evictions.
+            unverified: connections,
             connections,
             arp_pending: 256,
             expire_budget: 1024,

@@ -12,12 +12,13 @@ use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::conn::{Conn, ConnId, ConnKey};
-use crate::counters::{bump, DropReason};
+use crate::counters::{bump, decrement, DropReason};
 use crate::tcp_state::{self, Direction, TcpState};
 use crate::wire::ipv4::protocol;
 use rvs_control::model::Forward;
 
 use super::classify::Flow;
+use super::schedule::forget_conn;
 use super::xmit::Carried;
 use super::{Engine, PacketIo};
 
@@ -37,6 +38,13 @@ impl<P: PacketBuf> Engine<P> {
                 && flow.is_opening_syn()
                 && matches!(conn.state, TcpState::TimeWait | TcpState::Close);
             if !reused {
+                // Verified by the real's answer, or where answers bypass
+                // rvs (DR, TUN), by the client's second packet.
+                if self.conns.is_on_probation(id)
+                    && (direction == Direction::Output || !conn.forward.replies_return())
+                {
+                    self.conns.confirm(id);
+                }
                 return self.established(packet, id, direction, flow, io);
             }
             let conn = *conn;
@@ -113,10 +121,29 @@ impl<P: PacketBuf> Engine<P> {
             state,
             ..self.conn_to(s, real_index, key, local)
         };
-        let id = self
-            .conns
-            .insert(conn, self.now, timeout)
+        // On probation until verified: a flood of one-packet flows evicts
+        // its own kind, never a verified conn (see conn.rs).
+        let Engine {
+            conns,
+            snapshot,
+            loads,
+            real_counters,
+            book,
+            templates,
+            now,
+            ..
+        } = self;
+        let mut evicted = 0;
+        let id = conns
+            .insert_on_probation(conn, *now, timeout, |old| {
+                forget_conn(snapshot, loads, real_counters, book, templates, old);
+                evicted += 1;
+            })
             .map_err(|_| DropReason::ConnTableFull)?;
+        if evicted > 0 {
+            bump(&self.counters.conns_evicted, evicted);
+            decrement(&self.counters.conns_current, evicted);
+        }
         self.bind(&conn, real.thresholds);
         Ok(id)
     }

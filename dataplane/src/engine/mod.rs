@@ -117,6 +117,9 @@ pub struct EngineLimits {
     pub arp_pending: usize,
     /// Connections examined per expiry pass.
     pub expire_budget: usize,
+    /// Connections that may be unverified (no answer yet) at once; more
+    /// evict the oldest of them. rvsd gives half the table.
+    pub unverified: usize,
 }
 
 /// One worker's packet path and the state it owns.
@@ -186,7 +189,7 @@ impl<P: PacketBuf> Engine<P> {
             lip_turn: 0,
             ident: place.index.wrapping_mul(0x1000),
             place,
-            conns: ConnTable::new(limits.connections),
+            conns: ConnTable::new(limits.connections).with_probation_limit(limits.unverified),
             schedulers,
             loads,
             neighbours: Neighbours::new(limits.arp_pending),

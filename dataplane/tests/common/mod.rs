@@ -236,6 +236,7 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
             connections,
             arp_pending: 8,
             expire_budget: 1024,
+            unverified: connections / 2,
         },
         Arc::clone(&counters),
         book,
