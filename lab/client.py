@@ -39,6 +39,17 @@ Subcommands, each printing one JSON object on stdout:
       N malformed frames on a raw AF_PACKET socket, addressed to the
       director's MAC and to the VIP / director addresses.
       -> {"sent": n, "by_kind": {...}, "send_errors": {...}}
+  arp-storm --iface IF --target IP --count N [--seed S] [--pps R]
+      N broadcast ARP requests for IP, each from a random sender address
+      (anywhere in IPv4) and a random locally administered MAC.
+      -> {"sent": n, "send_errors": k}
+  arp-spoof --iface IF --dst-mac MAC --claim IP --mac MAC --target IP [--count N]
+      N ARP replies to MAC saying "IP is-at MAC", as if answering TARGET.
+      -> {"sent": n}
+  udp-flood --iface IF --dst-mac MAC --vip IP --port P --count N [--seed S] [--pps R]
+      N UDP datagrams to VIP:P, each from a random source address and port
+      (a spoofed flood: nobody will answer the replies).
+      -> {"sent": n, "send_errors": k}
 
 Exit status is 0 when the command ran (the JSON tells the outcome), 2 on bad
 usage, 1 when the command itself could not run (e.g. download failed).
@@ -488,6 +499,89 @@ def cmd_garbage(a):
     out({"sent": sent, "by_kind": by_kind, "send_errors": errs})
 
 
+def raw_socket(iface):
+    """A raw AF_PACKET socket on `iface` and the interface's own MAC."""
+    try:
+        with open(f"/sys/class/net/{iface}/address") as f:
+            own = mac_bytes(f.read().strip())
+    except OSError as e:
+        raise SystemExit(f"client.py: interface {iface}: {e}")
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    return s, own
+
+
+def send_frames(s, frames, pps):
+    """Sends every frame of the iterable, at most `pps` a second (0: as
+    fast as the socket takes them); returns (sent, errors)."""
+    sent = errors = 0
+    start = time.monotonic()
+    for frame in frames:
+        try:
+            s.send(frame)
+            sent += 1
+        except OSError:
+            errors += 1
+        if pps and sent % 100 == 0:
+            ahead = sent / pps - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+    return sent, errors
+
+
+def arp_packet(op, sender_mac, sender_ip, target_mac, target_ip):
+    return struct.pack("!HHBBH6s4s6s4s", 1, ETH_P_IP, 6, 4, op, sender_mac,
+                       socket.inet_aton(sender_ip), target_mac, socket.inet_aton(target_ip))
+
+
+def random_mac(rnd):
+    # Locally administered, unicast.
+    return bytes([0x02 | (rnd.getrandbits(8) & 0xFC)]) + rnd.randbytes(5)
+
+
+def cmd_arp_storm(a):
+    rnd = random.Random(a.seed)
+    s, _ = raw_socket(a.iface)
+
+    def frames():
+        for _ in range(a.count):
+            mac = random_mac(rnd)
+            sender = socket.inet_ntoa(struct.pack("!I", rnd.getrandbits(32)))
+            yield (b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
+                   + arp_packet(1, mac, sender, b"\0" * 6, a.target))
+
+    sent, errors = send_frames(s, frames(), a.pps)
+    s.close()
+    out({"sent": sent, "send_errors": errors})
+
+
+def cmd_arp_spoof(a):
+    s, own = raw_socket(a.iface)
+    claimed = mac_bytes(a.mac)
+    dst = mac_bytes(a.dst_mac)
+    frame = (dst + own + struct.pack("!H", ETH_P_ARP)
+             + arp_packet(2, claimed, a.claim, dst, a.target))
+    sent, _ = send_frames(s, [frame] * a.count, 0)
+    s.close()
+    out({"sent": sent})
+
+
+def cmd_udp_flood(a):
+    rnd = random.Random(a.seed)
+    s, own = raw_socket(a.iface)
+    dst = mac_bytes(a.dst_mac)
+
+    def frames():
+        for _ in range(a.count):
+            src = socket.inet_ntoa(struct.pack("!I", 0x0B000000 | rnd.getrandbits(24)))
+            payload = udp(src, a.vip, rnd.randint(1024, 65535), a.port, b"flood")
+            yield dst + own + struct.pack("!H", ETH_P_IP) + ipv4(src, a.vip, 17, payload)
+
+    sent, errors = send_frames(s, frames(), a.pps)
+    s.close()
+    out({"sent": sent, "send_errors": errors})
+
+
 def main():
     ap = argparse.ArgumentParser(description="rvs lab client",
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -533,9 +627,31 @@ def main():
     p.add_argument("--kinds", help="comma-separated subset of frame kinds (default: all)")
     p.add_argument("--pps", type=float, default=20000,
                    help="rate limit, frames per second (0 = as fast as possible)")
+    p = sub.add_parser("arp-storm")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--target", required=True, help="the address every request asks for")
+    p.add_argument("--count", type=int, default=10000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--pps", type=float, default=0, help="rate limit (0 = as fast as possible)")
+    p = sub.add_parser("arp-spoof")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--dst-mac", required=True)
+    p.add_argument("--claim", required=True, help="the address claimed")
+    p.add_argument("--mac", required=True, help="the MAC claimed for it")
+    p.add_argument("--target", required=True, help="the address the reply answers")
+    p.add_argument("--count", type=int, default=1)
+    p = sub.add_parser("udp-flood")
+    p.add_argument("--iface", required=True)
+    p.add_argument("--dst-mac", required=True)
+    p.add_argument("--vip", default="10.99.1.100")
+    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--count", type=int, default=100000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--pps", type=float, default=0, help="rate limit (0 = as fast as possible)")
     a = ap.parse_args()
     rc = {"http": cmd_http, "download": cmd_download, "udp": cmd_udp, "hold": cmd_hold,
-          "pmtu": cmd_pmtu, "garbage": cmd_garbage}[a.cmd](a)
+          "pmtu": cmd_pmtu, "garbage": cmd_garbage, "arp-storm": cmd_arp_storm,
+          "arp-spoof": cmd_arp_spoof, "udp-flood": cmd_udp_flood}[a.cmd](a)
     return rc or 0
 
 

@@ -22,9 +22,9 @@
 //! # Probation
 //!
 //! A conn inserted with [`ConnTable::insert_on_probation`] is unverified
-//! until [`ConnTable::confirm`] (the engine confirms a conn when its
-//! real answers, or for modes whose replies bypass the director, when the
-//! client sends a second packet). At most [`ConnTable::probation_limit`]
+//! until [`ConnTable::confirm`] (the engine confirms a conn when the
+//! client sends its second packet: a spoofed source sends one, whether or
+//! not the real answers it). At most [`ConnTable::probation_limit`]
 //! conns are on probation, half the capacity by default: when that many
 //! are, or the table is full, a new one evicts the oldest conn still on
 //! probation. A flood of spoofed one-packet flows therefore cycles through

@@ -214,10 +214,92 @@ struct Running {
     control: Supervisor,
     stop: Arc<AtomicBool>,
     pool: Mempool,
+    /// The ports' claims, held as long as rvsd runs.
+    _claims: Vec<std::fs::File>,
+}
+
+/// Where rvsd instances claim the devices of their ports.
+const CLAIM_DIR: &str = "/run/rvs/ports";
+
+/// What of a port's device two rvsd must not share: its PCI address, or
+/// the network interface a vdev binds (af_packet, af_xdp, tap ...) in this
+/// network namespace. Other vdevs (null, ring, pcap) share nothing.
+fn claim_name(device: &str) -> Option<String> {
+    if is_pci(device) {
+        return Some(format!("pci-{}", device_name(device).replace(':', "_")));
+    }
+    let iface = device
+        .split(',')
+        .find_map(|kv| kv.trim().strip_prefix("iface="))?;
+    // The same interface name in two network namespaces is two interfaces.
+    let netns = std::fs::metadata("/proc/self/ns/net").map_or(0, |m| {
+        use std::os::unix::fs::MetadataExt;
+        m.ino()
+    });
+    Some(format!("netns{netns}-{iface}"))
+}
+
+/// Claims every port's device for this rvsd: an exclusive lock held until
+/// rvsd exits, with its pid inside. A device another rvsd holds refuses the
+/// start before DPDK touches anything, naming that rvsd.
+fn claim_ports(config: &Config) -> Result<Vec<std::fs::File>, StartError> {
+    use std::io::{Read, Seek, Write};
+    let mut claims = Vec::new();
+    for port in &config.ports {
+        let Some(name) = claim_name(&port.device) else {
+            continue;
+        };
+        let path = Path::new(CLAIM_DIR).join(format!("{name}.lock"));
+        let refuse = |what: String| {
+            StartError(format!(
+                "rvsd: port `{}` ({}): {what}",
+                port.name, port.device
+            ))
+        };
+        std::fs::create_dir_all(CLAIM_DIR).map_err(|e| {
+            refuse(format!(
+                "cannot create {CLAIM_DIR} to claim the device: {e}"
+            ))
+        })?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| refuse(format!("cannot claim the device ({}): {e}", path.display())))?;
+        if let Err(e) = file.try_lock() {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                "another rvsd".to_owned()
+            } else {
+                format!("another rvsd (pid {holder})")
+            };
+            return Err(refuse(match e {
+                std::fs::TryLockError::WouldBlock => format!(
+                    "the device is already driven by {who}, which holds {}; two rvsd on one \
+                     device break each other's traffic: stop that one first, or give this one \
+                     other ports",
+                    path.display()
+                ),
+                std::fs::TryLockError::Error(e) => {
+                    format!("cannot claim the device ({}): {e}", path.display())
+                }
+            }));
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = writeln!(file, "{}", std::process::id());
+        claims.push(file);
+    }
+    Ok(claims)
 }
 
 /// Starts everything; returns once workers run.
 fn start(config: &Config) -> Result<Running, StartError> {
+    let claims = claim_ports(config)?;
     // Before EAL pins this thread to the main lcore's CPU.
     let cpus = HostCpus::detect();
     let args = eal_args(config);
@@ -389,6 +471,7 @@ fn start(config: &Config) -> Result<Running, StartError> {
         control,
         stop,
         pool,
+        _claims: claims,
     })
 }
 
@@ -596,6 +679,25 @@ mod tests {
         );
         assert_eq!(requested_memory_mb(&args(&["--socket-mem=128"])), Some(128));
         assert_eq!(requested_memory_mb(&args(&["--in-memory"])), None);
+    }
+
+    #[test]
+    fn what_a_port_claims() {
+        assert_eq!(
+            claim_name("0000:3b:00.0").as_deref(),
+            Some("pci-0000_3b_00.0")
+        );
+        let af_packet = claim_name("net_af_packet0,iface=d0").unwrap();
+        assert!(
+            af_packet.starts_with("netns") && af_packet.ends_with("-d0"),
+            "{af_packet}"
+        );
+        assert_eq!(
+            claim_name("net_tap0, iface=tap7").unwrap(),
+            af_packet.replace("d0", "tap7")
+        );
+        assert_eq!(claim_name("net_null0"), None);
+        assert_eq!(claim_name("net_pcap0,rx_pcap=x.pcap"), None);
     }
 
     #[test]

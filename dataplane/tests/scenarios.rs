@@ -155,32 +155,28 @@ fn a_flood_of_spoofed_datagrams_cannot_take_the_room_of_answered_connections() {
     let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 64);
     let spoofed = |n: u32| {
         let source = Ipv4Addr::from(0xc633_6400 + n); // 198.51.100.0/22
-        from_client(udp(
-            source,
-            1024 + (n % 60000) as u16,
-            vip(),
-            53,
-            b"flood",
-            true,
-        ))
+        let sport = 1024 + (n % 60000) as u16;
+        from_client(udp(source, sport, vip(), 53, b"flood", true))
     };
-    // An answered connection first: verified.
-    h.one(CLIENT_PORT, syn(40000));
-    h.one(
-        REAL_PORT,
-        from_real(
-            R1_MAC,
-            tcp(
-                r1(),
-                80,
-                client(),
-                40000,
-                TcpFlags::SYN | TcpFlags::ACK,
-                &[],
-            ),
-        ),
-    );
-    // A flood ten times the table, never answered.
+    let handshake = |h: &mut Harness, sport| {
+        let (_, out) = h.one(CLIENT_PORT, syn(sport));
+        assert_eq!(destination(&out), (r1(), 80));
+        let synack = tcp(
+            r1(),
+            80,
+            client(),
+            sport,
+            TcpFlags::SYN | TcpFlags::ACK,
+            &[],
+        );
+        h.one(REAL_PORT, from_real(R1_MAC, synack));
+        let ack = tcp(client(), sport, vip(), 80, TcpFlags::ACK, &[]);
+        h.one(CLIENT_PORT, from_client(ack));
+    };
+    // A connection whose client completed its handshake: verified.
+    handshake(&mut h, 40000);
+    // A flood ten times the table, each source sending one datagram (what
+    // the reals answer goes to addresses that never answer back).
     for n in 0..640 {
         h.rx(CLIENT_PORT, spoofed(n));
     }
@@ -193,39 +189,15 @@ fn a_flood_of_spoofed_datagrams_cannot_take_the_room_of_answered_connections() {
     assert!(h.counters.read().conns_evicted > 500);
     // New clients are still served, every one of them...
     for sport in 41000..41020 {
-        let (_, out) = h.one(CLIENT_PORT, syn(sport));
-        assert_eq!(destination(&out), (r1(), 80));
-        h.one(
-            REAL_PORT,
-            from_real(
-                R1_MAC,
-                tcp(
-                    r1(),
-                    80,
-                    client(),
-                    sport,
-                    TcpFlags::SYN | TcpFlags::ACK,
-                    &[],
-                ),
-            ),
-        );
+        handshake(&mut h, sport);
     }
-    // ...while the flood goes on, and the connections answered before it
+    // ...while the flood goes on, and the connections verified before it
     // keep flowing.
     for n in 640..1280 {
         h.rx(CLIENT_PORT, spoofed(n));
     }
     h.io.take();
-    let data = from_client(tcp(
-        client(),
-        40000,
-        vip(),
-        80,
-        TcpFlags::ACK,
-        b"still here",
-    ));
-    assert_eq!(destination(&h.one(CLIENT_PORT, data).1), (r1(), 80));
-    for sport in 41000..41020 {
+    for sport in std::iter::once(40000).chain(41000..41020) {
         let data = from_client(tcp(client(), sport, vip(), 80, TcpFlags::ACK, b"x"));
         assert_eq!(destination(&h.one(CLIENT_PORT, data).1), (r1(), 80));
     }
@@ -235,23 +207,12 @@ fn a_flood_of_spoofed_datagrams_cannot_take_the_room_of_answered_connections() {
 #[test]
 fn a_full_connection_table_drops_new_connections_and_keeps_old_ones() {
     let mut h = harness(SchedulerKind::Rr, &[real(r1(), 80, 1)], 2);
-    // Both answered, so neither is evicted to make room.
+    // Both verified by the client's second packet, so neither is evicted
+    // to make room.
     for sport in [40000, 40001] {
         h.one(CLIENT_PORT, syn(sport));
-        h.one(
-            REAL_PORT,
-            from_real(
-                R1_MAC,
-                tcp(
-                    r1(),
-                    80,
-                    client(),
-                    sport,
-                    TcpFlags::SYN | TcpFlags::ACK,
-                    &[],
-                ),
-            ),
-        );
+        let ack = tcp(client(), sport, vip(), 80, TcpFlags::ACK, &[]);
+        h.one(CLIENT_PORT, from_client(ack));
     }
     h.rx(CLIENT_PORT, syn(40002));
     assert!(h.io.take().is_empty());

@@ -38,11 +38,9 @@ impl<P: PacketBuf> Engine<P> {
                 && flow.is_opening_syn()
                 && matches!(conn.state, TcpState::TimeWait | TcpState::Close);
             if !reused {
-                // Verified by the real's answer, or where answers bypass
-                // rvs (DR, TUN), by the client's second packet.
-                if self.conns.is_on_probation(id)
-                    && (direction == Direction::Output || !conn.forward.replies_return())
-                {
+                // Verified by the client's second packet: a spoofed
+                // source sends one, whether or not the real answers it.
+                if direction == Direction::Input && self.conns.is_on_probation(id) {
                     self.conns.confirm(id);
                 }
                 return self.established(packet, id, direction, flow, io);
