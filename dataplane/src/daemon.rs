@@ -216,6 +216,23 @@ struct Running {
     pool: Mempool,
     /// The ports' claims, held as long as rvsd runs.
     _claims: Vec<std::fs::File>,
+    /// Per port: the kernel's count of frames its interface had received
+    /// when rvsd started (ports bound to a kernel interface only).
+    kernel_rx_at_start: Vec<Option<u64>>,
+}
+
+/// Frames the kernel's network interface behind `device` (a vdev bound to
+/// one with `iface=`, such as af_packet) has received, from sysfs. What the
+/// kernel drops before the PMD reads it (its packet ring full) shows as the
+/// difference from the PMD's own count, which cannot see it.
+fn kernel_rx_packets(device: &str) -> Option<u64> {
+    let iface = device
+        .split(',')
+        .find_map(|kv| kv.trim().strip_prefix("iface="))?;
+    let path = Path::new("/sys/class/net")
+        .join(iface)
+        .join("statistics/rx_packets");
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// Where rvsd instances claim the devices of their ports.
@@ -300,6 +317,13 @@ fn claim_ports(config: &Config) -> Result<Vec<std::fs::File>, StartError> {
 /// Starts everything; returns once workers run.
 fn start(config: &Config) -> Result<Running, StartError> {
     let claims = claim_ports(config)?;
+    // Before the ports start: what the kernel receives from now on and the
+    // PMD never delivers is lost.
+    let kernel_rx_at_start: Vec<Option<u64>> = config
+        .ports
+        .iter()
+        .map(|port| kernel_rx_packets(&port.device))
+        .collect();
     // Before EAL pins this thread to the main lcore's CPU.
     let cpus = HostCpus::detect();
     let args = eal_args(config);
@@ -472,6 +496,7 @@ fn start(config: &Config) -> Result<Running, StartError> {
         stop,
         pool,
         _claims: claims,
+        kernel_rx_at_start,
     })
 }
 
@@ -507,21 +532,32 @@ fn stats_json(running: &Running) -> String {
             }
         }
     }
+    let config = running.control.config();
     let ports: Vec<serde_json::Value> = running
         .ports
         .iter()
         .zip(&snapshot.ports)
-        .map(|(handle, info)| {
+        .zip(config.ports.iter().zip(&running.kernel_rx_at_start))
+        .map(|((handle, info), (port, kernel_at_start))| {
             let s = handle.stats();
-            serde_json::json!({
+            let rx_packets = s.map_or(0, |s| s.ipackets);
+            let mut view = serde_json::json!({
                 "name": info.name,
-                "rx_packets": s.map_or(0, |s| s.ipackets),
+                "rx_packets": rx_packets,
                 "tx_packets": s.map_or(0, |s| s.opackets),
                 "rx_missed": s.map_or(0, |s| s.imissed),
                 "rx_errors": s.map_or(0, |s| s.ierrors),
                 "tx_errors": s.map_or(0, |s| s.oerrors),
                 "rx_no_mbuf": s.map_or(0, |s| s.rx_nombuf),
-            })
+            });
+            // Frames the kernel interface received that never reached rvsd.
+            if let (Some(at_start), Some(now)) = (kernel_at_start, kernel_rx_packets(&port.device))
+            {
+                let kernel = now.saturating_sub(*at_start);
+                view["kernel_rx_packets"] = kernel.into();
+                view["rx_lost"] = kernel.saturating_sub(rx_packets).into();
+            }
+            view
         })
         .collect();
     let mut line: serde_json::Map<String, serde_json::Value> = total

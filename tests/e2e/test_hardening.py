@@ -60,6 +60,10 @@ def test_a_spoofed_udp_flood_leaves_room_for_new_clients(lab, start_rvsd):
     st = d.stats()
     assert st["conns_evicted"] > 10000, st
     assert st["drops"].get("conn_table_full", 0) == 0, st["drops"]
+    # What the kernel's packet ring dropped is counted, not invisible.
+    client = st["ports"][0]
+    assert client["kernel_rx_packets"] >= flood["sent"], client
+    assert client["rx_lost"] == client["kernel_rx_packets"] - client["rx_packets"], client
 
 
 def test_a_second_rvsd_on_the_same_ports_is_refused(lab, start_rvsd):
