@@ -49,12 +49,24 @@ pub enum DropReason {
     LaddrExhausted,
     /// The ring to the worker owning the connection was full.
     RedirectFull,
-    /// Too big for the egress MTU once encapsulated (ICMP sent back if DF).
+    /// Too big for the egress MTU (once encapsulated, for TUN); ICMP
+    /// fragmentation needed sent back if DF.
     FragNeeded,
+    /// A frame longer than the receiving port's MTU allows.
+    Oversize,
+    /// IPv4 options asking for source routing (LSRR, SSRR).
+    SourceRoute,
+    /// A new connection from a source no host may use: 0.0.0.0/8,
+    /// 127.0.0.0/8, multicast, 240.0.0.0/4 and broadcast, a subnet's
+    /// network or broadcast address, or an address of rvs itself.
+    Martian,
+    /// A packet that would start a connection with a wrong TCP or UDP
+    /// checksum.
+    BadL4Checksum,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::IpFragment,
@@ -73,6 +85,10 @@ impl DropReason {
         DropReason::LaddrExhausted,
         DropReason::RedirectFull,
         DropReason::FragNeeded,
+        DropReason::Oversize,
+        DropReason::SourceRoute,
+        DropReason::Martian,
+        DropReason::BadL4Checksum,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -97,6 +113,10 @@ impl DropReason {
             DropReason::LaddrExhausted => "laddr_exhausted",
             DropReason::RedirectFull => "redirect_full",
             DropReason::FragNeeded => "frag_needed",
+            DropReason::Oversize => "oversize",
+            DropReason::SourceRoute => "source_route",
+            DropReason::Martian => "martian",
+            DropReason::BadL4Checksum => "bad_l4_checksum",
         }
     }
 }

@@ -201,6 +201,9 @@ pub struct Snapshot {
     pub lips: Vec<Ipv4Addr>,
     /// IPVS expire_quiescent_template.
     pub expire_quiescent_template: bool,
+    /// Answer a packet to a closed port of rvs's own addresses (TCP RST,
+    /// ICMP port unreachable) instead of dropping it silently.
+    pub reject_closed_ports: bool,
     /// Reals removed with their connections, as (service id, address, port;
     /// `None`: any port): workers end every connection of the service to that
     /// address (a bounded number per tick) when they take this snapshot.
@@ -209,10 +212,16 @@ pub struct Snapshot {
     services_by_key: HashMap<(u8, Ipv4Addr, u16), u32>,
     /// Every VIP (any service), to tell "ours, no such service" from "not ours".
     vips: HashMap<Ipv4Addr, ()>,
+    /// Addresses no host may send from that a prefix test cannot tell:
+    /// rvs's own (VIPs, port addresses, local addresses) and the network
+    /// and broadcast addresses of the connected subnets.
+    not_sources: HashMap<Ipv4Addr, ()>,
     /// Real id → (service index, real index), `u32::MAX` where no real has the id.
     real_slots: Vec<(u32, u32)>,
     /// Service id → service index.
     service_slots: HashMap<u32, u32>,
+    /// The smallest MTU of any port.
+    min_mtu: u16,
 }
 
 impl Snapshot {
@@ -281,20 +290,43 @@ impl Snapshot {
                 };
             }
         }
+        let min_mtu = ports.iter().map(|p| p.mtu).min().unwrap_or(u16::MAX);
+        let mut not_sources: HashMap<Ipv4Addr, ()> = vips.clone();
+        for net in ports.iter().flat_map(|p| &p.addresses) {
+            not_sources.insert(net.addr, ());
+            if net.len < 31 {
+                let network = u32::from(net.addr) & net.mask();
+                not_sources.insert(Ipv4Addr::from(network), ());
+                not_sources.insert(Ipv4Addr::from(network | !net.mask()), ());
+            }
+        }
+        for lip in &lips {
+            not_sources.insert(*lip, ());
+        }
         Snapshot {
+            min_mtu,
             ports,
             routes,
             services,
             timeouts,
             lips,
             expire_quiescent_template: false,
+            reject_closed_ports: false,
             purge_reals: Vec::new(),
             lip_ports: PortRange::default(),
             services_by_key,
             vips,
+            not_sources,
             real_slots,
             service_slots,
         }
+    }
+
+    /// The smallest MTU of any port: a packet no longer than this fits every
+    /// egress port.
+    #[inline]
+    pub fn min_mtu(&self) -> u16 {
+        self.min_mtu
     }
 
     /// One more than the largest real id (length of per-real counter arrays).
@@ -338,6 +370,12 @@ impl Snapshot {
         self
     }
 
+    /// Sets whether closed ports are answered (default: dropped).
+    pub fn with_reject_closed_ports(mut self, reject: bool) -> Self {
+        self.reject_closed_ports = reject;
+        self
+    }
+
     /// True for a FullNAT local address.
     #[inline]
     pub fn is_lip(&self, ip: Ipv4Addr) -> bool {
@@ -361,6 +399,17 @@ impl Snapshot {
         self.ports
             .iter()
             .any(|p| p.addresses.iter().any(|a| a.addr == ip))
+    }
+
+    /// Whether no host may send from `ip`: 0.0.0.0/8, 127.0.0.0/8,
+    /// multicast, 240.0.0.0/4 (with the broadcast address), the network or
+    /// broadcast address of a connected subnet, or an address of rvs itself
+    /// (a VIP, a port's, a FullNAT local address). For new connections,
+    /// not the packet path of established ones.
+    pub fn is_martian(&self, ip: Ipv4Addr) -> bool {
+        let first = ip.octets()[0];
+        // 0/8, 127/8, then 224/4 multicast and 240/4 (with broadcast).
+        first == 0 || first == 127 || first >= 224 || self.not_sources.contains_key(&ip)
     }
 
     /// Whether `ip` lies in a connected subnet of port `port`.
@@ -469,6 +518,29 @@ mod tests {
         );
         assert!(!s.answers_arp(0, ip("10.99.1.2")));
         assert!(s.answers_arp(1, ip("10.99.2.1")));
+    }
+
+    #[test]
+    fn martian_sources() {
+        let s = snapshot();
+        for martian in [
+            "0.0.0.0",
+            "0.1.2.3",
+            "127.0.0.1",
+            "224.0.0.5",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
+            "10.99.1.0",
+            "10.99.1.255",
+            "10.99.1.1",
+            "10.99.1.100",
+        ] {
+            assert!(s.is_martian(ip(martian)), "{martian}");
+        }
+        for fine in ["10.99.1.2", "8.8.8.8", "10.99.3.0", "192.0.2.1"] {
+            assert!(!s.is_martian(ip(fine)), "{fine}");
+        }
     }
 
     #[test]

@@ -325,6 +325,158 @@ fn malformed_and_foreign_frames() {
     run_table(table, nat_engine);
 }
 
+/// A bare TCP header (no options, no payload) with its checksum.
+fn segment(
+    (src, sport): (Ipv4Addr, u16),
+    (dst, dport): (Ipv4Addr, u16),
+    seq: u32,
+    ack: u32,
+    flags: TcpFlags,
+) -> Vec<u8> {
+    let mut header = vec![0u8; 20];
+    header[12] = 5 << 4;
+    let mut t = rvs_dataplane::wire::tcp::TcpPacket::new_checked(&mut header[..]).unwrap();
+    t.set_src_port(sport);
+    t.set_dst_port(dport);
+    t.set_seq(seq);
+    t.set_ack(ack);
+    t.set_flags(flags);
+    t.fill_checksum(src, dst);
+    header
+}
+
+#[test]
+fn sources_options_and_checksums_no_host_may_send() {
+    let syn_from = |src| from_client(tcp(src, 40000, vip(), 80, TcpFlags::SYN, &[]));
+    let mut lsrr = with_ip_options(tcp(client(), 40000, vip(), 80, TcpFlags::SYN, &[]));
+    lsrr[20..24].copy_from_slice(&[0x83, 3, 4, 0]); // LSRR, then EOL
+    let mut ssrr = lsrr.clone();
+    ssrr[20] = 0x89;
+    let mut route_record = lsrr.clone();
+    route_record[20] = 0x07;
+    for packet in [&mut lsrr, &mut ssrr, &mut route_record] {
+        Ipv4Packet::new_checked(&mut packet[..])
+            .unwrap()
+            .fill_checksum();
+    }
+    let mut bad_tcp = syn_to(80);
+    bad_tcp[14 + 20 + 16] ^= 0x55;
+    let mut bad_udp = from_client(udp(client(), 5000, vip(), 53, b"q", true));
+    bad_udp[14 + 20 + 6] ^= 0x55;
+    let too_long = from_client(udp(client(), 5000, vip(), 53, &[0; 1500 - 28 + 1], true));
+    #[rustfmt::skip]
+    let mut table: Vec<Case> = ["0.0.0.0", "0.1.2.3", "127.0.0.1", "224.0.0.1", "240.0.0.1",
+                                 "255.255.255.255", "10.99.1.0", "10.99.1.255", "10.99.1.100",
+                                 "10.99.1.1", "10.99.2.100"]
+        .into_iter()
+        .map(|src| Case::new("a martian source starts no connection", CLIENT_PORT, syn_from(ip(src)),
+                             Expect::dropped(DropReason::Martian)))
+        .collect();
+    #[rustfmt::skip]
+    table.extend([
+        Case::new("loose source routing", CLIENT_PORT, from_client(lsrr), Expect::dropped(DropReason::SourceRoute)),
+        Case::new("strict source routing", CLIENT_PORT, from_client(ssrr), Expect::dropped(DropReason::SourceRoute)),
+        Case::new("other options (record route) pass", CLIENT_PORT, from_client(route_record.clone()),
+            Expect::sent(REAL_PORT, to_r1({
+                let mut out = route_record.clone();
+                out[16..20].copy_from_slice(&r1().octets());
+                out[20 + 4 + 2..20 + 4 + 4].copy_from_slice(&RPORT.to_be_bytes());
+                let mut ip = Ipv4Packet::new_checked(&mut out[..]).unwrap();
+                ip.fill_checksum();
+                let (src, dst) = (ip.src(), ip.dst());
+                rvs_dataplane::wire::tcp::TcpPacket::new_checked(ip.payload_mut()).unwrap().fill_checksum(src, dst);
+                out
+            }))),
+        Case::new("a SYN with a wrong TCP checksum starts no connection", CLIENT_PORT, bad_tcp,
+            Expect::dropped(DropReason::BadL4Checksum)),
+        Case::new("a datagram with a wrong UDP checksum starts no connection", CLIENT_PORT, bad_udp,
+            Expect::dropped(DropReason::BadL4Checksum)),
+        Case::new("a frame longer than the port's MTU", CLIENT_PORT, too_long, Expect::dropped(DropReason::Oversize)),
+    ]);
+    run_table(table, nat_engine);
+}
+
+#[test]
+fn a_packet_too_big_for_the_egress_port() {
+    // The real side's MTU is smaller than the client side's.
+    let setup = || {
+        let small = Setup {
+            real_port_mtu: 1000,
+            ..Setup::default()
+        };
+        harness_with(SCHEDULER, &[real(r1(), RPORT, 1)], small)
+    };
+    let big = udp(client(), 5000, vip(), 53, &[7; 1200 - 28], true);
+    let big_no_df = edited(from_client(big.clone()), |ip| ip[6] &= !0x40);
+    let frag_needed = icmp_message(
+        icmp::DEST_UNREACHABLE,
+        icmp::code::FRAG_NEEDED,
+        1000,
+        &big[..548],
+    );
+    #[rustfmt::skip]
+    let table = vec![
+        Case::new("with DF: its sender is told the MTU, about the packet it sent",
+            CLIENT_PORT, from_client(big),
+            Expect::sent(CLIENT_PORT, to_client(ipv4_from(ip("10.99.1.1"), client(), protocol::ICMP, 1, false, &frag_needed)))
+                .and_dropped(DropReason::FragNeeded)),
+        Case::new("without DF: dropped (rvs does not fragment)",
+            CLIENT_PORT, big_no_df, Expect::dropped(DropReason::FragNeeded)),
+        Case::new("what fits goes",
+            CLIENT_PORT, from_client(udp(client(), 5001, vip(), 53, &[7; 1000 - 28], true)),
+            Expect::sent(REAL_PORT, to_r1(udp(client(), 5001, r1(), RPORT, &[7; 1000 - 28], true)))),
+    ];
+    run_table(table, setup);
+}
+
+#[test]
+fn closed_ports() {
+    let rejecting = || {
+        let reject = Setup {
+            reject_closed_ports: true,
+            ..Setup::default()
+        };
+        harness_with(SCHEDULER, &[real(r1(), RPORT, 1)], reject)
+    };
+    let datagram = udp(client(), 5000, vip(), 54, b"q", true);
+    let unreachable = icmp_message(
+        icmp::DEST_UNREACHABLE,
+        icmp::code::PORT_UNREACHABLE,
+        0,
+        &datagram,
+    );
+    let ack_to_closed = from_client(tcp(client(), 40000, vip(), 81, TcpFlags::ACK, b"hello"));
+    #[rustfmt::skip]
+    let table = vec![
+        Case::new("a SYN to a closed port of the VIP is reset",
+            CLIENT_PORT, syn_to(81),
+            Expect::sent(CLIENT_PORT, to_client(ipv4_from(vip(), client(), protocol::TCP, 1, true,
+                &segment((vip(), 81), (client(), 40000), 0, 1001, TcpFlags::RST | TcpFlags::ACK))))
+                .and_dropped(DropReason::NoService)),
+        Case::new("a datagram to a closed port is answered port unreachable, from the VIP",
+            CLIENT_PORT, from_client(datagram.clone()),
+            Expect::sent(CLIENT_PORT, to_client(ipv4_from(vip(), client(), protocol::ICMP, 1, false, &unreachable)))
+                .and_dropped(DropReason::NoService)),
+        Case::new("a segment of no connection to a closed port is not answered (only SYNs)",
+            CLIENT_PORT, ack_to_closed, Expect::dropped(DropReason::NoService)),
+        Case::new("a RST is never answered",
+            CLIENT_PORT, from_client(tcp(client(), 40000, vip(), 81, TcpFlags::RST, &[])),
+            Expect::dropped(DropReason::NoService)),
+        Case::new("a martian source is never answered",
+            CLIENT_PORT, from_client(tcp(ip("10.99.1.255"), 40000, vip(), 81, TcpFlags::SYN, &[])),
+            Expect::dropped(DropReason::NoService)),
+    ];
+    run_table(table, rejecting);
+    // Without `closed_ports: reject`, nothing is answered.
+    let dropping = vec![Case::new(
+        "a SYN to a closed port, by default",
+        CLIENT_PORT,
+        syn_to(81),
+        Expect::dropped(DropReason::NoService),
+    )];
+    run_table(dropping, nat_engine);
+}
+
 #[test]
 fn dr() {
     let syn = tcp(client(), 40000, vip(), 80, TcpFlags::SYN, &[]);

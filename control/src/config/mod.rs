@@ -101,11 +101,28 @@ pub struct Config {
     /// has weight 0 is dropped, so the client is scheduled anew.
     #[serde(default)]
     pub expire_quiescent_template: bool,
+    /// What a TCP SYN or UDP datagram to an address of rvs (a VIP, a
+    /// port's) on a port with no service gets.
+    #[serde(default)]
+    pub closed_ports: ClosedPorts,
     /// Mark groups for `mark` services.
     #[serde(default)]
     pub marks: Vec<Mark>,
     #[serde(default)]
     pub services: Vec<Service>,
+}
+
+/// What a packet to a closed port of rvs's own addresses gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClosedPorts {
+    /// Nothing: the client waits its full timeout (IPVS without a local
+    /// stack behind the VIP).
+    #[default]
+    Drop,
+    /// A TCP RST, or for UDP an ICMP port unreachable, as the director's
+    /// own stack would answer; at most a thousand a second per worker.
+    Reject,
 }
 
 /// The control socket rvsadm and rvsctl talk to.

@@ -40,6 +40,17 @@ impl Ipv4Net {
         Ipv4Addr::from(u32::from(self.addr) & self.mask_bits())
     }
 
+    /// The address with its host bits set: the subnet's broadcast address.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.mask_bits())
+    }
+
+    /// Whether `addr` is this subnet's network or broadcast address, which
+    /// no host has (point-to-point /31 and host /32 prefixes have neither).
+    pub fn is_edge(&self, addr: Ipv4Addr) -> bool {
+        self.prefix_len < 31 && (addr == self.network() || addr == self.broadcast())
+    }
+
     /// Whether `addr` lies in this prefix.
     pub fn contains(&self, addr: Ipv4Addr) -> bool {
         u32::from(addr) & self.mask_bits() == u32::from(self.network())

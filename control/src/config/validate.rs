@@ -416,6 +416,25 @@ impl Config {
                         ),
                     );
                 }
+                if self.vips().any(|vip| vip == address) {
+                    return refuse(
+                        format!("{at}.address"),
+                        format!(
+                            "real {address} is a VIP of this configuration; a real is a \
+                             server behind rvs"
+                        ),
+                    );
+                }
+                if let Some((port, net)) = self.subnet_edge(address) {
+                    return refuse(
+                        format!("{at}.address"),
+                        format!(
+                            "real {address} is the network or broadcast address of port \
+                             `{}`'s subnet {net}, not a host",
+                            port.name
+                        ),
+                    );
+                }
                 if !self.reachable(address) {
                     return refuse(
                         format!("{at}.address"),
@@ -578,6 +597,12 @@ impl Config {
             );
         };
         check_unicast(&format!("{at}.vip"), vip)?;
+        if let Some(conflict) = self.vip_conflict(vip) {
+            return refuse(
+                format!("{at}.vip"),
+                format!("{conflict}; a VIP is rvs's own"),
+            );
+        }
         if let Some(owner) = self.owner_of(vip) {
             return refuse(
                 format!("{at}.vip"),
@@ -653,6 +678,12 @@ impl Config {
             for (k, m) in mark.matches.iter().enumerate() {
                 let at = format!("{at}.matches[{k}]");
                 check_unicast(&format!("{at}.vip"), m.vip)?;
+                if let Some(conflict) = self.vip_conflict(m.vip) {
+                    return refuse(
+                        format!("{at}.vip"),
+                        format!("{conflict}; a VIP is rvs's own"),
+                    );
+                }
                 if self.owner_of(m.vip).is_some() {
                     return refuse(
                         format!("{at}.vip"),
@@ -699,6 +730,54 @@ impl Config {
         self.ports
             .iter()
             .find(|port| port.addresses.iter().any(|net| net.addr() == addr))
+    }
+
+    /// Every VIP: of address services and of the mark groups' matches.
+    fn vips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let services = self
+            .services
+            .iter()
+            .filter(|s| s.mark.is_none())
+            .map(|s| s.vip);
+        let marks = self
+            .marks
+            .iter()
+            .flat_map(|m| m.matches.iter().map(|m| m.vip));
+        services.chain(marks)
+    }
+
+    /// The port and connected subnet of which `addr` is the network or
+    /// broadcast address.
+    fn subnet_edge(&self, addr: Ipv4Addr) -> Option<(&Port, Ipv4Net)> {
+        self.ports.iter().find_map(|port| {
+            port.addresses
+                .iter()
+                .find(|net| net.is_edge(addr))
+                .map(|net| (port, *net))
+        })
+    }
+
+    /// What other role `vip` has in this configuration that a VIP must not:
+    /// a real's address, a route's next hop, a subnet's network or
+    /// broadcast address.
+    fn vip_conflict(&self, vip: Ipv4Addr) -> Option<String> {
+        if self
+            .services
+            .iter()
+            .flat_map(|s| &s.reals)
+            .any(|r| r.address == vip)
+        {
+            return Some(format!("{vip} is also a real's address"));
+        }
+        if self.routes.iter().any(|r| r.via == vip) {
+            return Some(format!("{vip} is also a route's next hop"));
+        }
+        self.subnet_edge(vip).map(|(port, net)| {
+            format!(
+                "{vip} is the network or broadcast address of port `{}`'s subnet {net}",
+                port.name
+            )
+        })
     }
 
     /// Whether a connected subnet or a route covers `addr`.

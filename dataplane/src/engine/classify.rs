@@ -3,8 +3,9 @@
 //! Everything the later steps decide on is read here, once: the Ethernet
 //! addresses, the IPv4 header (checksum, fragments), the TCP or UDP ports and
 //! flags, the ICMP type and, for an ICMP error, the connection key of the
-//! packet it quotes. A frame that is not for rvs, or that rvs cannot handle,
-//! ends here as a [`DropReason`]; the rewrites later re-open the headers
+//! packet it quotes. A frame that is not for rvs, or that rvs cannot handle
+//! (longer than the port's MTU, source-routed), ends here as a
+//! [`DropReason`]; the rewrites later re-open the headers
 //! through views whose checks this parse already passed.
 
 use std::net::Ipv4Addr;
@@ -18,7 +19,7 @@ use crate::wire::ipv4::{protocol, Ipv4Packet};
 use crate::wire::tcp::{TcpFlags, TcpPacket};
 use crate::wire::udp::UdpPacket;
 
-use super::{Engine, ETH_LEN};
+use super::{Engine, ETH_LEN, IPV4_LEN};
 
 /// What a received frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +105,12 @@ impl<P: PacketBuf> Engine<P> {
         }
         if ip.is_fragment() {
             return Err(DropReason::IpFragment);
+        }
+        if usize::from(ip.total_len()) > usize::from(port.mtu) {
+            return Err(DropReason::Oversize);
+        }
+        if ip.header_len() > IPV4_LEN && ip.source_routed() {
+            return Err(DropReason::SourceRoute);
         }
         let frame_len = ETH_LEN + usize::from(ip.total_len());
         let verdict = self.transport(&ip, src)?;

@@ -14,13 +14,15 @@ use crate::buf::PacketBuf;
 use crate::conn::{Conn, ConnId, ConnKey};
 use crate::counters::{bump, decrement, DropReason};
 use crate::tcp_state::{self, Direction, TcpState};
-use crate::wire::ipv4::protocol;
+use crate::wire::ipv4::{protocol, Ipv4Packet};
+use crate::wire::tcp::TcpPacket;
+use crate::wire::udp::UdpPacket;
 use rvs_control::model::Forward;
 
 use super::classify::Flow;
 use super::schedule::forget_conn;
 use super::xmit::Carried;
-use super::{Engine, PacketIo};
+use super::{Engine, PacketIo, ETH_LEN};
 
 impl<P: PacketBuf> Engine<P> {
     /// A TCP or UDP packet this worker owns.
@@ -50,13 +52,21 @@ impl<P: PacketBuf> Engine<P> {
             self.conns.remove(id);
         }
         let Some(s) = self.snapshot.service(key.proto, key.dst, key.dst_port) else {
-            return Err(if self.snapshot.owns(key.dst) {
-                DropReason::NoService
-            } else {
-                DropReason::NotForUs
-            });
+            if !self.snapshot.owns(key.dst) {
+                return Err(DropReason::NotForUs);
+            }
+            if key.proto == protocol::UDP || flow.is_opening_syn() {
+                self.reject(&packet, flow, io);
+            }
+            return Err(DropReason::NoService);
         };
         let s = s as usize;
+        if self.snapshot.is_martian(key.src) {
+            return Err(DropReason::Martian);
+        }
+        if !transport_checksum_valid(&packet) {
+            return Err(DropReason::BadL4Checksum);
+        }
         if self.snapshot.services[s].one_packet {
             return self.one_packet(packet, s, key, io);
         }
@@ -215,6 +225,24 @@ impl<P: PacketBuf> Engine<P> {
         }
         let timeout = self.snapshot.timeouts.tcp(new);
         self.conns.touch(id, self.now, timeout);
+    }
+}
+
+/// Whether the TCP or UDP checksum of `packet` (a frame that classified as
+/// a flow) is right; a UDP datagram without one passes. Checked before a
+/// packet may start a connection, where a NIC without checksum offload
+/// would otherwise let a corrupt one in; established packets are not
+/// summed again (their checksums are patched, never broken, by rvs).
+fn transport_checksum_valid<P: PacketBuf>(packet: &P) -> bool {
+    let Ok(ip) = Ipv4Packet::new_checked(&packet.data()[ETH_LEN..]) else {
+        return false;
+    };
+    let (src, dst) = (ip.src(), ip.dst());
+    match ip.protocol() {
+        protocol::TCP => {
+            TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.verify_checksum(src, dst))
+        }
+        _ => UdpPacket::new_checked(ip.payload()).is_ok_and(|u| u.verify_checksum(src, dst)),
     }
 }
 

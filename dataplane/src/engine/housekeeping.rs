@@ -156,6 +156,7 @@ impl<P: PacketBuf> Engine<P> {
             return;
         }
         self.last_tick = now;
+        self.rejects_left = super::reject::REJECTS_PER_SECOND;
         let mut probes = [(Ipv4Addr::UNSPECIFIED, 0u16); 16];
         let mut wanted = 0;
         let counters = &self.counters;

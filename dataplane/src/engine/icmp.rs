@@ -68,11 +68,12 @@ impl<P: PacketBuf> Engine<P> {
 
     /// Tells the sender of `original` that it must fit in `mtu` bytes.
     pub(super) fn frag_needed(&mut self, original: &P, mtu: u16, io: &mut impl PacketIo<P>) {
+        // From the port, as a router on the path answers.
         let result = self.error_to_sender(
             original,
-            icmp::DEST_UNREACHABLE,
-            icmp::code::FRAG_NEEDED,
+            (icmp::DEST_UNREACHABLE, icmp::code::FRAG_NEEDED),
             u32::from(mtu),
+            None,
             io,
         );
         if let Err(reason) = result {
@@ -80,13 +81,15 @@ impl<P: PacketBuf> Engine<P> {
         }
     }
 
-    /// Builds an ICMP error about `original` and sends it to its source.
-    fn error_to_sender(
+    /// Builds an ICMP error of (type, code) about `original` and sends it
+    /// to its source, from `from` or else the address of the port toward
+    /// the sender.
+    pub(super) fn error_to_sender(
         &mut self,
         original: &P,
-        msg_type: u8,
-        code: u8,
+        (msg_type, code): (u8, u8),
         rest: u32,
+        from: Option<Ipv4Addr>,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
         let offending = &original.data()[ETH_LEN..];
@@ -94,10 +97,13 @@ impl<P: PacketBuf> Engine<P> {
         let sender = ip.src();
         let quote = &offending[..usize::from(ip.total_len()).min(ICMP_QUOTE_MAX)];
         let (port, _) = self.snapshot.route(sender).ok_or(DropReason::NoRoute)?;
-        let source = self
-            .snapshot
-            .source_address(port, sender)
-            .ok_or(DropReason::NoRoute)?;
+        let source = match from {
+            Some(from) => from,
+            None => self
+                .snapshot
+                .source_address(port, sender)
+                .ok_or(DropReason::NoRoute)?,
+        };
         let mut error = io.alloc().ok_or(DropReason::NoBuffer)?;
         let len = ETH_LEN + IPV4_LEN + 8 + quote.len();
         if !error.append(len) {

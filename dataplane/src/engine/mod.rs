@@ -56,6 +56,7 @@ mod connection;
 mod housekeeping;
 mod icmp;
 mod l2;
+mod reject;
 mod schedule;
 mod steer;
 mod xmit;
@@ -144,6 +145,8 @@ pub struct Engine<P> {
     lip_turn: usize,
     /// IPv4 identification of packets rvs originates (TUN outer headers).
     ident: u16,
+    /// Closed-port answers left this second.
+    rejects_left: u32,
     expire_budget: usize,
     /// Real ids whose connections are being ended, and the table position
     /// the sweep has reached.
@@ -188,6 +191,7 @@ impl<P: PacketBuf> Engine<P> {
             lip_cursor: vec![0; snapshot.lips.len()],
             lip_turn: 0,
             ident: place.index.wrapping_mul(0x1000),
+            rejects_left: reject::REJECTS_PER_SECOND,
             place,
             conns: ConnTable::new(limits.connections).with_probation_limit(limits.unverified),
             schedulers,

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use rvs_control::config::Config;
+use rvs_control::config::{ClosedPorts, Config};
 use rvs_control::model::SchedFlags;
 
 use super::ids::Ids;
@@ -151,4 +151,5 @@ pub(super) fn snapshot(
         max: config.fullnat.port_max,
     })
     .with_expire_quiescent_template(config.expire_quiescent_template)
+    .with_reject_closed_ports(config.closed_ports == ClosedPorts::Reject)
 }

@@ -183,6 +183,31 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         &self.header()[field::OPTIONS_START.min(self.header_end())..]
     }
 
+    /// Whether the options ask for source routing (LSRR or SSRR, RFC 791),
+    /// which a director must not honour: a packet would choose its own
+    /// path behind it. Options are scanned up to the first malformed one.
+    pub fn source_routed(&self) -> bool {
+        const EOL: u8 = 0;
+        const NOP: u8 = 1;
+        const LSRR: u8 = 0x83;
+        const SSRR: u8 = 0x89;
+        let mut options = self.options();
+        while let Some(&kind) = options.first() {
+            match kind {
+                EOL => return false,
+                NOP => options = &options[1..],
+                LSRR | SSRR => return true,
+                _ => match options.get(1) {
+                    Some(&len) if len >= 2 && usize::from(len) <= options.len() => {
+                        options = &options[usize::from(len)..]
+                    }
+                    _ => return false,
+                },
+            }
+        }
+        false
+    }
+
     /// True if the header checksum is correct.
     #[inline(always)]
     pub fn verify_checksum(&self) -> bool {

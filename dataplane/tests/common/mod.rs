@@ -121,6 +121,8 @@ pub struct Setup {
     pub port_zero: bool,
     /// (upper, lower) connection thresholds of every real.
     pub thresholds: (u32, u32),
+    /// `closed_ports: reject`.
+    pub reject_closed_ports: bool,
 }
 
 impl Default for Setup {
@@ -133,6 +135,7 @@ impl Default for Setup {
             persistent: None,
             port_zero: false,
             thresholds: (0, 0),
+            reject_closed_ports: false,
         }
     }
 }
@@ -221,7 +224,8 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
     ];
     let snapshot = Arc::new(
         Snapshot::new(ports, vec![], services, StateTimeouts::default())
-            .with_lip_ports(setup.lip_ports),
+            .with_lip_ports(setup.lip_ports)
+            .with_reject_closed_ports(setup.reject_closed_ports),
     );
     let counters = Arc::new(WorkerCounters::default());
     let book = Arc::new(RealBook::new(

@@ -61,6 +61,17 @@ impl<P: PacketBuf> Engine<P> {
         carried: Carried,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
+        // Only where ports' MTUs differ can a packet that came in fit one
+        // and not the next; rvs does not fragment.
+        if carried == Carried::Packet
+            && packet.len() > ETH_LEN + usize::from(self.snapshot.min_mtu())
+        {
+            let toward = match direction {
+                Direction::Output => conn.client,
+                _ => conn.real,
+            };
+            self.fits_egress(&packet, toward, io)?;
+        }
         if direction == Direction::Output {
             return match conn.forward {
                 Forward::FullNat => fullnat::to_client(self, packet, conn, carried, io),
@@ -77,6 +88,30 @@ impl<P: PacketBuf> Engine<P> {
             Forward::Dr => dr::to_real(self, packet, conn, carried, io),
             Forward::Tun => tun::to_real(self, packet, conn, carried, io),
         }
+    }
+}
+
+impl<P: PacketBuf> Engine<P> {
+    /// Refuses `packet`, still as it arrived, if it is too big for the port
+    /// the route to `toward` leaves by: dropped, and with DF its sender is
+    /// told the MTU that fits, quoting the packet it sent.
+    #[cold]
+    fn fits_egress(
+        &mut self,
+        packet: &P,
+        toward: std::net::Ipv4Addr,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        let (port, _) = self.snapshot.route(toward).ok_or(DropReason::NoRoute)?;
+        let mtu = self.snapshot.ports[usize::from(port)].mtu;
+        if packet.len() <= ETH_LEN + usize::from(mtu) {
+            return Ok(());
+        }
+        let dont_frag = Ipv4Packet::new_checked(&packet.data()[ETH_LEN..])?.dont_frag();
+        if dont_frag {
+            self.frag_needed(packet, mtu, io);
+        }
+        Err(DropReason::FragNeeded)
     }
 }
 
