@@ -87,3 +87,16 @@ def test_a_second_rvsd_on_the_same_ports_is_refused(lab, start_rvsd):
     res = lab.http(10)
     assert res["ok"] == 10 and res["errors"] == 0, res
     assert first.alive()
+
+
+def test_a_closed_port_is_refused_at_once_when_asked(lab, start_rvsd):
+    start_rvsd(config("closed_ports: reject\n"))
+    res = lab.client("http", "--url", f"http://{VIP}:81/", "--count", 3, "--timeout", 5,
+                     check=False)
+    assert res["ok"] == 0, res
+    assert res["error_kinds"] == {"ConnectionRefusedError": 3}, res
+    assert res["seconds"] < 2, res
+    udp = lab.client("udp", "--addr", f"{VIP}:9001", "--count", 1, "--timeout", 1, check=False)
+    assert udp["lost"] == 1, udp
+    res = lab.http(5)
+    assert res["ok"] == 5, res
