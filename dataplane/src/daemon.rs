@@ -273,18 +273,23 @@ fn claim_ports(config: &Config) -> Result<Vec<std::fs::File>, StartError> {
                 port.name, port.device
             ))
         };
-        std::fs::create_dir_all(CLAIM_DIR).map_err(|e| {
-            refuse(format!(
-                "cannot create {CLAIM_DIR} to claim the device: {e}"
-            ))
-        })?;
+        let cannot = |what: String, e: std::io::Error| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                "; likely cause: permissions (rvsd must run as root, as DPDK does)"
+            } else {
+                ""
+            };
+            refuse(format!("{what}: {e}{hint}"))
+        };
+        std::fs::create_dir_all(CLAIM_DIR)
+            .map_err(|e| cannot(format!("cannot create {CLAIM_DIR} to claim the device"), e))?;
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| refuse(format!("cannot claim the device ({}): {e}", path.display())))?;
+            .map_err(|e| cannot(format!("cannot claim the device ({})", path.display()), e))?;
         if let Err(e) = file.try_lock() {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
@@ -302,7 +307,10 @@ fn claim_ports(config: &Config) -> Result<Vec<std::fs::File>, StartError> {
                     path.display()
                 ),
                 std::fs::TryLockError::Error(e) => {
-                    format!("cannot claim the device ({}): {e}", path.display())
+                    return Err(cannot(
+                        format!("cannot claim the device ({})", path.display()),
+                        e,
+                    ));
                 }
             }));
         }
