@@ -3,6 +3,7 @@
 
 use clap::CommandFactory;
 use rvs_control::client::{self, Client, ClientError};
+use rvs_control::config;
 use rvs_control::proto::{
     self, AddressView, ApplyReport, Command, ConfigDump, LaddrInfo, PortView, RouteView, Upload,
     WorkerView,
@@ -10,7 +11,9 @@ use rvs_control::proto::{
 use rvs_control::rvsctl::cli::{self, Action, Cli, Invocation};
 use rvs_control::rvsctl::{render, upload_pieces};
 use serde::Serialize;
-use std::io::{self, BufWriter, Read, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -229,18 +232,27 @@ fn apply(
     })
 }
 
+/// The text of `apply FILE`: a regular file, a pipe the caller hands us
+/// (`apply <(generate)`: waiting for its writer is what was asked), or
+/// standard input for `-`; never more than [`config::MAX_CONFIG_BYTES`],
+/// and nothing else (`/dev/zero`, a directory) is read at all.
 fn read_input(file: &str) -> Result<String, Failure> {
-    let mut text = String::new();
-    let read = if file == "-" {
-        io::stdin().read_to_string(&mut text).map(drop)
-    } else {
-        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text).map(drop))
-    };
-    read.map_err(|err| {
-        let name = if file == "-" { "standard input" } else { file };
+    let cannot = |name: &str, err: &dyn std::fmt::Display| {
         Failure::Input(format!("cannot read {name}: {err}"))
-    })?;
-    Ok(text)
+    };
+    if file == "-" {
+        return config::read_stream(&mut io::stdin().lock())
+            .map_err(|err| cannot("standard input", &err));
+    }
+    let meta = std::fs::metadata(file).map_err(|err| cannot(file, &err))?;
+    if meta.file_type().is_fifo() {
+        let mut pipe = File::open(file).map_err(|err| cannot(file, &err))?;
+        return config::read_stream(&mut pipe).map_err(|err| cannot(file, &err));
+    }
+    config::read_file(Path::new(file)).map_err(|err| match std::error::Error::source(&err) {
+        Some(io) => cannot(file, &io),
+        None => Failure::Input(err.to_string()),
+    })
 }
 
 fn view<T: Serialize>(

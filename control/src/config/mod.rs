@@ -11,11 +11,13 @@
 mod cpus;
 mod error;
 mod net;
+mod read;
 mod validate;
 
 pub use cpus::{CpuList, HostCpus};
 pub use error::{ConfigError, ValidationError};
 pub use net::{Ipv4Net, ParseIpv4NetError};
+pub use read::{read_file, read_stream, MAX_CONFIG_BYTES};
 pub use validate::{MAX_LCORE, MAX_WEIGHT, MEMPOOL_CACHE_MAX};
 
 use serde::de::Deserializer;
@@ -27,11 +29,11 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::str::FromStr;
 
-/// Reads, parses and validates the config file at `path`.
+/// Reads ([`read_file`]: a regular file of at most [`MAX_CONFIG_BYTES`]),
+/// parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::unreadable(&file, err))?;
-    parse(&text, &file)
+    let text = read_file(path)?;
+    parse(&text, &path.display().to_string())
 }
 
 /// Parses and validates config `text`; `file` names it in errors.

@@ -22,7 +22,7 @@ mod views;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rvs_control::config::{Config, HostCpus, Real, Service};
+use rvs_control::config::{self, Config, HostCpus, Real, Service, MAX_CONFIG_BYTES};
 use rvs_control::edit::{self, Edit, Effect};
 use rvs_control::listing::{self, RealCounts};
 use rvs_control::proto::{
@@ -38,7 +38,7 @@ use crate::wire::ethernet::MacAddr;
 use build::Tables;
 use ids::Ids;
 use stats::Accounts;
-use uploads::{too_large, Uploads, MAX_CONFIG_BYTES};
+use uploads::{too_large, Uploads};
 
 /// The control thread's view of everything.
 pub struct Supervisor {
@@ -202,10 +202,8 @@ impl Supervisor {
         let path = self.config_path.clone().ok_or_else(|| {
             "rvsd does not know the file it was started with; use `rvsctl apply FILE`".to_owned()
         })?;
-        let file = path.display().to_string();
-        let text =
-            std::fs::read_to_string(&path).map_err(|err| format!("{file}: cannot read: {err}"))?;
-        self.apply_text(file, &text, dry_run)
+        let text = config::read_file(&path).map_err(|err| err.to_string())?;
+        self.apply_text(path.display().to_string(), &text, dry_run)
     }
 
     /// `rvsctl apply`: whole configuration `text`, named `file`, checked
@@ -484,6 +482,37 @@ services:
             err.ends_with("cannot read: No such file or directory (os error 2)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn reload_refuses_what_is_not_a_regular_file_at_once() {
+        let fifo = std::env::temp_dir().join(format!("rvsctl-reload-{}.fifo", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.expect("mkfifo runs").success());
+        for (path, what) in [
+            (Path::new("/dev/zero"), "a character device"),
+            (fifo.as_path(), "a FIFO"),
+        ] {
+            let mut control = supervisor();
+            control.set_config_path(path);
+            let (done, answer) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = done.send(control.reload_file(false).map(|report| report.applied));
+            });
+            let err = answer
+                .recv_timeout(std::time::Duration::from_secs(2))
+                .unwrap_or_else(|_| panic!("reload of {} still reading after 2 s", path.display()))
+                .unwrap_err();
+            assert_eq!(
+                err,
+                format!(
+                    "{}: not a regular file ({what}); a configuration is read from a regular file",
+                    path.display()
+                )
+            );
+        }
+        let _ = std::fs::remove_file(&fifo);
     }
 
     #[test]

@@ -5,13 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+use rvs_control::config::MAX_CONFIG_BYTES;
 use rvs_control::proto::Upload;
 
 /// Uploads in progress at once.
 const MAX_UPLOADS: usize = 4;
-/// Largest configuration text, uploaded or inline (a config of 100,000
-/// reals is about 5 MB).
-pub(super) const MAX_CONFIG_BYTES: usize = 64 << 20;
 /// An upload not added to for this long is dropped.
 const UPLOAD_IDLE: Duration = Duration::from_secs(60);
 
