@@ -83,7 +83,7 @@ fn read_limited(source: &mut impl Read, expected: usize) -> io::Result<String> {
 }
 
 /// Why a configuration of `size` bytes is refused.
-fn too_large(size: u64) -> String {
+pub(super) fn too_large(size: u64) -> String {
     format!(
         "{size} bytes, over the limit of {} MiB for a configuration",
         MAX_CONFIG_BYTES >> 20
