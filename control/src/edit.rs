@@ -95,7 +95,7 @@ pub fn apply(running: &Config, command: &Command, cpus: &HostCpus) -> Result<Edi
                 .ok_or_else(|| errors::NO_SUCH_SERVICE.to_owned())?;
             next.services.remove(index);
         }
-        Command::Clear => next.services.clear(),
+        Command::Clear {} => next.services.clear(),
         Command::AddReal { service, real } => {
             let svc = defined(&mut next, service)?;
             if position_of(svc, real.addr, real.port).is_some() {

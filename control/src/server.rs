@@ -619,13 +619,13 @@ mod tests {
     /// `big` bytes of padding so tests can fill socket buffers.
     fn mock(cmd: Command) -> Result<Value, String> {
         match cmd {
-            Command::Version => Ok(serde_json::to_value(VersionInfo {
+            Command::Version {} => Ok(serde_json::to_value(VersionInfo {
                 daemon: "test".into(),
                 protocol: proto::VERSION,
             })
             .unwrap()),
-            Command::Clear => Ok(Value::Null),
-            Command::GetTimeouts => Ok(serde_json::to_value(Timeouts {
+            Command::Clear {} => Ok(Value::Null),
+            Command::GetTimeouts {} => Ok(serde_json::to_value(Timeouts {
                 tcp: 900,
                 tcpfin: 120,
                 udp: 300,
@@ -700,7 +700,7 @@ mod tests {
 
     fn assert_served(running: &Running) {
         let started = Instant::now();
-        let version: VersionInfo = running.client().call_as(Command::Version).unwrap();
+        let version: VersionInfo = running.client().call_as(Command::Version {}).unwrap();
         assert_eq!(version.protocol, proto::VERSION);
         assert!(started.elapsed() < Duration::from_secs(1), "served late");
     }
@@ -715,7 +715,7 @@ mod tests {
                 thread::spawn(move || {
                     let mut client = RvsClient::connect(&path).unwrap();
                     for _ in 0..50 {
-                        let timeouts: Timeouts = client.call_as(Command::GetTimeouts).unwrap();
+                        let timeouts: Timeouts = client.call_as(Command::GetTimeouts {}).unwrap();
                         assert_eq!(timeouts.tcp, 900);
                         match client.call(Command::DeleteService {
                             service: proto::ServiceKey::Mark(1),
@@ -742,7 +742,7 @@ mod tests {
         for id in 1..=5 {
             batch.extend(proto::encode_request(&proto::Request::new(
                 id,
-                Command::Clear,
+                Command::Clear {},
             )));
         }
         stream.write_all(&batch).unwrap();
@@ -796,7 +796,7 @@ mod tests {
         stream
             .write_all(&proto::encode_request(&proto::Request::new(
                 7,
-                Command::Clear,
+                Command::Clear {},
             )))
             .unwrap();
         let response = read_response(&mut reader);
@@ -880,10 +880,10 @@ mod tests {
         let running = Running::start(limits);
         let mut first = running.client();
         let mut second = running.client();
-        first.call(Command::Clear).unwrap();
-        second.call(Command::Clear).unwrap();
+        first.call(Command::Clear {}).unwrap();
+        second.call(Command::Clear {}).unwrap();
         let mut third = running.client();
-        match third.call(Command::Clear) {
+        match third.call(Command::Clear {}) {
             Err(ClientError::Daemon(message)) => {
                 assert_eq!(
                     message,
@@ -896,7 +896,7 @@ mod tests {
         // The freed slot is reused once the server notices the close.
         let started = Instant::now();
         loop {
-            match running.client().call(Command::Clear) {
+            match running.client().call(Command::Clear {}) {
                 Ok(_) => break,
                 Err(_) if started.elapsed() < Duration::from_secs(2) => {
                     thread::sleep(Duration::from_millis(20))
@@ -913,7 +913,7 @@ mod tests {
         stream
             .write_all(&proto::encode_request(&proto::Request::new(
                 3,
-                Command::Clear,
+                Command::Clear {},
             )))
             .unwrap();
         stream.shutdown(std::net::Shutdown::Write).unwrap();

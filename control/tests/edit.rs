@@ -247,7 +247,7 @@ fn clear_removes_every_service_and_nothing_else() {
             udp: 0,
         },
     ]);
-    let cleared = apply(&running, &Command::Clear).config.unwrap();
+    let cleared = apply(&running, &Command::Clear {}).config.unwrap();
     assert!(cleared.services.is_empty());
     assert_eq!(cleared.timeouts.tcp, 30);
     assert_eq!(cleared.ports, running.ports);

@@ -176,7 +176,7 @@ impl Session {
                 }
             }
             Listing::Timeouts => {
-                let timeouts: Timeouts = self.client()?.call_as(Command::GetTimeouts)?;
+                let timeouts: Timeouts = self.client()?.call_as(Command::GetTimeouts {})?;
                 out.write_all(format::timeouts(&timeouts).as_bytes())?;
             }
             Listing::Daemons => {}

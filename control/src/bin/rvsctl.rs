@@ -99,7 +99,7 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
         }
         Action::Version => {
             let info: proto::VersionInfo =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::Version)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::Version {})?;
             if json {
                 print_json(&mut out, &info)?;
             } else {
@@ -138,7 +138,7 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
             }
         }
         Action::Dump => {
-            let dump: ConfigDump = connect(LONG_TIMEOUT)?.call_as(Command::DumpConfig)?;
+            let dump: ConfigDump = connect(LONG_TIMEOUT)?.call_as(Command::DumpConfig {})?;
             if json {
                 print_json(&mut out, &dump)?;
             } else {
@@ -147,27 +147,27 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
         }
         Action::Ports => {
             let ports: Vec<PortView> =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListPorts)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListPorts {})?;
             view(&mut out, json, &ports, render::ports)?;
         }
         Action::Workers => {
             let workers: Vec<WorkerView> =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListWorkers)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListWorkers {})?;
             view(&mut out, json, &workers, render::workers)?;
         }
         Action::Routes => {
             let routes: Vec<RouteView> =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListRoutes)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListRoutes {})?;
             view(&mut out, json, &routes, render::routes)?;
         }
         Action::Addresses => {
             let addresses: Vec<AddressView> =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListAddresses)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListAddresses {})?;
             view(&mut out, json, &addresses, render::addresses)?;
         }
         Action::Neighbours => {
             let neighbours: Vec<proto::NeighbourView> =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListNeighbours)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListNeighbours {})?;
             view(&mut out, json, &neighbours, render::neighbours)?;
         }
         Action::Laddrs { service } => {

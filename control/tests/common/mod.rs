@@ -74,7 +74,7 @@ impl Handler for Rules {
             Command::GetLaddr { service } => {
                 json(&listing::laddrs(&self.config, service.as_ref())?)
             }
-            Command::GetTimeouts => json(&self.config.timeouts),
+            Command::GetTimeouts {} => json(&self.config.timeouts),
             Command::ListConnections { cursor, limit } => json(&connections(cursor, limit)),
             command => {
                 let edit = edit::apply(&self.config, &command, &cpus())?;

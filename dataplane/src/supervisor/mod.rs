@@ -117,14 +117,14 @@ impl Supervisor {
     /// result).
     pub fn handle(&mut self, command: Command) -> Result<Value, String> {
         match command {
-            Command::Version => to_json(&VersionInfo {
+            Command::Version {} => to_json(&VersionInfo {
                 daemon: env!("CARGO_PKG_VERSION").to_owned(),
                 protocol: proto::VERSION,
             }),
             edit @ (Command::AddService { .. }
             | Command::EditService { .. }
             | Command::DeleteService { .. }
-            | Command::Clear
+            | Command::Clear {}
             | Command::AddReal { .. }
             | Command::EditReal { .. }
             | Command::DeleteReal { .. }
@@ -143,11 +143,11 @@ impl Supervisor {
             Command::ListConnections { cursor, limit } => {
                 to_json(&self.connections(cursor.unwrap_or(0), limit)?)
             }
-            Command::GetTimeouts => to_json(&self.config.timeouts),
+            Command::GetTimeouts {} => to_json(&self.config.timeouts),
             Command::GetLaddr { service } => {
                 to_json(&listing::laddrs(&self.config, service.as_ref())?)
             }
-            Command::Stats => {
+            Command::Stats {} => {
                 let services = listing::services(&self.config, None, |service, real| {
                     self.counts_of(service, real)
                 })?;
@@ -179,18 +179,18 @@ impl Supervisor {
                 to_json(&self.apply_text(file, &text, dry_run)?)
             }
             Command::ReloadConfig { dry_run } => to_json(&self.reload_file(dry_run)?),
-            Command::DumpConfig => to_json(&ConfigDump {
+            Command::DumpConfig {} => to_json(&ConfigDump {
                 file: self
                     .config_path
                     .as_ref()
                     .map(|path| path.display().to_string()),
                 yaml: rvsctl::dump(&self.config)?,
             }),
-            Command::ListPorts => to_json(&self.ports()),
-            Command::ListWorkers => to_json(&self.workers()),
-            Command::ListRoutes => to_json(&listing::routes(&self.config)),
-            Command::ListAddresses => to_json(&listing::addresses(&self.config)),
-            Command::ListNeighbours => to_json(&self.neighbours()),
+            Command::ListPorts {} => to_json(&self.ports()),
+            Command::ListWorkers {} => to_json(&self.workers()),
+            Command::ListRoutes {} => to_json(&listing::routes(&self.config)),
+            Command::ListAddresses {} => to_json(&listing::addresses(&self.config)),
+            Command::ListNeighbours {} => to_json(&self.neighbours()),
         }
     }
 
@@ -394,7 +394,7 @@ services:
     #[test]
     fn dump_then_apply_is_a_no_op() {
         let mut control = supervisor();
-        let dump: ConfigDump = call(&mut control, Command::DumpConfig);
+        let dump: ConfigDump = call(&mut control, Command::DumpConfig {});
         let report: ApplyReport = call(&mut control, apply("dump.yaml", &dump.yaml, false));
         assert_eq!(report.diff, ConfigDiff::default());
         assert!(!report.applied);
@@ -414,7 +414,7 @@ services:
         assert!(report.applied);
         assert_eq!(report.diff, dry.diff);
         assert!(control.publishing(), "one new snapshot to publish");
-        let timeouts: Timeouts = call(&mut control, Command::GetTimeouts);
+        let timeouts: Timeouts = call(&mut control, Command::GetTimeouts {});
         assert_eq!(timeouts.tcp, 30);
     }
 
@@ -518,12 +518,12 @@ services:
     #[test]
     fn views_of_the_running_ports_and_workers() {
         let mut control = supervisor();
-        let ports: Vec<PortView> = call(&mut control, Command::ListPorts);
+        let ports: Vec<PortView> = call(&mut control, Command::ListPorts {});
         assert_eq!(ports[1].mac, "02:00:00:00:00:02", "the MAC DPDK reported");
         assert_eq!((ports[1].rx_queues, ports[1].tx_queues), (1, 1));
-        let workers: Vec<WorkerView> = call(&mut control, Command::ListWorkers);
+        let workers: Vec<WorkerView> = call(&mut control, Command::ListWorkers {});
         assert_eq!(workers[0].queues, ["client:0", "real:0"]);
-        let routes: Vec<rvs_control::proto::RouteView> = call(&mut control, Command::ListRoutes);
+        let routes: Vec<rvs_control::proto::RouteView> = call(&mut control, Command::ListRoutes {});
         assert_eq!(routes.len(), 3, "connected subnets and the static route");
     }
 }
