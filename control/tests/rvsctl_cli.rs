@@ -73,6 +73,17 @@ fn commands_and_options() {
             }
         }
     );
+    for state in ["syn_recv", "SYN_RECV", "Udp", "none"] {
+        match action(&format!("conns --state {state}")) {
+            Action::Conns { filter } => assert!(
+                filter
+                    .state
+                    .is_some_and(|name| name.eq_ignore_ascii_case(state)),
+                "{state}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
     assert_eq!(
         service("-t 10.0.0.1:80").key(),
         Some(ServiceKey::tcp(VIP, 80))
@@ -238,6 +249,17 @@ fn usage_errors_are_precise() {
             "conns --protocol sctp",
             ErrorKind::InvalidValue,
             "[possible values: tcp, udp]",
+        ),
+        (
+            "conns --state bogus",
+            ErrorKind::InvalidValue,
+            "invalid value 'bogus' for '--state <NAME>'",
+        ),
+        (
+            "conns --state syn-recv",
+            ErrorKind::InvalidValue,
+            "[possible values: NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT, \
+             CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, SYNACK, UDP]",
         ),
         (
             "conns --frobnicate 1",
