@@ -19,7 +19,7 @@ pub use cpus::{CpuList, HostCpus};
 pub use error::{ConfigError, ValidationError};
 pub use net::{Ipv4Net, ParseIpv4NetError};
 pub use read::{read_file, read_stream, MAX_CONFIG_BYTES};
-pub use validate::{MAX_LCORE, MAX_WEIGHT, MEMPOOL_CACHE_MAX};
+pub use validate::{MAX_CONNECTIONS, MAX_LCORE, MAX_WEIGHT, MEMPOOL_CACHE_MAX};
 
 use serde::de::Deserializer;
 use serde::{Deserialize, Serialize, Serializer};

@@ -9,6 +9,10 @@ use std::net::Ipv4Addr;
 /// DPDK's default RTE_MAX_LCORE: lcore ids are below it.
 pub const MAX_LCORE: u32 = 128;
 
+/// Most connections a worker tracks (`limits.connections`): its table
+/// numbers entries in 30 bits (rvsd's `conn::MAX_CAPACITY`).
+pub const MAX_CONNECTIONS: u32 = 1 << 30;
+
 /// Largest real weight, as IPVS (its weights are 16-bit in practice).
 pub const MAX_WEIGHT: u32 = 65535;
 
@@ -316,6 +320,17 @@ impl Config {
     fn check_limits(&self) -> Checked {
         if self.limits.connections == 0 {
             return refuse("limits.connections", "must be at least 1");
+        }
+        if self.limits.connections > MAX_CONNECTIONS {
+            return refuse(
+                "limits.connections",
+                format!(
+                    "{} is above the maximum {MAX_CONNECTIONS} connections per worker (a \
+                     worker's connection table numbers its entries in 30 bits); add workers \
+                     to track more",
+                    self.limits.connections
+                ),
+            );
         }
         for (key, value) in [
             ("tcp", self.timeouts.tcp),
