@@ -15,7 +15,7 @@ use crate::dpdk::{self, Mempool, PortConfig, PortHandle};
 use crate::engine::{Engine, EngineLimits, WorkerPlace};
 use crate::mesh::{self, Mesh};
 use crate::persist;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Finished, Supervisor};
 use crate::wire::ethernet::MacAddr;
 use crate::worker::{self, RxQueue, WorkerSetup};
 use rvs_control::server::Server;
@@ -576,22 +576,37 @@ pub fn run(config: &Config, config_path: &Path) -> Result<(), StartError> {
         config.control.socket
     );
     while !terminate.load(Relaxed) {
-        let control = &mut running.control;
-        let mut handler = |command| control.handle(command);
-        if let Err(e) = server.poll(&mut handler, Duration::from_millis(20)) {
+        // While whole-configuration work runs on the supervisor's helper,
+        // look for its end often: its client waits for the answer.
+        let wait = if running.control.busy() {
+            Duration::from_millis(2)
+        } else {
+            Duration::from_millis(20)
+        };
+        if let Err(e) = server.poll(&mut running.control, wait) {
             eprintln!("rvsd: control socket: {e}");
             std::thread::sleep(Duration::from_millis(20));
         }
         if reload.swap(false, Relaxed) {
             // Validated against the CPUs seen at start, through the same gate
             // as `rvsctl apply`: a refused file changes nothing.
-            match running.control.reload_file(false) {
-                Ok(report) => eprintln!(
+            if let Err(e) = running.control.reload() {
+                eprintln!("rvsd: reload refused, running state unchanged: {e}");
+            }
+        }
+        for finished in running.control.finished() {
+            match finished {
+                Finished::Answer(ticket, result) => {
+                    server.complete(ticket, result);
+                }
+                Finished::Reloaded(Ok(report)) => eprintln!(
                     "rvsd: reloaded {}: {}",
                     report.file,
                     rvs_control::rvsctl::render::diff_summary(&report.diff)
                 ),
-                Err(e) => eprintln!("rvsd: reload refused, running state unchanged: {e}"),
+                Finished::Reloaded(Err(e)) => {
+                    eprintln!("rvsd: reload refused, running state unchanged: {e}")
+                }
             }
         }
         running.control.tick();

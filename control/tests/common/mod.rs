@@ -8,7 +8,7 @@ use rvs_control::config::{self, Config, CpuList, HostCpus};
 use rvs_control::edit::{self, Effect};
 use rvs_control::listing;
 use rvs_control::proto::{Command, ConnEntry, ConnPage, Protocol};
-use rvs_control::server::Handler;
+use rvs_control::server::{Handler, Reply};
 use serde_json::Value;
 use std::net::Ipv4Addr;
 
@@ -64,7 +64,13 @@ impl Default for Rules {
 }
 
 impl Handler for Rules {
-    fn handle(&mut self, command: Command) -> Result<Value, String> {
+    fn handle(&mut self, command: Command) -> Reply {
+        Reply::Now(self.answer(command))
+    }
+}
+
+impl Rules {
+    fn answer(&mut self, command: Command) -> Result<Value, String> {
         match command {
             Command::ListServices { service } => json(&listing::services(
                 &self.config,

@@ -12,37 +12,51 @@
 //! workers swap at the top of their loop and hand the old snapshot back to
 //! be freed here. Nothing here waits on a worker except the listings only
 //! workers can answer (connections, neighbours), each a bounded time.
+//!
+//! Whole-configuration work (apply, reload, SIGHUP, dump) runs on a helper
+//! thread ([`jobs`]) and is answered later ([`Reply::Later`]); the control
+//! thread swaps its result in. Afterwards the memory a large change freed
+//! is returned to the OS once the workers have let go of the old snapshot
+//! (glibc would keep it: [`dpdk::return_free_heap`]).
 
 mod build;
 mod ids;
+mod jobs;
 mod stats;
 mod uploads;
 mod views;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use rvs_control::config::{self, Config, HostCpus, Real, Service, MAX_CONFIG_BYTES};
+use rvs_control::config::{Config, HostCpus, Real, Service};
 use rvs_control::edit::{self, Edit, Effect};
 use rvs_control::listing::{self, RealCounts};
 use rvs_control::proto::{
     self, ApplyReport, Command, ConfigDump, GlobalStats, Rates, Stats, VersionInfo,
 };
-use rvs_control::rvsctl;
+use rvs_control::rvsctl::diff;
+use rvs_control::server::{Handler, Reply, Ticket};
 use serde_json::Value;
 
 use crate::counters::{CountersSnapshot, RealBook, WorkerCounters};
+use crate::dpdk;
 use crate::mesh::Mesh;
 use crate::snapshot::{Purge, Snapshot};
 use crate::wire::ethernet::MacAddr;
 use build::Tables;
 use ids::Ids;
+use jobs::{Built, Done, Helper, Job, Origin, Outcome, Prepared, Source, Start, Task};
 use stats::Accounts;
-use uploads::{too_large, Uploads};
+use uploads::Uploads;
 
 /// The control thread's view of everything.
 pub struct Supervisor {
-    config: Config,
+    config: Arc<Config>,
+    /// Configurations adopted since start: tells a job's result whether
+    /// the configuration it started from still runs.
+    generation: u64,
     /// The CPUs as seen before DPDK pinned this thread: what validation of
     /// `workers[].cpu` must check against.
     cpus: HostCpus,
@@ -63,6 +77,26 @@ pub struct Supervisor {
     config_path: Option<PathBuf>,
     uploads: Uploads,
     accounts: Accounts,
+    helper: Helper,
+    /// Jobs waiting for the helper, in arrival order.
+    jobs: VecDeque<Job>,
+    /// A job is on the helper.
+    job_running: bool,
+    next_ticket: u64,
+    /// A large change was adopted: return the freed heap once the workers
+    /// have let go of the snapshot it replaced.
+    trim_after: Option<Weak<Snapshot>>,
+    trim_wanted: bool,
+}
+
+/// Work the control thread finished for someone waiting.
+#[derive(Debug)]
+pub enum Finished {
+    /// The answer to a request the server was told [`Reply::Later`] for.
+    Answer(Ticket, Result<Value, String>),
+    /// The outcome of a SIGHUP reload ([`Supervisor::reload`]), for the
+    /// log.
+    Reloaded(Result<ApplyReport, String>),
 }
 
 impl Supervisor {
@@ -81,7 +115,8 @@ impl Supervisor {
         let snapshot = Arc::new(build::snapshot(&config, &macs, &ids, &mut tables));
         Ok(Supervisor {
             pending: vec![None; counters.len()],
-            config,
+            config: Arc::new(config),
+            generation: 0,
             cpus,
             ids,
             macs,
@@ -95,6 +130,12 @@ impl Supervisor {
             config_path: None,
             uploads: Uploads::default(),
             accounts: Accounts::new(),
+            helper: Helper::start(),
+            jobs: VecDeque::new(),
+            job_running: false,
+            next_ticket: 0,
+            trim_after: None,
+            trim_wanted: false,
         })
     }
 
@@ -114,8 +155,97 @@ impl Supervisor {
     }
 
     /// Answers one control-protocol command (see [`Command`] for each
-    /// result).
-    pub fn handle(&mut self, command: Command) -> Result<Value, String> {
+    /// result); whole-configuration work is answered later, through
+    /// [`Self::finished`].
+    pub fn handle(&mut self, command: Command) -> Reply {
+        let task = match command {
+            Command::ApplyConfig {
+                file,
+                text,
+                upload,
+                dry_run,
+            } => {
+                let text = match (text, upload) {
+                    (Some(text), None) => text,
+                    (None, Some(id)) => match self.uploads.take(id) {
+                        Ok(text) => text,
+                        Err(err) => return Reply::Now(Err(err)),
+                    },
+                    (Some(_), Some(_)) => {
+                        return Reply::Now(Err(
+                            "apply_config: give `text` or `upload`, not both".to_owned()
+                        ))
+                    }
+                    (None, None) => {
+                        return Reply::Now(Err("apply_config: needs `text` or `upload`".to_owned()))
+                    }
+                };
+                Task::Replace {
+                    file,
+                    source: Source::Text(text),
+                    dry_run,
+                }
+            }
+            Command::ReloadConfig { dry_run } => match self.reload_task(dry_run) {
+                Ok(task) => task,
+                Err(err) => return Reply::Now(Err(err)),
+            },
+            Command::DumpConfig {} => Task::Dump,
+            other => return Reply::Now(self.answer(other)),
+        };
+        self.next_ticket += 1;
+        let ticket = Ticket(self.next_ticket);
+        self.jobs.push_back(Job {
+            origin: Origin::Client(ticket),
+            task,
+        });
+        Reply::Later(ticket)
+    }
+
+    /// What SIGHUP does: re-reads the file given to
+    /// [`Self::set_config_path`] and adopts it, on the helper; the outcome
+    /// comes out of [`Self::finished`] as [`Finished::Reloaded`].
+    pub fn reload(&mut self) -> Result<(), String> {
+        let task = self.reload_task(false)?;
+        self.jobs.push_back(Job {
+            origin: Origin::Signal,
+            task,
+        });
+        Ok(())
+    }
+
+    /// Re-reading rvsd's own file, on the helper: validated against the
+    /// CPUs rvsd saw at start, not those of the pinned control thread
+    /// (which `config::load` would see).
+    fn reload_task(&self, dry_run: bool) -> Result<Task, String> {
+        let path = self.config_path.clone().ok_or_else(|| {
+            "rvsd does not know the file it was started with; use `rvsctl apply FILE`".to_owned()
+        })?;
+        Ok(Task::Replace {
+            file: path.display().to_string(),
+            source: Source::File(path),
+            dry_run,
+        })
+    }
+
+    /// Work finished since the last call, adopted here: answers for the
+    /// server to deliver, SIGHUP outcomes to log.
+    pub fn finished(&mut self) -> Vec<Finished> {
+        let mut finished = Vec::new();
+        while let Some(done) = self.helper.finished() {
+            self.job_running = false;
+            finished.push(self.adopt_job(done));
+        }
+        finished
+    }
+
+    /// True while whole-configuration work is queued or running.
+    pub fn busy(&self) -> bool {
+        self.job_running || !self.jobs.is_empty()
+    }
+
+    /// Every command answered at once.
+    fn answer(&mut self, command: Command) -> Result<Value, String> {
         match command {
             Command::Version {} => to_json(&VersionInfo {
                 daemon: env!("CARGO_PKG_VERSION").to_owned(),
@@ -162,69 +292,112 @@ impl Supervisor {
                 })
             }
             Command::UploadConfig { upload, text } => to_json(&self.uploads.receive(upload, text)?),
-            Command::ApplyConfig {
-                file,
-                text,
-                upload,
-                dry_run,
-            } => {
-                let text = match (text, upload) {
-                    (Some(text), None) => text,
-                    (None, Some(id)) => self.uploads.take(id)?,
-                    (Some(_), Some(_)) => {
-                        return Err("apply_config: give `text` or `upload`, not both".to_owned())
-                    }
-                    (None, None) => return Err("apply_config: needs `text` or `upload`".to_owned()),
-                };
-                to_json(&self.apply_text(file, &text, dry_run)?)
-            }
-            Command::ReloadConfig { dry_run } => to_json(&self.reload_file(dry_run)?),
-            Command::DumpConfig {} => to_json(&ConfigDump {
-                file: self
-                    .config_path
-                    .as_ref()
-                    .map(|path| path.display().to_string()),
-                yaml: rvsctl::dump(&self.config)?,
-            }),
             Command::ListPorts {} => to_json(&self.ports()),
             Command::ListWorkers {} => to_json(&self.workers()),
             Command::ListRoutes {} => to_json(&listing::routes(&self.config)),
             Command::ListAddresses {} => to_json(&listing::addresses(&self.config)),
             Command::ListNeighbours {} => to_json(&self.neighbours()),
+            Command::ApplyConfig { .. } | Command::ReloadConfig { .. } | Command::DumpConfig {} => {
+                unreachable!("whole-configuration commands go to the helper")
+            }
         }
     }
 
-    /// Re-reads the file given to [`Self::set_config_path`] and, unless
-    /// `dry_run`, adopts it: `rvsctl reload`, and what SIGHUP does. The
-    /// file is validated against the CPUs rvsd saw at start, not those of
-    /// the pinned control thread (which `config::load` would see).
-    pub fn reload_file(&mut self, dry_run: bool) -> Result<ApplyReport, String> {
-        let path = self.config_path.clone().ok_or_else(|| {
-            "rvsd does not know the file it was started with; use `rvsctl apply FILE`".to_owned()
-        })?;
-        let text = config::read_file(&path).map_err(|err| err.to_string())?;
-        self.apply_text(path.display().to_string(), &text, dry_run)
+    /// Hands the next queued job to the helper, from the published state
+    /// (so that the ids and tables it starts from are those of the
+    /// snapshot the workers run).
+    fn start_job(&mut self) {
+        if self.job_running || self.dirty {
+            return;
+        }
+        let Some(job) = self.jobs.pop_front() else {
+            return;
+        };
+        let start = Start {
+            running: Arc::clone(&self.config),
+            generation: self.generation,
+            cpus: self.cpus.clone(),
+            ids: self.ids.clone(),
+            tables: self.tables.clone(),
+            macs: self.macs.clone(),
+        };
+        self.helper.submit(job, start);
+        self.job_running = true;
     }
 
-    /// `rvsctl apply`: whole configuration `text`, named `file`, checked
-    /// and (unless `dry_run`) adopted in one step.
-    fn apply_text(
+    /// Adopts what a finished job prepared and says how it went.
+    fn adopt_job(&mut self, done: Done) -> Finished {
+        let result = match done.outcome {
+            Outcome::Dumped(yaml) => yaml.and_then(|yaml| {
+                to_json(&ConfigDump {
+                    file: self
+                        .config_path
+                        .as_ref()
+                        .map(|path| path.display().to_string()),
+                    yaml,
+                })
+            }),
+            Outcome::Replaced {
+                file,
+                dry_run,
+                result,
+            } => {
+                let report = result.and_then(|prepared| {
+                    self.adopt_replacement(file, dry_run, done.generation, prepared)
+                });
+                match done.origin {
+                    Origin::Signal => return Finished::Reloaded(report),
+                    Origin::Client(_) => report.and_then(|report| to_json(&report)),
+                }
+            }
+        };
+        match done.origin {
+            Origin::Client(ticket) => Finished::Answer(ticket, result),
+            Origin::Signal => unreachable!("only reloads are signalled"),
+        }
+    }
+
+    /// Adopts a whole configuration prepared from generation `generation`:
+    /// swapped in as prepared if that still runs, else redone against what
+    /// runs now.
+    fn adopt_replacement(
         &mut self,
         file: String,
-        text: &str,
         dry_run: bool,
+        generation: u64,
+        prepared: Box<Prepared>,
     ) -> Result<ApplyReport, String> {
-        if text.len() > MAX_CONFIG_BYTES {
-            return Err(too_large(text.len()));
+        let Prepared { next, diff, built } = *prepared;
+        if generation == self.generation {
+            let applied = built.is_some();
+            if let Some(Built {
+                ids,
+                tables,
+                snapshot,
+            }) = built
+            {
+                self.config = Arc::new(next);
+                self.ids = ids;
+                self.tables = tables;
+                self.generation += 1;
+                self.trim_wanted = true;
+                self.publish(snapshot);
+            }
+            return Ok(ApplyReport {
+                file,
+                diff,
+                applied,
+            });
         }
-        let (next, diff) = edit::replace(&self.config, text, &file, &self.cpus)?;
-        let applied = !dry_run && next != self.config;
+        let diff = diff::diff(&self.config, &next);
+        let applied = !dry_run && next != *self.config;
         if applied {
             let edit = Edit {
                 config: Some(next),
                 effect: Effect::None,
             };
             self.adopt(edit).map_err(|err| format!("{file}: {err}"))?;
+            self.trim_wanted = true;
         }
         Ok(ApplyReport {
             file,
@@ -239,7 +412,8 @@ impl Supervisor {
     fn adopt(&mut self, edit: Edit) -> Result<(), String> {
         if let Some(next) = edit.config {
             self.ids = self.ids.reassigned(&self.config, &next)?;
-            self.config = next;
+            self.config = Arc::new(next);
+            self.generation += 1;
             self.dirty = true;
         }
         match edit.effect {
@@ -271,17 +445,13 @@ impl Supervisor {
     }
 
     /// Periodic work of the control loop: publishes an adopted change,
-    /// frees retired snapshots, updates rate estimates.
+    /// frees retired snapshots (and returns the heap a large change freed
+    /// once the last is gone), starts queued whole-configuration work,
+    /// updates rate estimates.
     pub fn tick(&mut self) {
         if self.dirty {
-            self.dirty = false;
-            let mut snapshot =
-                build::snapshot(&self.config, &self.macs, &self.ids, &mut self.tables);
-            snapshot.purge_reals = std::mem::take(&mut self.purge);
-            self.snapshot = Arc::new(snapshot);
-            for slot in &mut self.pending {
-                *slot = Some(Arc::clone(&self.snapshot));
-            }
+            let snapshot = build::snapshot(&self.config, &self.macs, &self.ids, &mut self.tables);
+            self.publish(snapshot);
         }
         for (worker, slot) in self.pending.iter_mut().enumerate() {
             if let Some(snapshot) = slot.take() {
@@ -293,7 +463,30 @@ impl Supervisor {
         while let Some(old) = self.mesh.retired.pop() {
             drop(old);
         }
+        if self
+            .trim_after
+            .as_ref()
+            .is_some_and(|old| old.strong_count() == 0)
+        {
+            self.trim_after = None;
+            dpdk::return_free_heap();
+        }
+        self.start_job();
         self.accounts.estimate(&self.book, self.ids.real_ids());
+    }
+
+    /// Makes `snapshot` the one every worker takes next, with the purges
+    /// asked for since the last.
+    fn publish(&mut self, mut snapshot: Snapshot) {
+        snapshot.purge_reals = std::mem::take(&mut self.purge);
+        let old = std::mem::replace(&mut self.snapshot, Arc::new(snapshot));
+        if std::mem::take(&mut self.trim_wanted) {
+            self.trim_after = Some(Arc::downgrade(&old));
+        }
+        self.dirty = false;
+        for slot in &mut self.pending {
+            *slot = Some(Arc::clone(&self.snapshot));
+        }
     }
 
     /// True while some worker has not taken the latest snapshot yet.
@@ -321,6 +514,12 @@ impl Supervisor {
     fn counts_of(&self, service: &Service, real: &Real) -> RealCounts {
         let id = self.ids.real(self.ids.service(service), real, service.port);
         self.accounts.counts(&self.book, id)
+    }
+}
+
+impl Handler for Supervisor {
+    fn handle(&mut self, command: Command) -> Reply {
+        Supervisor::handle(self, command)
     }
 }
 
@@ -377,8 +576,29 @@ services:
         .expect("a supervisor")
     }
 
+    /// What the daemon's loop does for one request: the answer now, or
+    /// later once the helper is done (ticking meanwhile).
+    fn answer(control: &mut Supervisor, command: Command) -> Result<Value, String> {
+        let ticket = match control.handle(command) {
+            Reply::Now(result) => return result,
+            Reply::Later(ticket) => ticket,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            control.tick();
+            for finished in control.finished() {
+                if let Finished::Answer(done, result) = finished {
+                    assert_eq!(done, ticket, "one request at a time here");
+                    return result;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no answer in 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     fn call<T: serde::de::DeserializeOwned>(control: &mut Supervisor, command: Command) -> T {
-        let value = control.handle(command).unwrap_or_else(|e| panic!("{e}"));
+        let value = answer(control, command).unwrap_or_else(|e| panic!("{e}"));
         serde_json::from_value(value).expect("the documented result")
     }
 
@@ -433,7 +653,7 @@ services:
                  \"net_null7\" here; `ports` changes only with a restart",
             ),
         ] {
-            let err = control.handle(apply("bad.yaml", &text, false)).unwrap_err();
+            let err = answer(&mut control, apply("bad.yaml", &text, false)).unwrap_err();
             assert!(err.starts_with(error), "{err}");
             assert_eq!(control.config(), &before);
         }
@@ -444,7 +664,7 @@ services:
         let mut control = supervisor();
         let text = CONFIG.replace("scheduler: rr", "scheduler: lc");
         let mut upload = None;
-        for piece in rvsctl::upload_pieces(&text, 64) {
+        for piece in rvs_control::rvsctl::upload_pieces(&text, 64) {
             let answer: Upload = call(
                 &mut control,
                 Command::UploadConfig {
@@ -473,15 +693,36 @@ services:
         let path = std::env::temp_dir().join(format!("rvsctl-reload-{}.yaml", std::process::id()));
         std::fs::write(&path, CONFIG.replace("scheduler: rr", "scheduler: sh")).unwrap();
         control.set_config_path(&path);
-        let report = control.reload_file(false).unwrap_or_else(|e| panic!("{e}"));
+        let report: ApplyReport = call(&mut control, Command::ReloadConfig { dry_run: false });
         assert_eq!(report.file, path.display().to_string());
         assert!(report.applied);
+        // SIGHUP: the same, its outcome for the log.
+        std::fs::write(&path, CONFIG).unwrap();
+        let report = reloaded(&mut control).unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.applied);
+        assert_eq!(control.config().services[0].scheduler.to_string(), "rr");
         let _ = std::fs::remove_file(&path);
-        let err = control.reload_file(false).unwrap_err();
+        let err = reloaded(&mut control).unwrap_err();
         assert!(
             err.ends_with("cannot read: No such file or directory (os error 2)"),
             "{err}"
         );
+    }
+
+    /// SIGHUP's reload, ticking until it is done (at most 2 s).
+    fn reloaded(control: &mut Supervisor) -> Result<ApplyReport, String> {
+        control.reload().unwrap_or_else(|e| panic!("{e}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            control.tick();
+            match control.finished().pop() {
+                Some(Finished::Reloaded(outcome)) => return outcome,
+                Some(other) => panic!("{other:?}"),
+                None => {}
+            }
+            assert!(std::time::Instant::now() < deadline, "no reload in 2 s");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     #[test]
@@ -496,23 +737,134 @@ services:
         ] {
             let mut control = supervisor();
             control.set_config_path(path);
-            let (done, answer) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = done.send(control.reload_file(false).map(|report| report.applied));
-            });
-            let err = answer
-                .recv_timeout(std::time::Duration::from_secs(2))
-                .unwrap_or_else(|_| panic!("reload of {} still reading after 2 s", path.display()))
-                .unwrap_err();
+            let before = control.config().clone();
             assert_eq!(
-                err,
+                reloaded(&mut control).unwrap_err(),
                 format!(
                     "{}: not a regular file ({what}); a configuration is read from a regular file",
                     path.display()
                 )
             );
+            assert_eq!(control.config(), &before);
         }
         let _ = std::fs::remove_file(&fifo);
+    }
+
+    /// `CONFIG` with `services` more services of one real each.
+    fn with_services(services: usize) -> String {
+        let mut text = CONFIG.to_owned();
+        for i in 0..services {
+            text.push_str(&format!(
+                "  - {{ vip: 10.98.{}.{}, port: 80, protocol: tcp, reals: [ {{ address: 10.99.2.{} }} ] }}\n",
+                i / 250,
+                i % 250 + 1,
+                i % 200 + 20
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn others_are_answered_while_a_big_apply_is_parsed() {
+        let mut control = supervisor();
+        let text = with_services(5_000);
+        let ticket = match control.handle(apply("big.yaml", &text, false)) {
+            Reply::Later(ticket) => ticket,
+            other => panic!("{other:?}"),
+        };
+        let mut served = 0;
+        let report = loop {
+            control.tick();
+            if let Some(finished) = control.finished().pop() {
+                match finished {
+                    Finished::Answer(done, result) if done == ticket => break result,
+                    other => panic!("{other:?}"),
+                }
+            }
+            let started = std::time::Instant::now();
+            match control.handle(Command::GetTimeouts {}) {
+                Reply::Now(Ok(_)) => served += 1,
+                other => panic!("{other:?}"),
+            }
+            assert!(started.elapsed() < std::time::Duration::from_millis(100));
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        let report: ApplyReport = serde_json::from_value(report.unwrap()).unwrap();
+        assert!(report.applied);
+        assert_eq!(control.config().services.len(), 5_001);
+        assert!(served > 0, "nobody was answered during the apply");
+        assert!(
+            control.publishing(),
+            "the prepared snapshot goes to the workers"
+        );
+    }
+
+    #[test]
+    fn an_edit_during_an_apply_is_replaced_and_reported() {
+        let mut control = supervisor();
+        let text = CONFIG.replace("scheduler: rr", "scheduler: wrr");
+        let ticket = match control.handle(apply("new.yaml", &text, false)) {
+            Reply::Later(ticket) => ticket,
+            other => panic!("{other:?}"),
+        };
+        // The job starts from the published state, then an edit is adopted
+        // before it is done.
+        control.tick();
+        let mut added = proto::ServiceSpec::new(proto::ServiceKey::udp(
+            std::net::Ipv4Addr::new(10, 99, 1, 100),
+            53,
+        ));
+        added.scheduler = "rr".into();
+        assert_eq!(
+            answer(&mut control, Command::AddService { service: added }),
+            Ok(Value::Null)
+        );
+        let result = loop {
+            if let Some(Finished::Answer(done, result)) = control.finished().pop() {
+                assert_eq!(done, ticket);
+                break result;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        let report: ApplyReport = serde_json::from_value(result.unwrap()).unwrap();
+        assert!(report.applied);
+        assert_eq!(
+            report.diff.services_removed.len(),
+            1,
+            "the diff is against what ran when the file was adopted"
+        );
+        assert_eq!(control.config().services.len(), 1);
+        assert_eq!(control.config().services[0].scheduler.to_string(), "wrr");
+    }
+
+    #[test]
+    fn applies_are_adopted_in_the_order_they_came() {
+        let mut control = supervisor();
+        let first = CONFIG.replace("scheduler: rr", "scheduler: wrr");
+        let second = CONFIG.replace("scheduler: rr", "scheduler: lc");
+        let tickets: Vec<Ticket> = [first, second]
+            .iter()
+            .map(|text| match control.handle(apply("x.yaml", text, false)) {
+                Reply::Later(ticket) => ticket,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let mut answered = Vec::new();
+        while answered.len() < 2 {
+            control.tick();
+            for finished in control.finished() {
+                match finished {
+                    Finished::Answer(ticket, result) => {
+                        assert!(result.is_ok());
+                        answered.push(ticket)
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(answered, tickets);
+        assert_eq!(control.config().services[0].scheduler.to_string(), "lc");
     }
 
     #[test]

@@ -1,0 +1,213 @@
+//! Whole-configuration work off the control thread: `rvsctl apply`,
+//! `rvsctl reload` and SIGHUP read, parse, validate and diff a whole file
+//! (seconds for 100,000 services), and `rvsctl dump` writes one, on the
+//! supervisor's helper thread, so that the control socket keeps answering
+//! everyone else meanwhile.
+//!
+//! Promises:
+//! - The helper prepares everything adopting the result needs (the new
+//!   configuration, its diff, its ids and its snapshot); the control thread
+//!   only swaps them in, in O(1), if nothing changed the running
+//!   configuration meanwhile. If something did (another client's edit), the
+//!   prepared ids and snapshot are stale and the control thread redoes
+//!   them, and the diff, against what runs now: the file still replaces the
+//!   whole configuration, and the report says what it changed.
+//! - One job at a time, in the order they came: two applies never race.
+//! - The helper never touches running state; a refused job changes nothing.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use rvs_control::config::{self, Config, HostCpus};
+use rvs_control::edit;
+use rvs_control::proto::ConfigDiff;
+use rvs_control::rvsctl;
+use rvs_control::server::Ticket;
+
+use super::build::{self, Tables};
+use super::ids::Ids;
+use crate::dpdk;
+use crate::snapshot::Snapshot;
+use crate::wire::ethernet::MacAddr;
+
+/// Who waits for a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// A control client, answered through the server with this ticket.
+    Client(Ticket),
+    /// SIGHUP: the outcome goes to rvsd's log.
+    Signal,
+}
+
+/// What a job does.
+pub(super) enum Task {
+    /// Replace the running configuration with a whole file's (apply,
+    /// reload), or with `dry_run` only report what that would change.
+    Replace {
+        /// How errors and the report name the text.
+        file: String,
+        source: Source,
+        dry_run: bool,
+    },
+    /// The running configuration as YAML (`rvsctl dump`).
+    Dump,
+}
+
+/// Where a replacement's text is.
+pub(super) enum Source {
+    Text(String),
+    /// Read on the helper ([`config::read_file`]: a regular file, bounded).
+    File(PathBuf),
+}
+
+/// A job as queued: who waits and what for.
+pub(super) struct Job {
+    pub origin: Origin,
+    pub task: Task,
+}
+
+/// The running state a job starts from.
+pub(super) struct Start {
+    pub running: Arc<Config>,
+    /// Of `running`: how many configurations were adopted before it.
+    pub generation: u64,
+    pub cpus: HostCpus,
+    pub ids: Ids,
+    pub tables: Tables,
+    pub macs: Vec<MacAddr>,
+}
+
+/// A finished job.
+pub(super) struct Done {
+    pub origin: Origin,
+    /// The running configuration's generation the job started from.
+    pub generation: u64,
+    pub outcome: Outcome,
+}
+
+pub(super) enum Outcome {
+    Replaced {
+        file: String,
+        dry_run: bool,
+        result: Result<Box<Prepared>, String>,
+    },
+    Dumped(Result<String, String>),
+}
+
+/// A replacement, ready to adopt.
+pub(super) struct Prepared {
+    pub next: Config,
+    /// What `next` changes against the configuration the job started from.
+    pub diff: ConfigDiff,
+    /// The ids and snapshot of `next`, when it is to be adopted (not a dry
+    /// run, and it differs from what ran).
+    pub built: Option<Built>,
+}
+
+pub(super) struct Built {
+    pub ids: Ids,
+    pub tables: Tables,
+    pub snapshot: Snapshot,
+}
+
+/// The helper thread's two queues. The thread ends when the supervisor
+/// drops them, after its current job; nothing waits for that, so a SIGTERM
+/// during a long parse stops rvsd at once.
+pub(super) struct Helper {
+    work: mpsc::Sender<(Job, Start)>,
+    done: mpsc::Receiver<Done>,
+}
+
+impl Helper {
+    pub(super) fn start() -> Helper {
+        let (work, jobs) = mpsc::channel::<(Job, Start)>();
+        let (finished, done) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("rvsd-config".to_owned())
+            .spawn(move || {
+                for (job, start) in jobs {
+                    if finished.send(run(job, start)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("the control thread's helper starts");
+        Helper { work, done }
+    }
+
+    /// Starts `job` from `start`.
+    pub(super) fn submit(&self, job: Job, start: Start) {
+        self.work
+            .send((job, start))
+            .expect("the helper runs until the supervisor drops it");
+    }
+
+    /// A finished job, if one is.
+    pub(super) fn finished(&self) -> Option<Done> {
+        self.done.try_recv().ok()
+    }
+}
+
+fn run(job: Job, start: Start) -> Done {
+    let generation = start.generation;
+    let outcome = match job.task {
+        Task::Replace {
+            file,
+            source,
+            dry_run,
+        } => {
+            let result = replace(&file, source, dry_run, start);
+            Outcome::Replaced {
+                file,
+                dry_run,
+                result,
+            }
+        }
+        Task::Dump => Outcome::Dumped(rvsctl::dump(&start.running)),
+    };
+    // The text, the parser's events and the YAML written are freed by now.
+    dpdk::return_free_heap();
+    Done {
+        origin: job.origin,
+        generation,
+        outcome,
+    }
+}
+
+fn replace(
+    file: &str,
+    source: Source,
+    dry_run: bool,
+    start: Start,
+) -> Result<Box<Prepared>, String> {
+    let Start {
+        running,
+        cpus,
+        ids,
+        mut tables,
+        macs,
+        ..
+    } = start;
+    let text = match source {
+        Source::Text(text) => text,
+        Source::File(path) => config::read_file(&path).map_err(|err| err.to_string())?,
+    };
+    let (next, diff) = edit::replace(&running, &text, file, &cpus)?;
+    drop(text);
+    let built = if !dry_run && next != *running {
+        // Refused, changing nothing, when the real ids run out.
+        let ids = ids
+            .reassigned(&running, &next)
+            .map_err(|err| format!("{file}: {err}"))?;
+        let snapshot = build::snapshot(&next, &macs, &ids, &mut tables);
+        Some(Built {
+            ids,
+            tables,
+            snapshot,
+        })
+    } else {
+        None
+    };
+    Ok(Box::new(Prepared { next, diff, built }))
+}
