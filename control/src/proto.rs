@@ -266,6 +266,19 @@ pub enum Command {
     /// `rvsctl neighbours`: next hops resolved by ARP, merged over the
     /// workers. Result: `[NeighbourView]`.
     ListNeighbours {},
+    /// `rvsadm -R`: the commands above that change the configuration (and
+    /// `zero`), in order, as one unit: each is refused, or not, exactly as
+    /// on its own against what the ones before it left, and what is
+    /// accepted is adopted in one step. The commands are `commands`, or the
+    /// finished upload `upload` (see [`Command::UploadConfig`]) holding them
+    /// as a JSON array, for more than a request line holds; not both.
+    /// Result: [`BatchReport`].
+    Batch {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        commands: Vec<Command>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload: Option<u64>,
+    },
 }
 
 impl ServiceKey {
@@ -893,6 +906,38 @@ pub enum AddressRole {
     Laddr,
 }
 
+/// Result of [`Command::Batch`]: the commands refused (and so skipped), by
+/// their index in the batch, with why in ipvsadm's words or the YAML
+/// file's, as each would have been alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchReport {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<BatchRefusal>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRefusal {
+    pub index: u32,
+    pub error: String,
+}
+
+/// The commands of a [`Command::Batch`] upload: a JSON array read as
+/// strictly as a request (exactly each command's fields, no key twice).
+pub fn decode_commands(text: &str) -> Result<Vec<Command>, String> {
+    let envelope =
+        Envelope::scan(text.as_bytes()).map_err(|err| format!("batch: not JSON: {err}"))?;
+    if envelope.kind != "an array" {
+        return Err(format!(
+            "batch: expected a JSON array of commands, found {}",
+            envelope.kind
+        ));
+    }
+    if let Some(key) = envelope.duplicate {
+        return Err(format!("batch: duplicate key `{key}`"));
+    }
+    serde_json::from_str(text).map_err(|err| format!("batch: {err}"))
+}
+
 /// Why a request line could not be turned into a [`Request`]. The message
 /// says what was expected and what was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1060,9 +1105,7 @@ impl<'de> serde::de::Visitor<'de> for Scan<'_> {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let path = self
-            .path
-            .map_or_else(String::new, |path| format!("{path}[]"));
+        let path = format!("{}[]", self.path.unwrap_or(""));
         let path = path.as_str();
         if self.path.is_none() {
             self.envelope.kind = "an array";
@@ -1212,6 +1255,20 @@ mod tests {
             },
             Command::GetLaddr { service: None },
             Command::Stats {},
+            Command::Batch {
+                commands: vec![
+                    Command::Clear {},
+                    Command::AddReal {
+                        service: key,
+                        real: real(),
+                    },
+                ],
+                upload: None,
+            },
+            Command::Batch {
+                commands: Vec::new(),
+                upload: Some(2),
+            },
         ]
     }
 
@@ -1396,6 +1453,31 @@ mod tests {
                 "{cmd}: {}",
                 err.message
             );
+        }
+    }
+
+    #[test]
+    fn a_batch_upload_is_read_as_strictly_as_a_request() {
+        let commands = vec![Command::Clear {}, Command::Zero { service: None }];
+        let text = serde_json::to_string(&commands).unwrap();
+        assert_eq!(decode_commands(&text).unwrap(), commands);
+        for (text, error) in [
+            (
+                r#"[{"op":"clear","op":"version"}]"#,
+                "batch: duplicate key `[].op`",
+            ),
+            (
+                r#"[{"op":"clear","force":true}]"#,
+                "batch: unknown field `force`, there are no fields",
+            ),
+            (
+                r#"{"op":"clear"}"#,
+                "batch: expected a JSON array of commands, found an object",
+            ),
+            ("[", "batch: not JSON: EOF while parsing a list"),
+        ] {
+            let err = decode_commands(text).unwrap_err();
+            assert!(err.starts_with(error), "{text}: {err}");
         }
     }
 

@@ -5,11 +5,10 @@ use clap::CommandFactory;
 use rvs_control::client::{self, Client, ClientError};
 use rvs_control::config;
 use rvs_control::proto::{
-    self, AddressView, ApplyReport, Command, ConfigDump, LaddrInfo, PortView, RouteView, Upload,
-    WorkerView,
+    self, AddressView, ApplyReport, Command, ConfigDump, LaddrInfo, PortView, RouteView, WorkerView,
 };
 use rvs_control::rvsctl::cli::{self, Action, Cli, Invocation};
-use rvs_control::rvsctl::{render, upload_pieces};
+use rvs_control::rvsctl::render;
 use serde::Serialize;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -27,8 +26,6 @@ const FAILED: u8 = 1;
 const LONG_TIMEOUT: Duration = Duration::from_secs(120);
 /// Connection pages for `conns`.
 const CONNECTION_PAGE: u32 = proto::MAX_CONNECTION_PAGE;
-/// Room in a request line for everything but an upload's text.
-const REQUEST_OVERHEAD: usize = 256;
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os()) {
@@ -208,7 +205,9 @@ fn apply(
     dry_run: bool,
 ) -> Result<ApplyReport, ClientError> {
     let encoded = |text: &str| serde_json::to_string(text).map_or(usize::MAX, |s| s.len());
-    if encoded(&text).saturating_add(encoded(&file)) <= proto::MAX_REQUEST - REQUEST_OVERHEAD {
+    if encoded(&text).saturating_add(encoded(&file))
+        <= proto::MAX_REQUEST - client::REQUEST_OVERHEAD
+    {
         return client.call_as(Command::ApplyConfig {
             file,
             text: Some(text),
@@ -216,18 +215,11 @@ fn apply(
             dry_run,
         });
     }
-    let mut upload = None;
-    for piece in upload_pieces(&text, proto::MAX_REQUEST - REQUEST_OVERHEAD) {
-        let answer: Upload = client.call_as(Command::UploadConfig {
-            upload,
-            text: piece.to_owned(),
-        })?;
-        upload = Some(answer.upload);
-    }
+    let upload = client.upload(&text)?;
     client.call_as(Command::ApplyConfig {
         file,
         text: None,
-        upload,
+        upload: Some(upload),
         dry_run,
     })
 }

@@ -1,6 +1,7 @@
 //! Whole-configuration work off the control thread: `rvsctl apply`,
 //! `rvsctl reload` and SIGHUP read, parse, validate and diff a whole file
-//! (seconds for 100,000 services), and `rvsctl dump` writes one, on the
+//! (seconds for 100,000 services), `rvsadm -R` applies its batches of
+//! commands, and `rvsctl dump` writes the configuration, on the
 //! supervisor's helper thread, so that the control socket keeps answering
 //! everyone else meanwhile.
 //!
@@ -9,9 +10,10 @@
 //!   configuration, its diff, its ids and its snapshot); the control thread
 //!   only swaps them in, in O(1), if nothing changed the running
 //!   configuration meanwhile. If something did (another client's edit), the
-//!   prepared ids and snapshot are stale and the control thread redoes
-//!   them, and the diff, against what runs now: the file still replaces the
-//!   whole configuration, and the report says what it changed.
+//!   prepared ids and snapshot are stale and the control thread redoes the
+//!   work against what runs now: a file still replaces the whole
+//!   configuration and the report says what it changed; a batch's
+//!   commands are applied again, to what runs now.
 //! - One job at a time, in the order they came: two applies never race.
 //! - The helper never touches running state; a refused job changes nothing.
 
@@ -20,8 +22,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use rvs_control::config::{self, Config, HostCpus};
-use rvs_control::edit;
-use rvs_control::proto::ConfigDiff;
+use rvs_control::edit::{self, BatchEdit};
+use rvs_control::proto::{self, Command, ConfigDiff};
 use rvs_control::rvsctl;
 use rvs_control::server::Ticket;
 
@@ -50,8 +52,17 @@ pub(super) enum Task {
         source: Source,
         dry_run: bool,
     },
+    /// Edit commands as one unit (`rvsadm -R`).
+    Batch(Commands),
     /// The running configuration as YAML (`rvsctl dump`).
     Dump,
+}
+
+/// A batch's commands: as sent, or an upload's text to decode on the
+/// helper.
+pub(super) enum Commands {
+    Sent(Vec<Command>),
+    Uploaded(String),
 }
 
 /// Where a replacement's text is.
@@ -92,7 +103,17 @@ pub(super) enum Outcome {
         dry_run: bool,
         result: Result<Box<Prepared>, String>,
     },
+    Batched(Result<Box<PreparedBatch>, String>),
     Dumped(Result<String, String>),
+}
+
+/// A batch, ready to adopt.
+pub(super) struct PreparedBatch {
+    /// The commands, to apply again should the configuration have changed.
+    pub commands: Vec<Command>,
+    pub edit: BatchEdit,
+    /// The ids and snapshot of `edit.config`, when there is one.
+    pub built: Option<Built>,
 }
 
 /// A replacement, ready to adopt.
@@ -164,6 +185,7 @@ fn run(job: Job, start: Start) -> Done {
                 result,
             }
         }
+        Task::Batch(commands) => Outcome::Batched(batch(commands, start)),
         Task::Dump => Outcome::Dumped(rvsctl::dump(&start.running)),
     };
     // The text, the parser's events and the YAML written are freed by now.
@@ -173,6 +195,49 @@ fn run(job: Job, start: Start) -> Done {
         generation,
         outcome,
     }
+}
+
+fn batch(commands: Commands, start: Start) -> Result<Box<PreparedBatch>, String> {
+    let Start {
+        running,
+        cpus,
+        ids,
+        tables,
+        macs,
+        ..
+    } = start;
+    let commands = match commands {
+        Commands::Sent(commands) => commands,
+        Commands::Uploaded(text) => proto::decode_commands(&text)?,
+    };
+    let edit = edit::apply_batch(&running, &commands, &cpus)?;
+    let built = match &edit.config {
+        Some(next) => Some(build(&running, next, ids, tables, &macs)?),
+        None => None,
+    };
+    Ok(Box::new(PreparedBatch {
+        commands,
+        edit,
+        built,
+    }))
+}
+
+/// The ids and snapshot of `next`, replacing `running`; refused, changing
+/// nothing, when the real ids run out.
+fn build(
+    running: &Config,
+    next: &Config,
+    ids: Ids,
+    mut tables: Tables,
+    macs: &[MacAddr],
+) -> Result<Built, String> {
+    let ids = ids.reassigned(running, next)?;
+    let snapshot = build::snapshot(next, macs, &ids, &mut tables);
+    Ok(Built {
+        ids,
+        tables,
+        snapshot,
+    })
 }
 
 fn replace(
@@ -185,7 +250,7 @@ fn replace(
         running,
         cpus,
         ids,
-        mut tables,
+        tables,
         macs,
         ..
     } = start;
@@ -196,16 +261,8 @@ fn replace(
     let (next, diff) = edit::replace(&running, &text, file, &cpus)?;
     drop(text);
     let built = if !dry_run && next != *running {
-        // Refused, changing nothing, when the real ids run out.
-        let ids = ids
-            .reassigned(&running, &next)
-            .map_err(|err| format!("{file}: {err}"))?;
-        let snapshot = build::snapshot(&next, &macs, &ids, &mut tables);
-        Some(Built {
-            ids,
-            tables,
-            snapshot,
-        })
+        let built = build(&running, &next, ids, tables, &macs);
+        Some(built.map_err(|err| format!("{file}: {err}"))?)
     } else {
         None
     };

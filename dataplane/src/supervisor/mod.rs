@@ -23,10 +23,9 @@ mod build;
 mod ids;
 mod jobs;
 mod stats;
-mod uploads;
 mod views;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
@@ -34,10 +33,12 @@ use rvs_control::config::{Config, HostCpus, Real, Service};
 use rvs_control::edit::{self, Edit, Effect};
 use rvs_control::listing::{self, RealCounts};
 use rvs_control::proto::{
-    self, ApplyReport, Command, ConfigDump, GlobalStats, Rates, Stats, VersionInfo,
+    self, ApplyReport, BatchReport, Command, ConfigDump, GlobalStats, Rates, ServiceKey, Stats,
+    VersionInfo,
 };
 use rvs_control::rvsctl::diff;
 use rvs_control::server::{Handler, Reply, Ticket};
+use rvs_control::uploads::Uploads;
 use serde_json::Value;
 
 use crate::counters::{CountersSnapshot, RealBook, WorkerCounters};
@@ -47,9 +48,11 @@ use crate::snapshot::{Purge, Snapshot};
 use crate::wire::ethernet::MacAddr;
 use build::Tables;
 use ids::Ids;
-use jobs::{Built, Done, Helper, Job, Origin, Outcome, Prepared, Source, Start, Task};
+use jobs::{
+    Built, Commands, Done, Helper, Job, Origin, Outcome, Prepared, PreparedBatch, Source, Start,
+    Task,
+};
 use stats::Accounts;
-use uploads::Uploads;
 
 /// The control thread's view of everything.
 pub struct Supervisor {
@@ -190,6 +193,18 @@ impl Supervisor {
                 Ok(task) => task,
                 Err(err) => return Reply::Now(Err(err)),
             },
+            Command::Batch { commands, upload } => match (commands.is_empty(), upload) {
+                (_, None) => Task::Batch(Commands::Sent(commands)),
+                (true, Some(id)) => match self.uploads.take(id) {
+                    Ok(text) => Task::Batch(Commands::Uploaded(text)),
+                    Err(err) => return Reply::Now(Err(err)),
+                },
+                (false, Some(_)) => {
+                    return Reply::Now(Err(
+                        "batch: give `commands` or `upload`, not both".to_owned()
+                    ))
+                }
+            },
             Command::DumpConfig {} => Task::Dump,
             other => return Reply::Now(self.answer(other)),
         };
@@ -297,7 +312,10 @@ impl Supervisor {
             Command::ListRoutes {} => to_json(&listing::routes(&self.config)),
             Command::ListAddresses {} => to_json(&listing::addresses(&self.config)),
             Command::ListNeighbours {} => to_json(&self.neighbours()),
-            Command::ApplyConfig { .. } | Command::ReloadConfig { .. } | Command::DumpConfig {} => {
+            Command::ApplyConfig { .. }
+            | Command::ReloadConfig { .. }
+            | Command::DumpConfig {}
+            | Command::Batch { .. } => {
                 unreachable!("whole-configuration commands go to the helper")
             }
         }
@@ -350,6 +368,9 @@ impl Supervisor {
                     Origin::Client(_) => report.and_then(|report| to_json(&report)),
                 }
             }
+            Outcome::Batched(result) => result
+                .and_then(|prepared| self.adopt_batch(done.generation, prepared))
+                .and_then(|report| to_json(&report)),
         };
         match done.origin {
             Origin::Client(ticket) => Finished::Answer(ticket, result),
@@ -370,18 +391,8 @@ impl Supervisor {
         let Prepared { next, diff, built } = *prepared;
         if generation == self.generation {
             let applied = built.is_some();
-            if let Some(Built {
-                ids,
-                tables,
-                snapshot,
-            }) = built
-            {
-                self.config = Arc::new(next);
-                self.ids = ids;
-                self.tables = tables;
-                self.generation += 1;
-                self.trim_wanted = true;
-                self.publish(snapshot);
+            if let Some(built) = built {
+                self.adopt_built(next, built);
             }
             return Ok(ApplyReport {
                 file,
@@ -406,6 +417,56 @@ impl Supervisor {
         })
     }
 
+    /// Adopts a batch prepared from generation `generation`: swapped in as
+    /// prepared if that still runs, else its commands applied again to what
+    /// runs now.
+    fn adopt_batch(
+        &mut self,
+        generation: u64,
+        prepared: Box<PreparedBatch>,
+    ) -> Result<BatchReport, String> {
+        let PreparedBatch {
+            commands,
+            edit,
+            built,
+        } = *prepared;
+        let edit = if generation == self.generation {
+            if let (Some(next), Some(built)) = (edit.config.clone(), built) {
+                self.adopt_built(next, built);
+            }
+            edit
+        } else {
+            let edit = edit::apply_batch(&self.config, &commands, &self.cpus)?;
+            if let Some(next) = edit.config.clone() {
+                self.adopt(Edit {
+                    config: Some(next),
+                    effect: Effect::None,
+                })?;
+            }
+            edit
+        };
+        let report = edit.report();
+        for effect in edit.effects {
+            self.carry_out(effect);
+        }
+        Ok(report)
+    }
+
+    /// Swaps in a configuration and what the helper built for it, in O(1).
+    fn adopt_built(&mut self, next: Config, built: Built) {
+        let Built {
+            ids,
+            tables,
+            snapshot,
+        } = built;
+        self.config = Arc::new(next);
+        self.ids = ids;
+        self.tables = tables;
+        self.generation += 1;
+        self.trim_wanted = true;
+        self.publish(snapshot);
+    }
+
     /// Adopts what an accepted command does: its configuration, with ids
     /// for what it adds (refused, changing nothing, when the real ids run
     /// out), for the next snapshot, and its effect.
@@ -416,7 +477,13 @@ impl Supervisor {
             self.generation += 1;
             self.dirty = true;
         }
-        match edit.effect {
+        self.carry_out(edit.effect);
+        Ok(())
+    }
+
+    /// What an adopted command does besides changing the configuration.
+    fn carry_out(&mut self, effect: Effect) {
+        match effect {
             Effect::None => {}
             Effect::Purge(purge) => {
                 if let Some(service_id) = self.ids.service_of(&purge.service) {
@@ -428,11 +495,15 @@ impl Supervisor {
                 }
             }
             Effect::Zero(services) => {
-                for key in services {
-                    let Some(index) = key.index_in(&self.config) else {
-                        continue;
-                    };
-                    let service = &self.config.services[index];
+                // One pass over the services, not a search per key: `-Z` of
+                // every one of 100,000 services was quadratic.
+                let wanted: HashSet<ServiceKey> = services.into_iter().collect();
+                let zeroed = self
+                    .config
+                    .services
+                    .iter()
+                    .filter(|service| wanted.contains(&ServiceKey::of(service)));
+                for service in zeroed {
                     let service_id = self.ids.service(service);
                     for real in &service.reals {
                         let id = self.ids.real(service_id, real, service.port);
@@ -441,7 +512,6 @@ impl Supervisor {
                 }
             }
         }
-        Ok(())
     }
 
     /// Periodic work of the control loop: publishes an adopted change,
@@ -835,6 +905,89 @@ services:
         );
         assert_eq!(control.config().services.len(), 1);
         assert_eq!(control.config().services[0].scheduler.to_string(), "wrr");
+    }
+
+    #[test]
+    fn a_batch_is_checked_line_by_line_and_adopted_in_one_step() {
+        let web = proto::ServiceKey::tcp(std::net::Ipv4Addr::new(10, 99, 1, 100), 80);
+        let real = |addr: [u8; 4]| proto::RealSpec {
+            addr: addr.into(),
+            port: 80,
+            forward: rvs_control::model::Forward::Nat,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        let commands = vec![
+            Command::AddReal {
+                service: web,
+                real: real([10, 99, 2, 13]),
+            },
+            Command::AddReal {
+                service: web,
+                real: real([10, 99, 2, 13]),
+            },
+            Command::AddReal {
+                service: web,
+                real: real([172, 16, 0, 1]),
+            },
+            Command::Zero { service: None },
+        ];
+        for race in [false, true] {
+            let mut control = supervisor();
+            let batch = Command::Batch {
+                commands: commands.clone(),
+                upload: None,
+            };
+            let ticket = match control.handle(batch) {
+                Reply::Later(ticket) => ticket,
+                other => panic!("{other:?}"),
+            };
+            control.tick();
+            if race {
+                // Adopted while the batch is on the helper: the batch is
+                // applied again, to this.
+                assert_eq!(
+                    answer(
+                        &mut control,
+                        Command::SetTimeouts {
+                            tcp: 77,
+                            tcpfin: 0,
+                            udp: 0
+                        }
+                    ),
+                    Ok(Value::Null)
+                );
+            }
+            let result = loop {
+                if let Some(Finished::Answer(done, result)) = control.finished().pop() {
+                    assert_eq!(done, ticket);
+                    break result;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            };
+            let report: BatchReport = serde_json::from_value(result.unwrap()).unwrap();
+            let refused: Vec<(u32, &str)> = report
+                .refused
+                .iter()
+                .map(|r| (r.index, r.error.as_str()))
+                .collect();
+            assert_eq!(
+                refused,
+                [
+                    (1, "Destination already exists"),
+                    (
+                        2,
+                        "services[0].reals[0].address: real 172.16.0.1 is not reachable: no \
+                         connected subnet or route covers it"
+                    )
+                ],
+                "race {race}"
+            );
+            assert_eq!(control.config().services[0].reals.len(), 3, "race {race}");
+            assert_eq!(control.config().timeouts.tcp == 77, race);
+            assert!(control.publishing(), "one snapshot for the whole batch");
+        }
     }
 
     #[test]
