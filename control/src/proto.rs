@@ -1158,6 +1158,16 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
     line
 }
 
+/// Encodes a success whose result is already JSON (encoded off the thread
+/// that sends it) as one line, newline included: the same line
+/// [`encode_response`] writes for [`Response::success`] of that result.
+pub fn encode_encoded_success(id: u64, result: &serde_json::value::RawValue) -> Vec<u8> {
+    let mut line = format!(r#"{{"v":{VERSION},"id":{id},"ok":true,"result":"#).into_bytes();
+    line.extend_from_slice(result.get().as_bytes());
+    line.extend_from_slice(b"}\n");
+    line
+}
+
 /// Encodes a response as one line, newline included.
 pub fn encode_response(response: &Response) -> Vec<u8> {
     let mut line = serde_json::to_vec(response).expect("a Response always serialises");
@@ -1319,6 +1329,16 @@ mod tests {
         assert_eq!(
             serde_json::to_value(Forward::FullNat).unwrap(),
             json!("fullnat")
+        );
+    }
+
+    #[test]
+    fn an_encoded_result_makes_the_same_line() {
+        let result = json!({"file":"x.yaml","applied":true,"diff":{}});
+        let raw = serde_json::value::to_raw_value(&result).unwrap();
+        assert_eq!(
+            encode_encoded_success(9, &raw),
+            encode_response(&Response::success(9, result))
         );
     }
 

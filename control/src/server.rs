@@ -30,6 +30,7 @@
 //!   idle.
 
 use crate::proto::{self, Command, Response};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::fmt;
@@ -307,10 +308,12 @@ impl Server {
     }
 
     /// Delivers the answer to the request that got [`Reply::Later`] with
-    /// `ticket`, and lets its client's next requests be served. False when
-    /// no client waits for it (it went away meanwhile): the answer is
-    /// dropped.
-    pub fn complete(&mut self, ticket: Ticket, result: Result<Value, String>) -> bool {
+    /// `ticket`, and lets its client's next requests be served: its
+    /// `result` already encoded as JSON (`serde_json::value::to_raw_value`,
+    /// so that a large one is encoded where the work was done, not here),
+    /// or its `error`. False when no client waits for it (it went away
+    /// meanwhile): the answer is dropped.
+    pub fn complete(&mut self, ticket: Ticket, result: Result<Box<RawValue>, String>) -> bool {
         let now = Instant::now();
         let limits = &self.limits;
         let Some(client) = self
@@ -321,11 +324,11 @@ impl Server {
             return false;
         };
         let (_, id) = client.waiting.take().expect("found waiting");
-        let response = match result {
-            Ok(result) => Response::success(id, result),
-            Err(error) => Response::failure(id, error),
+        let line = match result {
+            Ok(result) => proto::encode_encoded_success(id, &result),
+            Err(error) => proto::encode_response(&Response::failure(id, error)),
         };
-        client.queue(&response, limits);
+        client.queue_line(id, line, limits);
         client.last_activity = now;
         client.flush(now);
         true
@@ -511,14 +514,19 @@ impl Client {
     }
 
     fn queue(&mut self, response: &Response, limits: &Limits) {
-        let mut line = proto::encode_response(response);
+        self.queue_line(response.id, proto::encode_response(response), limits);
+    }
+
+    /// Queues the response `line` to request `id`, or an error saying it is
+    /// too large.
+    fn queue_line(&mut self, id: u64, mut line: Vec<u8>, limits: &Limits) {
         if line.len() > limits.max_response {
             let message = format!(
                 "response too large: {} bytes (the limit is {}); ask for less (one service, or a smaller page)",
                 line.len(),
                 limits.max_response
             );
-            line = proto::encode_response(&Response::failure(response.id, message));
+            line = proto::encode_response(&Response::failure(id, message));
         }
         self.output.extend(line);
     }
@@ -760,7 +768,8 @@ mod tests {
                         .poll(handler.as_mut(), Duration::from_millis(20))
                         .unwrap();
                     for (ticket, result) in answers.iter().flat_map(|a| a.try_iter()) {
-                        server.complete(ticket, result);
+                        let encoded = result.map(|v| serde_json::value::to_raw_value(&v).unwrap());
+                        server.complete(ticket, encoded);
                     }
                 }
             });

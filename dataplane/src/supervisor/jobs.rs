@@ -7,8 +7,9 @@
 //!
 //! Promises:
 //! - The helper prepares everything adopting the result needs (the new
-//!   configuration, its diff, its ids and its snapshot); the control thread
-//!   only swaps them in, in O(1), if nothing changed the running
+//!   configuration, its diff, its ids and its snapshot, and the answer
+//!   encoded as JSON, which for 100,000 services is megabytes); the control
+//!   thread only swaps them in, in O(1), if nothing changed the running
 //!   configuration meanwhile. If something did (another client's edit), the
 //!   prepared ids and snapshot are stale and the control thread redoes the
 //!   work against what runs now: a file still replaces the whole
@@ -23,9 +24,10 @@ use std::sync::Arc;
 
 use rvs_control::config::{self, Config, HostCpus};
 use rvs_control::edit::{self, BatchEdit};
-use rvs_control::proto::{self, Command, ConfigDiff};
+use rvs_control::proto::{self, ApplyReport, Command, ConfigDiff, ConfigDump};
 use rvs_control::rvsctl;
 use rvs_control::server::Ticket;
+use serde_json::value::RawValue;
 
 use super::build::{self, Tables};
 use super::ids::Ids;
@@ -54,8 +56,8 @@ pub(super) enum Task {
     },
     /// Edit commands as one unit (`rvsadm -R`).
     Batch(Commands),
-    /// The running configuration as YAML (`rvsctl dump`).
-    Dump,
+    /// The running configuration as YAML (`rvsctl dump`), naming `file`.
+    Dump { file: Option<String> },
 }
 
 /// A batch's commands: as sent, or an upload's text to decode on the
@@ -104,7 +106,8 @@ pub(super) enum Outcome {
         result: Result<Box<Prepared>, String>,
     },
     Batched(Result<Box<PreparedBatch>, String>),
-    Dumped(Result<String, String>),
+    /// The [`ConfigDump`], encoded.
+    Dumped(Result<Box<RawValue>, String>),
 }
 
 /// A batch, ready to adopt.
@@ -114,6 +117,8 @@ pub(super) struct PreparedBatch {
     pub edit: BatchEdit,
     /// The ids and snapshot of `edit.config`, when there is one.
     pub built: Option<Built>,
+    /// The `BatchReport`, encoded, for adopting as prepared.
+    pub answer: Box<RawValue>,
 }
 
 /// A replacement, ready to adopt.
@@ -124,6 +129,8 @@ pub(super) struct Prepared {
     /// The ids and snapshot of `next`, when it is to be adopted (not a dry
     /// run, and it differs from what ran).
     pub built: Option<Built>,
+    /// The [`ApplyReport`] of `diff`, encoded, for adopting as prepared.
+    pub answer: Box<RawValue>,
 }
 
 pub(super) struct Built {
@@ -170,6 +177,11 @@ impl Helper {
     }
 }
 
+/// `value` encoded as an answer's result.
+pub(super) fn to_raw<T: serde::Serialize>(value: &T) -> Result<Box<RawValue>, String> {
+    serde_json::value::to_raw_value(value).map_err(|e| format!("cannot encode the answer: {e}"))
+}
+
 fn run(job: Job, start: Start) -> Done {
     let generation = start.generation;
     let outcome = match job.task {
@@ -186,7 +198,9 @@ fn run(job: Job, start: Start) -> Done {
             }
         }
         Task::Batch(commands) => Outcome::Batched(batch(commands, start)),
-        Task::Dump => Outcome::Dumped(rvsctl::dump(&start.running)),
+        Task::Dump { file } => Outcome::Dumped(
+            rvsctl::dump(&start.running).and_then(|yaml| to_raw(&ConfigDump { file, yaml })),
+        ),
     };
     // The text, the parser's events and the YAML written are freed by now.
     dpdk::return_free_heap();
@@ -215,10 +229,12 @@ fn batch(commands: Commands, start: Start) -> Result<Box<PreparedBatch>, String>
         Some(next) => Some(build(&running, next, ids, tables, &macs)?),
         None => None,
     };
+    let answer = to_raw(&edit.report())?;
     Ok(Box::new(PreparedBatch {
         commands,
         edit,
         built,
+        answer,
     }))
 }
 
@@ -266,5 +282,16 @@ fn replace(
     } else {
         None
     };
-    Ok(Box::new(Prepared { next, diff, built }))
+    let report = ApplyReport {
+        file: file.to_owned(),
+        diff,
+        applied: built.is_some(),
+    };
+    let answer = to_raw(&report)?;
+    Ok(Box::new(Prepared {
+        next,
+        diff: report.diff,
+        built,
+        answer,
+    }))
 }

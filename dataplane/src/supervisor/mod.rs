@@ -33,12 +33,12 @@ use rvs_control::config::{Config, HostCpus, Real, Service};
 use rvs_control::edit::{self, Edit, Effect};
 use rvs_control::listing::{self, RealCounts};
 use rvs_control::proto::{
-    self, ApplyReport, BatchReport, Command, ConfigDump, GlobalStats, Rates, ServiceKey, Stats,
-    VersionInfo,
+    self, ApplyReport, Command, GlobalStats, Rates, ServiceKey, Stats, VersionInfo,
 };
 use rvs_control::rvsctl::diff;
 use rvs_control::server::{Handler, Reply, Ticket};
 use rvs_control::uploads::Uploads;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::counters::{CountersSnapshot, RealBook, WorkerCounters};
@@ -95,8 +95,9 @@ pub struct Supervisor {
 /// Work the control thread finished for someone waiting.
 #[derive(Debug)]
 pub enum Finished {
-    /// The answer to a request the server was told [`Reply::Later`] for.
-    Answer(Ticket, Result<Value, String>),
+    /// The answer to a request the server was told [`Reply::Later`] for,
+    /// its result encoded (see [`rvs_control::server::Server::complete`]).
+    Answer(Ticket, Result<Box<RawValue>, String>),
     /// The outcome of a SIGHUP reload ([`Supervisor::reload`]), for the
     /// log.
     Reloaded(Result<ApplyReport, String>),
@@ -205,7 +206,12 @@ impl Supervisor {
                     ))
                 }
             },
-            Command::DumpConfig {} => Task::Dump,
+            Command::DumpConfig {} => Task::Dump {
+                file: self
+                    .config_path
+                    .as_ref()
+                    .map(|path| path.display().to_string()),
+            },
             other => return Reply::Now(self.answer(other)),
         };
         self.next_ticket += 1;
@@ -345,60 +351,58 @@ impl Supervisor {
 
     /// Adopts what a finished job prepared and says how it went.
     fn adopt_job(&mut self, done: Done) -> Finished {
-        let result = match done.outcome {
-            Outcome::Dumped(yaml) => yaml.and_then(|yaml| {
-                to_json(&ConfigDump {
-                    file: self
-                        .config_path
-                        .as_ref()
-                        .map(|path| path.display().to_string()),
-                    yaml,
-                })
-            }),
+        let answer = match done.outcome {
+            Outcome::Dumped(answer) => answer,
             Outcome::Replaced {
                 file,
                 dry_run,
                 result,
             } => {
-                let report = result.and_then(|prepared| {
+                let adopted = result.and_then(|prepared| {
                     self.adopt_replacement(file, dry_run, done.generation, prepared)
                 });
                 match done.origin {
-                    Origin::Signal => return Finished::Reloaded(report),
-                    Origin::Client(_) => report.and_then(|report| to_json(&report)),
+                    Origin::Signal => return Finished::Reloaded(adopted.map(|(report, _)| report)),
+                    Origin::Client(_) => adopted.map(|(_, answer)| answer),
                 }
             }
-            Outcome::Batched(result) => result
-                .and_then(|prepared| self.adopt_batch(done.generation, prepared))
-                .and_then(|report| to_json(&report)),
+            Outcome::Batched(result) => {
+                result.and_then(|prepared| self.adopt_batch(done.generation, prepared))
+            }
         };
         match done.origin {
-            Origin::Client(ticket) => Finished::Answer(ticket, result),
+            Origin::Client(ticket) => Finished::Answer(ticket, answer),
             Origin::Signal => unreachable!("only reloads are signalled"),
         }
     }
 
     /// Adopts a whole configuration prepared from generation `generation`:
     /// swapped in as prepared if that still runs, else redone against what
-    /// runs now.
+    /// runs now. Returns the report and the answer that encodes it.
     fn adopt_replacement(
         &mut self,
         file: String,
         dry_run: bool,
         generation: u64,
         prepared: Box<Prepared>,
-    ) -> Result<ApplyReport, String> {
-        let Prepared { next, diff, built } = *prepared;
+    ) -> Result<(ApplyReport, Box<RawValue>), String> {
+        let Prepared {
+            next,
+            diff,
+            built,
+            answer,
+        } = *prepared;
         if generation == self.generation {
             let applied = built.is_some();
             if let Some(built) = built {
                 self.adopt_built(next, built);
             }
-            return Ok(ApplyReport {
+            let report = ApplyReport {
                 file,
                 diff,
                 applied,
-            });
+            };
+            return Ok((report, answer));
         }
         let diff = diff::diff(&self.config, &next);
         let applied = !dry_run && next != *self.config;
@@ -410,31 +414,34 @@ impl Supervisor {
             self.adopt(edit).map_err(|err| format!("{file}: {err}"))?;
             self.trim_wanted = true;
         }
-        Ok(ApplyReport {
+        let report = ApplyReport {
             file,
             diff,
             applied,
-        })
+        };
+        let answer = jobs::to_raw(&report)?;
+        Ok((report, answer))
     }
 
     /// Adopts a batch prepared from generation `generation`: swapped in as
     /// prepared if that still runs, else its commands applied again to what
-    /// runs now.
+    /// runs now. Returns the encoded [`BatchReport`].
     fn adopt_batch(
         &mut self,
         generation: u64,
         prepared: Box<PreparedBatch>,
-    ) -> Result<BatchReport, String> {
+    ) -> Result<Box<RawValue>, String> {
         let PreparedBatch {
             commands,
             edit,
             built,
+            answer,
         } = *prepared;
-        let edit = if generation == self.generation {
+        let (edit, answer) = if generation == self.generation {
             if let (Some(next), Some(built)) = (edit.config.clone(), built) {
                 self.adopt_built(next, built);
             }
-            edit
+            (edit, answer)
         } else {
             let edit = edit::apply_batch(&self.config, &commands, &self.cpus)?;
             if let Some(next) = edit.config.clone() {
@@ -443,13 +450,13 @@ impl Supervisor {
                     effect: Effect::None,
                 })?;
             }
-            edit
+            let answer = jobs::to_raw(&edit.report())?;
+            (edit, answer)
         };
-        let report = edit.report();
         for effect in edit.effects {
             self.carry_out(effect);
         }
-        Ok(report)
+        Ok(answer)
     }
 
     /// Swaps in a configuration and what the helper built for it, in O(1).
@@ -603,7 +610,9 @@ mod tests {
     use crate::counters::{RealBook, WorkerCounters};
     use crate::wire::ethernet::MacAddr;
     use rvs_control::config::{self, CpuList, HostCpus};
-    use rvs_control::proto::{ConfigDiff, PortView, Timeouts, Upload, WorkerView};
+    use rvs_control::proto::{
+        BatchReport, ConfigDiff, ConfigDump, PortView, Timeouts, Upload, WorkerView,
+    };
     use std::sync::Arc;
 
     const CONFIG: &str = "\
@@ -659,12 +668,17 @@ services:
             for finished in control.finished() {
                 if let Finished::Answer(done, result) = finished {
                     assert_eq!(done, ticket, "one request at a time here");
-                    return result;
+                    return decoded(result);
                 }
             }
             assert!(std::time::Instant::now() < deadline, "no answer in 10 s");
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+    }
+
+    /// A later answer as the client reads it.
+    fn decoded(answer: Result<Box<RawValue>, String>) -> Result<Value, String> {
+        answer.map(|raw| serde_json::from_str(raw.get()).expect("an encoded answer"))
     }
 
     fn call<T: serde::de::DeserializeOwned>(control: &mut Supervisor, command: Command) -> T {
@@ -847,7 +861,7 @@ services:
             control.tick();
             if let Some(finished) = control.finished().pop() {
                 match finished {
-                    Finished::Answer(done, result) if done == ticket => break result,
+                    Finished::Answer(done, result) if done == ticket => break decoded(result),
                     other => panic!("{other:?}"),
                 }
             }
@@ -892,7 +906,7 @@ services:
         let result = loop {
             if let Some(Finished::Answer(done, result)) = control.finished().pop() {
                 assert_eq!(done, ticket);
-                break result;
+                break decoded(result);
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         };
@@ -962,7 +976,7 @@ services:
             let result = loop {
                 if let Some(Finished::Answer(done, result)) = control.finished().pop() {
                     assert_eq!(done, ticket);
-                    break result;
+                    break decoded(result);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
             };
