@@ -6,7 +6,11 @@
       (10.200.0.1/16), one worker, room for a million connections, one
       service 10.201.0.1:80 -> 10.200.0.2 for the SYNs; with --services N,
       N more services of M reals each (what `rvsctl apply` is timed on):
-      VIPs 10.202.x.y:80, reals spread over the port's /16.
+      VIPs 10.202.x.y:80 (then 10.204.x.y past 62,500), reals spread over
+      the port's /16.
+  gen.py restore --services N --reals M > restore.txt
+      The same N services of M reals as `rvsadm -R` lines (what -R is
+      timed on): N * (M + 1) lines.
   gen.py pcap --mac MAC --count N FILE
       A pcap of one ARP request from the real 10.200.0.2 (so rvsd learns its
       MAC without asking), then N TCP SYNs from distinct client address and
@@ -71,13 +75,30 @@ def config(a):
     out = sys.stdout
     out.write("\n".join(lines) + "\n")
     for i in range(a.services):
-        vip = f"10.202.{i // 250}.{i % 250 + 1}"
-        out.write(f"  - vip: {vip}\n    port: 80\n    protocol: tcp\n    scheduler: wrr\n"
+        out.write(f"  - vip: {vip(i)}\n    port: 80\n    protocol: tcp\n    scheduler: wrr\n"
                   "    reals:\n")
         for k in range(a.reals):
-            n = i * a.reals + k
-            addr = f"10.200.{1 + n // 250 % 250}.{n % 250 + 2}"
-            out.write(f"      - {{ address: {addr}, weight: {1 + k % 5}, forward: nat }}\n")
+            out.write(f"      - {{ address: {real(i, k, a.reals)}, weight: {1 + k % 5},"
+                      " forward: nat }\n")
+
+
+def vip(i):
+    """The VIP of generated service i: 62,500 per /16, clear of the SYNs' clients."""
+    return f"10.{202 if i < 62500 else 204}.{i // 250 % 250}.{i % 250 + 1}"
+
+
+def real(i, k, reals):
+    """Real k of generated service i, in the port's /16."""
+    n = i * reals + k
+    return f"10.200.{1 + n // 250 % 250}.{n % 250 + 2}"
+
+
+def restore(a):
+    out = sys.stdout
+    for i in range(a.services):
+        out.write(f"-A -t {vip(i)}:80 -s wrr\n")
+        for k in range(a.reals):
+            out.write(f"-a -t {vip(i)}:80 -r {real(i, k, a.reals)}:80 -m -w {1 + k % 5}\n")
 
 
 def pcap(a):
@@ -120,12 +141,15 @@ def main():
     p.add_argument("--socket", required=True)
     p.add_argument("--services", type=int, default=0)
     p.add_argument("--reals", type=int, default=10)
+    p = sub.add_parser("restore")
+    p.add_argument("--services", type=int, required=True)
+    p.add_argument("--reals", type=int, default=4)
     p = sub.add_parser("pcap")
     p.add_argument("--mac", required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("file")
     a = ap.parse_args()
-    {"config": config, "pcap": pcap}[a.cmd](a)
+    {"config": config, "pcap": pcap, "restore": restore}[a.cmd](a)
 
 
 if __name__ == "__main__":

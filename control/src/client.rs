@@ -1,6 +1,6 @@
 //! The client side of the control protocol, used by rvsadm and rvsctl.
 
-use crate::proto::{self, Command, ConnEntry, ConnPage, Request, Response};
+use crate::proto::{self, Command, ConnEntry, ConnPage, Request, Response, Upload};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -15,6 +15,10 @@ pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
 
 /// Environment variable naming the socket.
 pub const SOCKET_ENV: &str = "RVS_SOCKET";
+
+/// Room in a request line for everything but the text or commands a
+/// request carries.
+pub const REQUEST_OVERHEAD: usize = 256;
 
 /// How long a call waits for the daemon between bytes of its answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -221,6 +225,21 @@ impl Client {
             None => serde_json::from_value(Value::Null)
                 .map_err(|err| ClientError::Protocol(format!("unexpected result: {err}"))),
         }
+    }
+
+    /// Uploads `text`, too long for one request line, in pieces that each
+    /// fit one ([`Command::UploadConfig`]); returns the upload's id for the
+    /// command that uses it.
+    pub fn upload(&mut self, text: &str) -> Result<u64, ClientError> {
+        let mut upload = None;
+        for piece in crate::rvsctl::upload_pieces(text, proto::MAX_REQUEST - REQUEST_OVERHEAD) {
+            let answer: Upload = self.call_as(Command::UploadConfig {
+                upload,
+                text: piece.to_owned(),
+            })?;
+            upload = Some(answer.upload);
+        }
+        upload.ok_or_else(|| ClientError::Protocol("nothing to upload".to_owned()))
     }
 
     /// Every tracked connection, fetched `page` at a time as the iterator

@@ -17,11 +17,15 @@
 //!   defaults; a new real goes to the head of its service's list; `--set`
 //!   leaves a timeout given as 0 unchanged.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use crate::config::{self, Config, HostCpus, Real, Service};
+use crate::config::{self, Config, HostCpus, Real, Service, ValidationError};
 use crate::model::SchedulerKind;
-use crate::proto::{errors, Command, ConfigDiff, LaddrSpec, RealSpec, ServiceKey, ServiceSpec};
+use crate::proto::{
+    errors, BatchRefusal, BatchReport, Command, ConfigDiff, LaddrSpec, RealSpec, ServiceKey,
+    ServiceSpec,
+};
 use crate::rvsctl::diff;
 
 /// What an accepted command does.
@@ -59,132 +63,445 @@ pub struct RealPurge {
 /// (or `-Z`), to `running`; validation checks lcore pinning against `cpus`.
 /// Any other command is refused: it is not an edit.
 pub fn apply(running: &Config, command: &Command, cpus: &HostCpus) -> Result<Edit, String> {
-    let mut next = running.clone();
-    let mut effect = Effect::None;
-    match command {
-        Command::AddService { service } => {
-            if service.key.index_in(&next).is_some() {
-                return Err(errors::SERVICE_EXISTS.to_owned());
-            }
-            let mut new = Service {
-                vip: Ipv4Addr::UNSPECIFIED,
-                port: 0,
-                protocol: None,
-                mark: None,
-                scheduler: SchedulerKind::default(),
-                reals: Vec::new(),
-                local_addresses: Vec::new(),
-                flags: Vec::new(),
-                persistent: None,
-                netmask: None,
-                one_packet: false,
-            };
-            set_service(&mut new, service)?;
-            next.services.push(new);
-        }
-        Command::EditService { service } => {
-            let index = service
-                .key
-                .index_in(&next)
-                .ok_or_else(|| errors::NO_SUCH_SERVICE.to_owned())?;
-            set_service(&mut next.services[index], service)?;
-        }
-        Command::DeleteService { service } => {
-            let index = service
-                .index_in(&next)
-                .ok_or_else(|| errors::NO_SUCH_SERVICE.to_owned())?;
-            next.services.remove(index);
-        }
-        Command::Clear => next.services.clear(),
-        Command::AddReal { service, real } => {
-            let svc = defined(&mut next, service)?;
-            if position_of(svc, real.addr, real.port).is_some() {
-                return Err(errors::DESTINATION_EXISTS.to_owned());
-            }
-            let new = real_from_spec(real, svc.port);
-            // IPVS puts a new real at the head of the list.
-            svc.reals.insert(0, new);
-        }
-        Command::EditReal { service, real } => {
-            let svc = defined(&mut next, service)?;
-            let position = position_of(svc, real.addr, real.port)
-                .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
-            svc.reals[position] = real_from_spec(real, svc.port);
-        }
-        Command::DeleteReal {
-            service,
-            addr,
-            port,
-            purge,
-        } => {
-            let svc = defined(&mut next, service)?;
-            let position = position_of(svc, *addr, *port)
-                .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
-            let removed = svc.reals.remove(position);
-            if *purge {
-                let configured = removed.port_or(svc.port);
-                effect = Effect::Purge(RealPurge {
-                    service: *service,
-                    address: *addr,
-                    port: (configured != 0).then_some(configured),
-                });
-            }
-        }
-        Command::SetTimeouts { tcp, tcpfin, udp } => {
-            for (value, setting) in [
-                (*tcp, &mut next.timeouts.tcp),
-                (*tcpfin, &mut next.timeouts.tcpfin),
-                (*udp, &mut next.timeouts.udp),
-            ] {
-                if value != 0 {
-                    *setting = value;
-                }
-            }
-        }
-        Command::AddLaddr { service, laddr } => {
-            let index = service
-                .index_in(&next)
-                .ok_or_else(|| errors::SERVICE_NOT_DEFINED.to_owned())?;
-            check_ifname(&next, laddr)?;
-            let svc = &mut next.services[index];
-            if svc.local_addresses.contains(&laddr.addr) {
-                return Err(format!("local address {} already exists", laddr.addr));
-            }
-            svc.local_addresses.push(laddr.addr);
-        }
-        Command::DelLaddr { service, laddr } => {
-            let svc = defined(&mut next, service)?;
-            let before = svc.local_addresses.len();
-            svc.local_addresses.retain(|a| *a != laddr.addr);
-            if svc.local_addresses.len() == before {
-                return Err(format!("no such local address {}", laddr.addr));
-            }
-        }
-        Command::Zero { service } => {
-            let services = match service {
-                Some(key) => {
-                    key.index_in(running)
-                        .ok_or_else(|| errors::NO_SUCH_SERVICE.to_owned())?;
-                    vec![*key]
-                }
-                None => running.services.iter().map(ServiceKey::of).collect(),
-            };
-            return Ok(Edit {
-                config: None,
-                effect: Effect::Zero(services),
-            });
-        }
-        other => {
-            return Err(format!(
-                "not a command that edits the configuration: {other:?}"
-            ))
-        }
+    let mut work = Working::new(running.clone());
+    let (effect, _) = work.step(command)?;
+    if matches!(command, Command::Zero { .. }) {
+        return Ok(Edit {
+            config: None,
+            effect,
+        });
     }
+    let next = work.finish();
     validate(&next, cpus)?;
     Ok(Edit {
         config: Some(next),
         effect,
     })
+}
+
+/// What a batch of commands did ([`apply_batch`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchEdit {
+    /// The configuration to adopt, validated; `None` when no command
+    /// changed it.
+    pub config: Option<Config>,
+    /// What rvsd does besides, in command order.
+    pub effects: Vec<Effect>,
+    /// The commands refused, by index, with why: each was skipped and the
+    /// rest applied, as `ipvsadm -R` goes on past a refused line.
+    pub refused: Vec<(usize, String)>,
+}
+
+impl BatchEdit {
+    /// What the client is told: the refused commands.
+    pub fn report(&self) -> BatchReport {
+        BatchReport {
+            refused: self
+                .refused
+                .iter()
+                .map(|(index, error)| BatchRefusal {
+                    index: *index as u32,
+                    error: error.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `rvsadm -R`: applies `commands` in order to `running` as if one after
+/// the other (each refused, or not, exactly as [`apply`] would against the
+/// state the ones before it left), and returns the result to adopt in one
+/// step. A batch of k commands on n services costs O(n + k): services are
+/// found by key, a command is checked by the rules of the service it
+/// touched (and those that count across services), and the whole result
+/// is validated once. A command that is not an edit refuses the batch.
+pub fn apply_batch(
+    running: &Config,
+    commands: &[Command],
+    cpus: &HostCpus,
+) -> Result<BatchEdit, String> {
+    if let Some((index, other)) = commands.iter().enumerate().find(|(_, c)| !is_edit(c)) {
+        return Err(format!(
+            "batch: command {index} is not a command that edits the configuration: {other:?}"
+        ));
+    }
+    let mut work = Working::new(running.clone());
+    let mut effects = Vec::new();
+    let mut refused = Vec::new();
+    let mut changed = false;
+    for (index, command) in commands.iter().enumerate() {
+        let undo = work.save(command);
+        let checked = work.step(command).and_then(|(effect, touched)| {
+            work.check(touched)
+                .map_err(|err| format!("{}: {}", err.key_path(), err.reason()))?;
+            Ok(effect)
+        });
+        match checked {
+            Ok(effect) => {
+                changed |= !matches!(command, Command::Zero { .. });
+                if effect != Effect::None {
+                    effects.push(effect);
+                }
+            }
+            Err(err) => {
+                work.restore(undo);
+                refused.push((index, err));
+            }
+        }
+    }
+    let config = if changed {
+        let next = work.finish();
+        // Each command was checked by the rules it can break; the whole
+        // result must pass all of them. If it did not, a rule is missing
+        // from `Working::check`: refuse rather than adopt.
+        validate(&next, cpus).map_err(|err| {
+            format!("batch: the result breaks a rule the commands were not checked by: {err}")
+        })?;
+        Some(next)
+    } else {
+        None
+    };
+    Ok(BatchEdit {
+        config,
+        effects,
+        refused,
+    })
+}
+
+/// Whether [`apply`] takes `command`.
+fn is_edit(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::AddService { .. }
+            | Command::EditService { .. }
+            | Command::DeleteService { .. }
+            | Command::Clear {}
+            | Command::AddReal { .. }
+            | Command::EditReal { .. }
+            | Command::DeleteReal { .. }
+            | Command::SetTimeouts { .. }
+            | Command::AddLaddr { .. }
+            | Command::DelLaddr { .. }
+            | Command::Zero { .. }
+    )
+}
+
+/// A configuration under edit: services found by key, removed ones left in
+/// place as gaps until [`Working::finish`], so that a command costs what it
+/// touches and not the whole configuration.
+struct Working {
+    config: Config,
+    /// Where each service is in `config.services`.
+    index: HashMap<ServiceKey, usize>,
+    /// `config.services[i]` is removed.
+    removed: Vec<bool>,
+    /// Reals over the services not removed.
+    reals: usize,
+}
+
+/// What a command changed, for [`Working::check`].
+enum Touched {
+    Nothing,
+    /// A service's settings, reals or local addresses.
+    Service(usize),
+    /// A new service.
+    Added(usize),
+    /// A real added to a service: the count over services too.
+    RealAdded(usize),
+    /// A local address added to a service: the port share too.
+    LaddrAdded(usize),
+}
+
+/// How to take a refused command back.
+enum Undo {
+    Nothing,
+    /// The service at this index as it was.
+    Service(usize, Box<Service>),
+    /// A service was appended, if the command got that far.
+    Appended(usize),
+    /// A removed service.
+    Removed(usize),
+    Timeouts(crate::model::Timeouts),
+}
+
+impl Working {
+    fn new(config: Config) -> Self {
+        let index = config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, service)| (ServiceKey::of(service), i))
+            .collect();
+        let reals = config.services.iter().map(|s| s.reals.len()).sum();
+        let removed = vec![false; config.services.len()];
+        Working {
+            config,
+            index,
+            removed,
+            reals,
+        }
+    }
+
+    /// The configuration, gaps closed.
+    fn finish(self) -> Config {
+        let Working {
+            mut config,
+            removed,
+            ..
+        } = self;
+        if removed.iter().any(|&gone| gone) {
+            let mut gone = removed.into_iter();
+            config.services.retain(|_| !gone.next().unwrap_or(false));
+        }
+        config
+    }
+
+    /// Where the service `key` names is.
+    fn find(&self, key: &ServiceKey, missing: &str) -> Result<usize, String> {
+        self.index
+            .get(key)
+            .copied()
+            .ok_or_else(|| missing.to_owned())
+    }
+
+    /// What [`Self::restore`] needs to take `command` back.
+    fn save(&self, command: &Command) -> Undo {
+        let service = match command {
+            Command::AddService { .. } => return Undo::Appended(self.config.services.len()),
+            Command::DeleteService { service } => {
+                return self
+                    .index
+                    .get(service)
+                    .map_or(Undo::Nothing, |&i| Undo::Removed(i))
+            }
+            Command::SetTimeouts { .. } => return Undo::Timeouts(self.config.timeouts),
+            Command::EditService { service } => &service.key,
+            Command::AddReal { service, .. }
+            | Command::EditReal { service, .. }
+            | Command::DeleteReal { service, .. }
+            | Command::AddLaddr { service, .. }
+            | Command::DelLaddr { service, .. } => service,
+            // Clear and -Z are never refused after changing anything.
+            _ => return Undo::Nothing,
+        };
+        self.index.get(service).map_or(Undo::Nothing, |&i| {
+            Undo::Service(i, Box::new(self.config.services[i].clone()))
+        })
+    }
+
+    fn restore(&mut self, undo: Undo) {
+        match undo {
+            Undo::Nothing => {}
+            Undo::Service(i, service) => {
+                self.reals = self.reals + service.reals.len() - self.config.services[i].reals.len();
+                self.config.services[i] = *service;
+            }
+            Undo::Appended(len) => {
+                if self.config.services.len() > len {
+                    let service = self.config.services.pop().expect("appended");
+                    self.removed.pop();
+                    self.index.remove(&ServiceKey::of(&service));
+                }
+            }
+            Undo::Removed(i) => {
+                if self.removed[i] {
+                    self.removed[i] = false;
+                    self.reals += self.config.services[i].reals.len();
+                    self.index
+                        .insert(ServiceKey::of(&self.config.services[i]), i);
+                }
+            }
+            Undo::Timeouts(timeouts) => self.config.timeouts = timeouts,
+        }
+    }
+
+    /// The index `services[i]` has once the gaps before it are closed.
+    fn position(&self, i: usize) -> usize {
+        i - self.removed[..i].iter().filter(|&&gone| gone).count()
+    }
+
+    /// The rules a command that touched `touched` can break, checked as
+    /// validation would find them, the earlier in the file first.
+    fn check(&self, touched: Touched) -> Result<(), ValidationError> {
+        let config = &self.config;
+        // Key paths name a service by its index once the gaps are closed;
+        // counted only for a refusal.
+        let service = |i: usize| {
+            let service = &config.services[i];
+            config
+                .check_service(i, service)
+                .or_else(|_| config.check_service(self.position(i), service))
+        };
+        match touched {
+            Touched::Nothing => Ok(()),
+            Touched::Service(i) => service(i),
+            Touched::Added(i) => {
+                service(i)?;
+                let service = &config.services[i];
+                config
+                    .check_match_free(i, service)
+                    .or_else(|_| config.check_match_free(self.position(i), service))
+            }
+            Touched::RealAdded(i) => {
+                service(i)?;
+                config.check_reals(self.reals)
+            }
+            Touched::LaddrAdded(i) => {
+                service(i)?;
+                config.check_local_port_share()
+            }
+        }
+    }
+
+    /// Applies the rules of `command` (ipvsadm's: what exists, what does
+    /// not); what the configuration's rules say is [`Self::check`]'s. On
+    /// a refusal the configuration may be changed: [`Self::restore`] it.
+    fn step(&mut self, command: &Command) -> Result<(Effect, Touched), String> {
+        let mut effect = Effect::None;
+        let touched = match command {
+            Command::AddService { service } => {
+                if self.index.contains_key(&service.key) {
+                    return Err(errors::SERVICE_EXISTS.to_owned());
+                }
+                let mut new = Service {
+                    vip: Ipv4Addr::UNSPECIFIED,
+                    port: 0,
+                    protocol: None,
+                    mark: None,
+                    scheduler: SchedulerKind::default(),
+                    reals: Vec::new(),
+                    local_addresses: Vec::new(),
+                    flags: Vec::new(),
+                    persistent: None,
+                    netmask: None,
+                    one_packet: false,
+                };
+                set_service(&mut new, service)?;
+                let i = self.config.services.len();
+                self.config.services.push(new);
+                self.removed.push(false);
+                self.index.insert(service.key, i);
+                Touched::Added(i)
+            }
+            Command::EditService { service } => {
+                let i = self.find(&service.key, errors::NO_SUCH_SERVICE)?;
+                set_service(&mut self.config.services[i], service)?;
+                Touched::Service(i)
+            }
+            Command::DeleteService { service } => {
+                let i = self.find(service, errors::NO_SUCH_SERVICE)?;
+                self.index.remove(service);
+                self.removed[i] = true;
+                self.reals -= self.config.services[i].reals.len();
+                Touched::Nothing
+            }
+            Command::Clear {} => {
+                self.index.clear();
+                self.removed.iter_mut().for_each(|gone| *gone = true);
+                self.reals = 0;
+                Touched::Nothing
+            }
+            Command::AddReal { service, real } => {
+                let i = self.find(service, errors::SERVICE_NOT_DEFINED)?;
+                let svc = &mut self.config.services[i];
+                if position_of(svc, real.addr, real.port).is_some() {
+                    return Err(errors::DESTINATION_EXISTS.to_owned());
+                }
+                let new = real_from_spec(real, svc.port);
+                // IPVS puts a new real at the head of the list.
+                svc.reals.insert(0, new);
+                self.reals += 1;
+                Touched::RealAdded(i)
+            }
+            Command::EditReal { service, real } => {
+                let i = self.find(service, errors::SERVICE_NOT_DEFINED)?;
+                let svc = &mut self.config.services[i];
+                let position = position_of(svc, real.addr, real.port)
+                    .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
+                svc.reals[position] = real_from_spec(real, svc.port);
+                Touched::Service(i)
+            }
+            Command::DeleteReal {
+                service,
+                addr,
+                port,
+                purge,
+            } => {
+                let i = self.find(service, errors::SERVICE_NOT_DEFINED)?;
+                let svc = &mut self.config.services[i];
+                let position = position_of(svc, *addr, *port)
+                    .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
+                let removed = svc.reals.remove(position);
+                self.reals -= 1;
+                if *purge {
+                    let configured = removed.port_or(svc.port);
+                    effect = Effect::Purge(RealPurge {
+                        service: *service,
+                        address: *addr,
+                        port: (configured != 0).then_some(configured),
+                    });
+                }
+                Touched::Service(i)
+            }
+            Command::SetTimeouts { tcp, tcpfin, udp } => {
+                let timeouts = &mut self.config.timeouts;
+                for (value, setting) in [
+                    (*tcp, &mut timeouts.tcp),
+                    (*tcpfin, &mut timeouts.tcpfin),
+                    (*udp, &mut timeouts.udp),
+                ] {
+                    if value != 0 {
+                        *setting = value;
+                    }
+                }
+                Touched::Nothing
+            }
+            Command::AddLaddr { service, laddr } => {
+                let i = self.find(service, errors::SERVICE_NOT_DEFINED)?;
+                check_ifname(&self.config, laddr)?;
+                let svc = &mut self.config.services[i];
+                if svc.local_addresses.contains(&laddr.addr) {
+                    return Err(format!("local address {} already exists", laddr.addr));
+                }
+                svc.local_addresses.push(laddr.addr);
+                Touched::LaddrAdded(i)
+            }
+            Command::DelLaddr { service, laddr } => {
+                let i = self.find(service, errors::SERVICE_NOT_DEFINED)?;
+                let svc = &mut self.config.services[i];
+                let before = svc.local_addresses.len();
+                svc.local_addresses.retain(|a| *a != laddr.addr);
+                if svc.local_addresses.len() == before {
+                    return Err(format!("no such local address {}", laddr.addr));
+                }
+                Touched::Service(i)
+            }
+            Command::Zero { service } => {
+                let services = match service {
+                    Some(key) => {
+                        self.find(key, errors::NO_SUCH_SERVICE)?;
+                        vec![*key]
+                    }
+                    None => self
+                        .config
+                        .services
+                        .iter()
+                        .zip(&self.removed)
+                        .filter(|(_, &gone)| !gone)
+                        .map(|(service, _)| ServiceKey::of(service))
+                        .collect(),
+                };
+                effect = Effect::Zero(services);
+                Touched::Nothing
+            }
+            other => {
+                return Err(format!(
+                    "not a command that edits the configuration: {other:?}"
+                ))
+            }
+        };
+        Ok((effect, touched))
+    }
 }
 
 /// `rvsctl apply` and `rvsctl reload` (SIGHUP): the whole configuration in
@@ -209,14 +526,6 @@ fn validate(config: &Config, cpus: &HostCpus) -> Result<(), String> {
     config
         .validate_on(cpus)
         .map_err(|e| format!("{}: {}", e.key_path(), e.reason()))
-}
-
-/// The service `key` names, for the commands on its reals and addresses.
-fn defined<'a>(config: &'a mut Config, key: &ServiceKey) -> Result<&'a mut Service, String> {
-    let index = key
-        .index_in(config)
-        .ok_or_else(|| errors::SERVICE_NOT_DEFINED.to_owned())?;
-    Ok(&mut config.services[index])
 }
 
 /// Where real `addr:port` sits in `service`'s list.

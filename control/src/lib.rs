@@ -14,3 +14,4 @@ pub mod model;
 pub mod proto;
 pub mod rvsctl;
 pub mod server;
+pub mod uploads;

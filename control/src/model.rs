@@ -400,6 +400,24 @@ impl fmt::Display for SchedFlagError {
 
 impl std::error::Error for SchedFlagError {}
 
+/// The state names IPVS lists connections by (`ipvsadm -L -c`, the kernel's
+/// `tcp_state_name_table`): TCP's states, `UDP` for a UDP connection and
+/// `NONE` for a persistence template. rvsd names them the same.
+pub const CONN_STATES: [&str; 12] = [
+    "NONE",
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "SYNACK",
+    "UDP",
+];
+
 /// Connection timeouts in seconds, as `ipvsadm --set tcp tcpfin udp` sets
 /// them: established TCP, TCP after a FIN, UDP. The other TCP states keep
 /// IPVS's own timeouts.

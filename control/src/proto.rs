@@ -20,6 +20,10 @@
 //! - `v` is [`VERSION`]. A daemon refuses any other version with an error
 //!   response; a later version may add optional fields and new commands, but
 //!   never changes the meaning of an existing one without bumping `v`.
+//! - Requests are read strictly: every object has exactly the fields its
+//!   type names, at every depth (a command without fields takes none:
+//!   `{"op":"clear","dry_run":true}` is refused), and no object has a key
+//!   twice. A refused request changes nothing.
 //! - A request line is at most [`MAX_REQUEST`] bytes including its newline.
 //!   Responses have no such bound (a service listing can be large); a
 //!   connection listing is paged by [`Command::ListConnections`] instead.
@@ -133,12 +137,16 @@ impl Response {
 /// What a request asks for. Tagged by `op`, e.g. `{"op":"clear"}`.
 ///
 /// The result of each command, in `Response::result`, is noted per variant;
-/// "null" for commands that only change state.
+/// "null" for commands that only change state. A command takes exactly its
+/// fields: the ones without any are empty struct variants (`Clear {}`, still
+/// `{"op":"clear"}` on the wire) so that `deny_unknown_fields` refuses
+/// `{"op":"clear","dry_run":true}` as it refuses an unknown field anywhere
+/// else; a unit variant would ignore it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// Daemon and protocol versions. Result: [`VersionInfo`].
-    Version,
+    Version {},
     /// `ipvsadm -A`. Result: null.
     AddService { service: ServiceSpec },
     /// `ipvsadm -E`: replaces every setting of the service (ipvsadm resets
@@ -147,7 +155,7 @@ pub enum Command {
     /// `ipvsadm -D`. Result: null.
     DeleteService { service: ServiceKey },
     /// `ipvsadm -C`: every service, real and local address. Result: null.
-    Clear,
+    Clear {},
     /// `ipvsadm -a`. Result: null.
     AddReal { service: ServiceKey, real: RealSpec },
     /// `ipvsadm -e`: replaces every setting of the real. Result: null.
@@ -189,7 +197,7 @@ pub enum Command {
     /// Result: null.
     SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
     /// `ipvsadm -L --timeout`. Result: [`Timeouts`].
-    GetTimeouts,
+    GetTimeouts {},
     /// DPVS `ipvsadm --add-laddr`: a FullNAT local address for a service.
     /// Result: null.
     AddLaddr {
@@ -208,7 +216,7 @@ pub enum Command {
         service: Option<ServiceKey>,
     },
     /// Totals over all services. Result: [`GlobalStats`].
-    Stats,
+    Stats {},
     /// `rvsctl apply` of a file too large for one request line: appends
     /// `text` to upload `upload`, or starts a new upload when none. Uploads
     /// are bounded in number and size and dropped when left idle (see
@@ -244,20 +252,33 @@ pub enum Command {
     },
     /// `rvsctl dump`: the running configuration as YAML that
     /// [`Command::ApplyConfig`] takes back unchanged. Result: [`ConfigDump`].
-    DumpConfig,
+    DumpConfig {},
     /// `rvsctl ports`. Result: `[PortView]`.
-    ListPorts,
+    ListPorts {},
     /// `rvsctl workers`. Result: `[WorkerView]`.
-    ListWorkers,
+    ListWorkers {},
     /// `rvsctl routes`: connected subnets, then static routes. Result:
     /// `[RouteView]`.
-    ListRoutes,
+    ListRoutes {},
     /// `rvsctl addresses`: port addresses, VIPs and FullNAT local
     /// addresses. Result: `[AddressView]`.
-    ListAddresses,
+    ListAddresses {},
     /// `rvsctl neighbours`: next hops resolved by ARP, merged over the
     /// workers. Result: `[NeighbourView]`.
-    ListNeighbours,
+    ListNeighbours {},
+    /// `rvsadm -R`: the commands above that change the configuration (and
+    /// `zero`), in order, as one unit: each is refused, or not, exactly as
+    /// on its own against what the ones before it left, and what is
+    /// accepted is adopted in one step. The commands are `commands`, or the
+    /// finished upload `upload` (see [`Command::UploadConfig`]) holding them
+    /// as a JSON array, for more than a request line holds; not both.
+    /// Result: [`BatchReport`].
+    Batch {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        commands: Vec<Command>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload: Option<u64>,
+    },
 }
 
 impl ServiceKey {
@@ -885,6 +906,38 @@ pub enum AddressRole {
     Laddr,
 }
 
+/// Result of [`Command::Batch`]: the commands refused (and so skipped), by
+/// their index in the batch, with why in ipvsadm's words or the YAML
+/// file's, as each would have been alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchReport {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<BatchRefusal>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRefusal {
+    pub index: u32,
+    pub error: String,
+}
+
+/// The commands of a [`Command::Batch`] upload: a JSON array read as
+/// strictly as a request (exactly each command's fields, no key twice).
+pub fn decode_commands(text: &str) -> Result<Vec<Command>, String> {
+    let envelope =
+        Envelope::scan(text.as_bytes()).map_err(|err| format!("batch: not JSON: {err}"))?;
+    if envelope.kind != "an array" {
+        return Err(format!(
+            "batch: expected a JSON array of commands, found {}",
+            envelope.kind
+        ));
+    }
+    if let Some(key) = envelope.duplicate {
+        return Err(format!("batch: duplicate key `{key}`"));
+    }
+    serde_json::from_str(text).map_err(|err| format!("batch: {err}"))
+}
+
 /// Why a request line could not be turned into a [`Request`]. The message
 /// says what was expected and what was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -904,25 +957,27 @@ impl std::error::Error for DecodeError {}
 
 /// Decodes one request line (without its newline).
 ///
-/// Checks in order: JSON syntax, an object, `v` equal to [`VERSION`], then
-/// the command; a failure after the id has been read carries the id, so the
-/// client can match the error to its request.
+/// Checks in order: JSON syntax, an object, `v` equal to [`VERSION`], no
+/// key twice in any object (JSON leaves duplicates to the reader; a last
+/// one winning would let `"cmd"` twice run the second), then the command,
+/// which takes exactly its fields; a failure after the id has been read
+/// carries the id, so the client can match the error to its request.
 pub fn decode_request(line: &[u8]) -> Result<Request, DecodeError> {
-    let value: Value = serde_json::from_slice(line).map_err(|err| DecodeError {
+    let envelope = Envelope::scan(line).map_err(|err| DecodeError {
         id: 0,
         message: format!("malformed request: not JSON: {err}"),
     })?;
-    let Value::Object(object) = &value else {
+    if envelope.kind != "an object" {
         return Err(DecodeError {
             id: 0,
             message: format!(
                 "malformed request: expected a JSON object {{\"v\":{VERSION},\"id\":N,\"cmd\":{{...}}}}, found {}",
-                json_kind(&value)
+                envelope.kind
             ),
         });
-    };
-    let id = object.get("id").and_then(Value::as_u64).unwrap_or(0);
-    match object.get("v") {
+    }
+    let id = envelope.id.unwrap_or(0);
+    match &envelope.version {
         Some(Value::Number(v)) if v.as_u64() == Some(u64::from(VERSION)) => {}
         Some(other) => {
             return Err(DecodeError {
@@ -939,10 +994,161 @@ pub fn decode_request(line: &[u8]) -> Result<Request, DecodeError> {
             })
         }
     }
-    serde_json::from_value(value).map_err(|err| DecodeError {
+    if let Some(key) = envelope.duplicate {
+        return Err(DecodeError {
+            id,
+            message: format!("invalid request: duplicate key `{key}`"),
+        });
+    }
+    serde_json::from_slice(line).map_err(|err| DecodeError {
         id,
-        message: format!("invalid request: {err}"),
+        message: format!("invalid request: {}", without_position(&err)),
     })
+}
+
+/// serde_json's message without the " at line L column C" it appends: a
+/// request is one line, and the message names the field.
+fn without_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let position = format!(" at line {} column {}", err.line(), err.column());
+    match text.strip_suffix(&position) {
+        Some(message) => message.to_owned(),
+        None => text,
+    }
+}
+
+/// What a request line's first pass finds: the kind of its top-level
+/// value, its `v` and `id`, and the first key given twice in any object.
+#[derive(Default)]
+struct Envelope {
+    kind: &'static str,
+    version: Option<Value>,
+    id: Option<u64>,
+    /// Dotted path of the first duplicate key, e.g. `cmd.service.addr`.
+    duplicate: Option<String>,
+}
+
+impl Envelope {
+    fn scan(line: &[u8]) -> Result<Envelope, serde_json::Error> {
+        let mut envelope = Envelope::default();
+        let mut de = serde_json::Deserializer::from_slice(line);
+        serde::de::DeserializeSeed::deserialize(
+            Scan {
+                path: None,
+                envelope: &mut envelope,
+            },
+            &mut de,
+        )?;
+        de.end()?;
+        Ok(envelope)
+    }
+}
+
+/// Walks one JSON value keeping nothing but what [`Envelope`] records;
+/// `path` is where the value sits (none: the top level).
+struct Scan<'a> {
+    path: Option<&'a str>,
+    envelope: &'a mut Envelope,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Scan<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl Scan<'_> {
+    fn found(self, kind: &'static str) {
+        if self.path.is_none() {
+            self.envelope.kind = kind;
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Scan<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.found("null");
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.found("a boolean");
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.found("a number");
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.found("a number");
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.found("a number");
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.found("a string");
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let path = format!("{}[]", self.path.unwrap_or(""));
+        let path = path.as_str();
+        if self.path.is_none() {
+            self.envelope.kind = "an array";
+        }
+        while seq
+            .next_element_seed(Scan {
+                path: Some(path),
+                envelope: self.envelope,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let top = self.path.is_none();
+        if top {
+            self.envelope.kind = "an object";
+        }
+        let mut keys = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = match self.path {
+                None | Some("") => key.clone(),
+                Some(parent) => format!("{parent}.{key}"),
+            };
+            if keys.contains(&key) && self.envelope.duplicate.is_none() {
+                self.envelope.duplicate = Some(path.clone());
+            }
+            match (top, key.as_str()) {
+                (true, "v") => self.envelope.version = Some(map.next_value()?),
+                (true, "id") => {
+                    let id: Value = map.next_value()?;
+                    self.envelope.id = self.envelope.id.or(id.as_u64());
+                }
+                _ => map.next_value_seed(Scan {
+                    path: Some(&path),
+                    envelope: self.envelope,
+                })?,
+            }
+            keys.insert(key);
+        }
+        Ok(())
+    }
 }
 
 /// Encodes a request as one line, newline included.
@@ -952,22 +1158,21 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
     line
 }
 
+/// Encodes a success whose result is already JSON (encoded off the thread
+/// that sends it) as one line, newline included: the same line
+/// [`encode_response`] writes for [`Response::success`] of that result.
+pub fn encode_encoded_success(id: u64, result: &serde_json::value::RawValue) -> Vec<u8> {
+    let mut line = format!(r#"{{"v":{VERSION},"id":{id},"ok":true,"result":"#).into_bytes();
+    line.extend_from_slice(result.get().as_bytes());
+    line.extend_from_slice(b"}\n");
+    line
+}
+
 /// Encodes a response as one line, newline included.
 pub fn encode_response(response: &Response) -> Vec<u8> {
     let mut line = serde_json::to_vec(response).expect("a Response always serialises");
     line.push(b'\n');
     line
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]
@@ -1001,7 +1206,7 @@ mod tests {
             ifname: Some("dpdk0".into()),
         };
         vec![
-            Command::Version,
+            Command::Version {},
             Command::AddService {
                 service: spec.clone(),
             },
@@ -1011,7 +1216,7 @@ mod tests {
             Command::DeleteService {
                 service: ServiceKey::udp(vip(), 53),
             },
-            Command::Clear,
+            Command::Clear {},
             Command::AddReal {
                 service: key,
                 real: real(),
@@ -1049,7 +1254,7 @@ mod tests {
                 tcpfin: 5,
                 udp: 60,
             },
-            Command::GetTimeouts,
+            Command::GetTimeouts {},
             Command::AddLaddr {
                 service: key,
                 laddr: laddr.clone(),
@@ -1059,7 +1264,21 @@ mod tests {
                 laddr,
             },
             Command::GetLaddr { service: None },
-            Command::Stats,
+            Command::Stats {},
+            Command::Batch {
+                commands: vec![
+                    Command::Clear {},
+                    Command::AddReal {
+                        service: key,
+                        real: real(),
+                    },
+                ],
+                upload: None,
+            },
+            Command::Batch {
+                commands: Vec::new(),
+                upload: Some(2),
+            },
         ]
     }
 
@@ -1096,7 +1315,7 @@ mod tests {
             json!({"protocol":"fwmark","mark":5})
         );
         assert_eq!(
-            serde_json::to_value(Command::Clear).unwrap(),
+            serde_json::to_value(Command::Clear {}).unwrap(),
             json!({"op":"clear"})
         );
         assert_eq!(
@@ -1110,6 +1329,16 @@ mod tests {
         assert_eq!(
             serde_json::to_value(Forward::FullNat).unwrap(),
             json!("fullnat")
+        );
+    }
+
+    #[test]
+    fn an_encoded_result_makes_the_same_line() {
+        let result = json!({"file":"x.yaml","applied":true,"diff":{}});
+        let raw = serde_json::value::to_raw_value(&result).unwrap();
+        assert_eq!(
+            encode_encoded_success(9, &raw),
+            encode_response(&Response::success(9, result))
         );
     }
 
@@ -1187,6 +1416,140 @@ mod tests {
     }
 
     #[test]
+    fn a_command_takes_exactly_its_fields() {
+        // Each command without fields, given one: refused, never run.
+        for op in [
+            "version",
+            "clear",
+            "get_timeouts",
+            "stats",
+            "dump_config",
+            "list_ports",
+            "list_workers",
+            "list_routes",
+            "list_addresses",
+            "list_neighbours",
+        ] {
+            let line = format!(r#"{{"v":1,"id":3,"cmd":{{"op":"{op}","dry_run":true}}}}"#);
+            let err = decode_request(line.as_bytes()).unwrap_err();
+            assert_eq!(
+                (err.id, err.message.as_str()),
+                (
+                    3,
+                    "invalid request: unknown field `dry_run`, there are no fields"
+                ),
+                "{op}"
+            );
+            let plain = format!(r#"{{"v":1,"id":3,"cmd":{{"op":"{op}"}}}}"#);
+            assert!(decode_request(plain.as_bytes()).is_ok(), "{op}");
+        }
+        let service = r#"{"protocol":"tcp","addr":"10.0.0.1","port":80}"#;
+        let real = r#"{"addr":"192.168.1.2","port":80,"forward":"masq","weight":1}"#;
+        for (cmd, unknown) in [
+            (format!(r#"{{"op":"delete_service","service":{service},"purge":true}}"#), "purge"),
+            (
+                r#"{"op":"delete_service","service":{"protocol":"tcp","addr":"10.0.0.1","port":80,"mark":1,"x":1}}"#.to_owned(),
+                "x",
+            ),
+            (
+                format!(r#"{{"op":"add_real","service":{service},"real":{{"addr":"192.168.1.2","port":80,"forward":"masq","weight":1,"down":true}}}}"#),
+                "down",
+            ),
+            (
+                format!(r#"{{"op":"add_service","service":{{"key":{service},"scheduler":"rr","sticky":1}}}}"#),
+                "sticky",
+            ),
+            (
+                format!(r#"{{"op":"add_laddr","service":{service},"laddr":{{"addr":"192.168.1.9","port":1}}}}"#),
+                "port",
+            ),
+            (format!(r#"{{"op":"edit_real","service":{service},"real":{real},"weight":2}}"#), "weight"),
+        ] {
+            let line = format!(r#"{{"v":1,"id":4,"cmd":{cmd}}}"#);
+            let err = decode_request(line.as_bytes()).unwrap_err();
+            assert!(
+                err.message
+                    .starts_with(&format!("invalid request: unknown field `{unknown}`")),
+                "{cmd}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_upload_is_read_as_strictly_as_a_request() {
+        let commands = vec![Command::Clear {}, Command::Zero { service: None }];
+        let text = serde_json::to_string(&commands).unwrap();
+        assert_eq!(decode_commands(&text).unwrap(), commands);
+        for (text, error) in [
+            (
+                r#"[{"op":"clear","op":"version"}]"#,
+                "batch: duplicate key `[].op`",
+            ),
+            (
+                r#"[{"op":"clear","force":true}]"#,
+                "batch: unknown field `force`, there are no fields",
+            ),
+            (
+                r#"{"op":"clear"}"#,
+                "batch: expected a JSON array of commands, found an object",
+            ),
+            ("[", "batch: not JSON: EOF while parsing a list"),
+        ] {
+            let err = decode_commands(text).unwrap_err();
+            assert!(err.starts_with(error), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_key_twice_is_refused_at_any_depth() {
+        let service = r#"{"protocol":"tcp","addr":"10.0.0.1","port":80}"#;
+        for (line, id, key) in [
+            (
+                r#"{"v":1,"id":5,"cmd":{"op":"version"},"cmd":{"op":"clear"}}"#.to_owned(),
+                5,
+                "cmd",
+            ),
+            (r#"{"v":1,"v":1,"id":5,"cmd":{"op":"clear"}}"#.to_owned(), 5, "v"),
+            (r#"{"v":1,"id":5,"id":6,"cmd":{"op":"clear"}}"#.to_owned(), 5, "id"),
+            (
+                r#"{"v":1,"id":5,"cmd":{"op":"version","op":"clear"}}"#.to_owned(),
+                5,
+                "cmd.op",
+            ),
+            (
+                format!(r#"{{"v":1,"id":5,"cmd":{{"op":"delete_service","service":{service},"service":{service}}}}}"#),
+                5,
+                "cmd.service",
+            ),
+            (
+                r#"{"v":1,"id":5,"cmd":{"op":"delete_service","service":{"protocol":"tcp","addr":"10.0.0.1","addr":"10.0.0.2","port":80}}}"#.to_owned(),
+                5,
+                "cmd.service.addr",
+            ),
+            (
+                r#"{"v":1,"id":5,"cmd":{"op":"add_service","service":{"key":{"protocol":"tcp","addr":"10.0.0.1","port":80},"scheduler":"rr","flags":["sh-port"],"flags":[]}}}"#.to_owned(),
+                5,
+                "cmd.service.flags",
+            ),
+        ] {
+            let err = decode_request(line.as_bytes()).unwrap_err();
+            assert_eq!(
+                (err.id, err.message),
+                (id, format!("invalid request: duplicate key `{key}`")),
+                "{line}"
+            );
+        }
+        // The first pass reads the line as JSON does: its syntax errors are
+        // JSON's, trailing garbage included.
+        let err = decode_request(br#"{"v":1,"id":1,"cmd":{"op":"clear"}} x"#).unwrap_err();
+        assert_eq!(
+            err.message,
+            "malformed request: not JSON: trailing characters at line 1 column 37"
+        );
+    }
+
+    #[test]
     fn rvsctl_commands_round_trip() {
         let commands = [
             Command::UploadConfig {
@@ -1210,12 +1573,12 @@ mod tests {
                 dry_run: false,
             },
             Command::ReloadConfig { dry_run: false },
-            Command::DumpConfig,
-            Command::ListPorts,
-            Command::ListWorkers,
-            Command::ListRoutes,
-            Command::ListAddresses,
-            Command::ListNeighbours,
+            Command::DumpConfig {},
+            Command::ListPorts {},
+            Command::ListWorkers {},
+            Command::ListRoutes {},
+            Command::ListAddresses {},
+            Command::ListNeighbours {},
         ];
         for (index, cmd) in commands.into_iter().enumerate() {
             let request = Request::new(index as u64, cmd);

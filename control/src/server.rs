@@ -22,8 +22,15 @@
 //!   denied (you must be root)" and are closed.
 //! - At most [`Limits::max_clients`] clients at once; the next is told so and
 //!   closed.
+//! - A [`Handler`] may answer later ([`Reply::Later`]), for work it does off
+//!   this thread (parsing and validating a large configuration): that
+//!   client's later requests wait for the answer, which [`Server::complete`]
+//!   delivers, so its responses keep request order; every other client is
+//!   served meanwhile, and a client waiting for an answer is never closed as
+//!   idle.
 
 use crate::proto::{self, Command, Response};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::fmt;
@@ -36,14 +43,29 @@ use std::time::{Duration, Instant};
 
 /// What the daemon does with a decoded command.
 pub trait Handler {
-    /// Carries out `cmd`; `Ok` is the response's `result` (see
-    /// [`Command`] for each command's result shape), `Err` its `error`.
-    fn handle(&mut self, cmd: Command) -> Result<Value, String>;
+    /// Carries out `cmd`, or starts it (see [`Reply`]).
+    fn handle(&mut self, cmd: Command) -> Reply;
 }
 
+/// A handler's answer to a command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// The response now: `Ok` is its `result` (see [`Command`] for each
+    /// command's result shape), `Err` its `error`.
+    Now(Result<Value, String>),
+    /// The response comes later, through [`Server::complete`] with this
+    /// ticket (the handler's own number, unique among those pending).
+    Later(Ticket),
+}
+
+/// Names a response a [`Handler`] gives later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ticket(pub u64);
+
+/// A closure answers at once.
 impl<F: FnMut(Command) -> Result<Value, String>> Handler for F {
-    fn handle(&mut self, cmd: Command) -> Result<Value, String> {
-        self(cmd)
+    fn handle(&mut self, cmd: Command) -> Reply {
+        Reply::Now(self(cmd))
     }
 }
 
@@ -129,6 +151,9 @@ pub struct Server {
 
 struct Client {
     stream: UnixStream,
+    /// A request answered later: its ticket and id. Nothing more of the
+    /// client is served until [`Server::complete`] answers it.
+    waiting: Option<(Ticket, u64)>,
     input: Vec<u8>,
     /// Bytes of `input` already searched for a newline.
     scanned: usize,
@@ -247,8 +272,10 @@ impl Server {
             if client.has_ready_line(&self.limits) {
                 wait = Duration::ZERO;
             }
-            let deadline = client.last_activity + self.limits.idle_timeout;
-            wait = wait.min(deadline.saturating_duration_since(now));
+            if client.waiting.is_none() {
+                let deadline = client.last_activity + self.limits.idle_timeout;
+                wait = wait.min(deadline.saturating_duration_since(now));
+            }
             fds.push(sys::PollFd::new(
                 client.stream.as_raw_fd(),
                 client.wants_input(&self.limits),
@@ -270,7 +297,7 @@ impl Server {
             }
             report.requests += client.serve(handler, &self.limits, now);
             client.flush(now);
-            if client.last_activity + self.limits.idle_timeout <= now {
+            if client.waiting.is_none() && client.last_activity + self.limits.idle_timeout <= now {
                 client.dead = true;
             }
         }
@@ -278,6 +305,33 @@ impl Server {
         self.clients.retain(|client| !client.finished());
         report.closed = before - self.clients.len();
         Ok(report)
+    }
+
+    /// Delivers the answer to the request that got [`Reply::Later`] with
+    /// `ticket`, and lets its client's next requests be served: its
+    /// `result` already encoded as JSON (`serde_json::value::to_raw_value`,
+    /// so that a large one is encoded where the work was done, not here),
+    /// or its `error`. False when no client waits for it (it went away
+    /// meanwhile): the answer is dropped.
+    pub fn complete(&mut self, ticket: Ticket, result: Result<Box<RawValue>, String>) -> bool {
+        let now = Instant::now();
+        let limits = &self.limits;
+        let Some(client) = self
+            .clients
+            .iter_mut()
+            .find(|client| client.waiting.is_some_and(|(waits, _)| waits == ticket))
+        else {
+            return false;
+        };
+        let (_, id) = client.waiting.take().expect("found waiting");
+        let line = match result {
+            Ok(result) => proto::encode_encoded_success(id, &result),
+            Err(error) => proto::encode_response(&Response::failure(id, error)),
+        };
+        client.queue_line(id, line, limits);
+        client.last_activity = now;
+        client.flush(now);
+        true
     }
 
     fn accept(&mut self, report: &mut PollReport) {
@@ -313,6 +367,7 @@ impl Server {
             report.accepted += 1;
             self.clients.push(Client {
                 stream,
+                waiting: None,
                 input: Vec::new(),
                 scanned: 0,
                 output: VecDeque::new(),
@@ -357,14 +412,17 @@ impl Client {
     }
 
     fn has_ready_line(&self, limits: &Limits) -> bool {
-        !(self.closing || self.dead)
+        !(self.closing || self.dead || self.waiting.is_some())
             && self.output.len() < limits.output_pause
             && self.input.contains(&b'\n')
     }
 
     fn finished(&self) -> bool {
         self.dead
-            || self.output.is_empty() && self.eof && (self.closing || !self.input.contains(&b'\n'))
+            || self.waiting.is_none()
+                && self.output.is_empty()
+                && self.eof
+                && (self.closing || !self.input.contains(&b'\n'))
     }
 
     /// Reads what the socket holds, up to one line's worth beyond what is
@@ -394,7 +452,7 @@ impl Client {
     /// requests handled.
     fn serve(&mut self, handler: &mut dyn Handler, limits: &Limits, now: Instant) -> usize {
         let mut handled = 0;
-        while !(self.dead || self.closing)
+        while !(self.dead || self.closing || self.waiting.is_some())
             && handled < limits.requests_per_round
             && self.output.len() < limits.output_pause
         {
@@ -441,8 +499,12 @@ impl Client {
             handled += 1;
             let response = match proto::decode_request(&line) {
                 Ok(request) => match handler.handle(request.cmd) {
-                    Ok(result) => Response::success(request.id, result),
-                    Err(error) => Response::failure(request.id, error),
+                    Reply::Now(Ok(result)) => Response::success(request.id, result),
+                    Reply::Now(Err(error)) => Response::failure(request.id, error),
+                    Reply::Later(ticket) => {
+                        self.waiting = Some((ticket, request.id));
+                        continue;
+                    }
                 },
                 Err(err) => Response::failure(err.id, err.message),
             };
@@ -452,14 +514,19 @@ impl Client {
     }
 
     fn queue(&mut self, response: &Response, limits: &Limits) {
-        let mut line = proto::encode_response(response);
+        self.queue_line(response.id, proto::encode_response(response), limits);
+    }
+
+    /// Queues the response `line` to request `id`, or an error saying it is
+    /// too large.
+    fn queue_line(&mut self, id: u64, mut line: Vec<u8>, limits: &Limits) {
         if line.len() > limits.max_response {
             let message = format!(
                 "response too large: {} bytes (the limit is {}); ask for less (one service, or a smaller page)",
                 line.len(),
                 limits.max_response
             );
-            line = proto::encode_response(&Response::failure(response.id, message));
+            line = proto::encode_response(&Response::failure(id, message));
         }
         self.output.extend(line);
     }
@@ -583,7 +650,7 @@ mod tests {
     use serde_json::json;
     use std::io::{BufRead, BufReader};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{mpsc, Arc};
     use std::thread::{self, JoinHandle};
 
     #[test]
@@ -619,13 +686,13 @@ mod tests {
     /// `big` bytes of padding so tests can fill socket buffers.
     fn mock(cmd: Command) -> Result<Value, String> {
         match cmd {
-            Command::Version => Ok(serde_json::to_value(VersionInfo {
+            Command::Version {} => Ok(serde_json::to_value(VersionInfo {
                 daemon: "test".into(),
                 protocol: proto::VERSION,
             })
             .unwrap()),
-            Command::Clear => Ok(Value::Null),
-            Command::GetTimeouts => Ok(serde_json::to_value(Timeouts {
+            Command::Clear {} => Ok(Value::Null),
+            Command::GetTimeouts {} => Ok(serde_json::to_value(Timeouts {
                 tcp: 900,
                 tcpfin: 120,
                 udp: 300,
@@ -644,19 +711,66 @@ mod tests {
         thread: Option<JoinHandle<()>>,
     }
 
+    /// A later answer, as the test sends it to the server's thread.
+    type Answer = (Ticket, Result<Value, String>);
+
+    /// [`mock`], but `stats` is answered later: its ticket goes to
+    /// `started`, and the answer is whatever the test sends the server's
+    /// thread for it.
+    struct Deferring {
+        next: u64,
+        started: mpsc::Sender<Ticket>,
+    }
+
+    impl Handler for Deferring {
+        fn handle(&mut self, cmd: Command) -> Reply {
+            match cmd {
+                Command::Stats {} => {
+                    self.next += 1;
+                    let ticket = Ticket(self.next);
+                    self.started.send(ticket).unwrap();
+                    Reply::Later(ticket)
+                }
+                other => Reply::Now(mock(other)),
+            }
+        }
+    }
+
     impl Running {
         fn start(limits: Limits) -> Running {
+            Running::serve(limits, Box::new(mock), None)
+        }
+
+        /// A server whose handler is [`Deferring`]: returns the tickets of
+        /// the `stats` requests it answers later, and where to send their
+        /// answers.
+        fn deferring(limits: Limits) -> (Running, mpsc::Receiver<Ticket>, mpsc::Sender<Answer>) {
+            let (started, tickets) = mpsc::channel();
+            let (answer, answers) = mpsc::channel();
+            let handler = Deferring { next: 0, started };
+            let running = Running::serve(limits, Box::new(handler), Some(answers));
+            (running, tickets, answer)
+        }
+
+        fn serve(
+            limits: Limits,
+            mut handler: Box<dyn Handler + Send>,
+            answers: Option<mpsc::Receiver<Answer>>,
+        ) -> Running {
             let dir = temp_dir();
             let path = dir.join("rvsd.sock");
             let mut server = Server::bind_with(&path, 0o600, None, limits).unwrap();
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
             let thread = thread::spawn(move || {
-                let mut handler = mock;
                 while !flag.load(Ordering::Relaxed) {
                     server
-                        .poll(&mut handler, Duration::from_millis(20))
+                        .poll(handler.as_mut(), Duration::from_millis(20))
                         .unwrap();
+                    for (ticket, result) in answers.iter().flat_map(|a| a.try_iter()) {
+                        let encoded = result.map(|v| serde_json::value::to_raw_value(&v).unwrap());
+                        server.complete(ticket, encoded);
+                    }
                 }
             });
             Running {
@@ -700,7 +814,7 @@ mod tests {
 
     fn assert_served(running: &Running) {
         let started = Instant::now();
-        let version: VersionInfo = running.client().call_as(Command::Version).unwrap();
+        let version: VersionInfo = running.client().call_as(Command::Version {}).unwrap();
         assert_eq!(version.protocol, proto::VERSION);
         assert!(started.elapsed() < Duration::from_secs(1), "served late");
     }
@@ -715,7 +829,7 @@ mod tests {
                 thread::spawn(move || {
                     let mut client = RvsClient::connect(&path).unwrap();
                     for _ in 0..50 {
-                        let timeouts: Timeouts = client.call_as(Command::GetTimeouts).unwrap();
+                        let timeouts: Timeouts = client.call_as(Command::GetTimeouts {}).unwrap();
                         assert_eq!(timeouts.tcp, 900);
                         match client.call(Command::DeleteService {
                             service: proto::ServiceKey::Mark(1),
@@ -742,7 +856,7 @@ mod tests {
         for id in 1..=5 {
             batch.extend(proto::encode_request(&proto::Request::new(
                 id,
-                Command::Clear,
+                Command::Clear {},
             )));
         }
         stream.write_all(&batch).unwrap();
@@ -750,6 +864,63 @@ mod tests {
             let response = read_response(&mut reader);
             assert_eq!((response.id, response.ok), (id, true));
         }
+    }
+
+    #[test]
+    fn an_answer_given_later_keeps_order_and_blocks_nobody() {
+        let (running, tickets, answer) = Running::deferring(Limits::default());
+        let (mut stream, mut reader) = running.raw();
+        let mut batch = Vec::new();
+        for (id, cmd) in [
+            (1, Command::Stats {}),
+            (2, Command::Version {}),
+            (3, Command::Stats {}),
+        ] {
+            batch.extend(proto::encode_request(&proto::Request::new(id, cmd)));
+        }
+        stream.write_all(&batch).unwrap();
+        // The request after the pending one waits: nothing more is taken
+        // from this client, so the second `stats` has not even started.
+        let first = tickets.recv_timeout(Duration::from_secs(5)).unwrap();
+        thread::sleep(Duration::from_millis(200));
+        assert!(tickets.try_recv().is_err(), "served past a pending answer");
+        // Others are served meanwhile.
+        assert_served(&running);
+        answer.send((first, Ok(json!("first")))).unwrap();
+        let response = read_response(&mut reader);
+        assert_eq!((response.id, response.result), (1, Some(json!("first"))));
+        assert_eq!(read_response(&mut reader).id, 2);
+        let third = tickets.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_ne!(third, first);
+        answer.send((third, Err("refused".to_owned()))).unwrap();
+        let response = read_response(&mut reader);
+        assert_eq!(
+            (response.id, response.error.as_deref()),
+            (3, Some("refused"))
+        );
+    }
+
+    #[test]
+    fn a_client_waiting_for_a_later_answer_is_not_idle() {
+        let limits = Limits {
+            idle_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let (running, tickets, answer) = Running::deferring(limits);
+        let (mut stream, mut reader) = running.raw();
+        stream
+            .write_all(&proto::encode_request(&proto::Request::new(
+                4,
+                Command::Stats {},
+            )))
+            .unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let ticket = tickets.recv_timeout(Duration::from_secs(5)).unwrap();
+        // Longer than the idle timeout, and the client has hung up.
+        thread::sleep(Duration::from_millis(600));
+        answer.send((ticket, Ok(Value::Null))).unwrap();
+        let response = read_response(&mut reader);
+        assert_eq!((response.id, response.ok), (4, true));
     }
 
     #[test]
@@ -796,7 +967,7 @@ mod tests {
         stream
             .write_all(&proto::encode_request(&proto::Request::new(
                 7,
-                Command::Clear,
+                Command::Clear {},
             )))
             .unwrap();
         let response = read_response(&mut reader);
@@ -880,10 +1051,10 @@ mod tests {
         let running = Running::start(limits);
         let mut first = running.client();
         let mut second = running.client();
-        first.call(Command::Clear).unwrap();
-        second.call(Command::Clear).unwrap();
+        first.call(Command::Clear {}).unwrap();
+        second.call(Command::Clear {}).unwrap();
         let mut third = running.client();
-        match third.call(Command::Clear) {
+        match third.call(Command::Clear {}) {
             Err(ClientError::Daemon(message)) => {
                 assert_eq!(
                     message,
@@ -896,7 +1067,7 @@ mod tests {
         // The freed slot is reused once the server notices the close.
         let started = Instant::now();
         loop {
-            match running.client().call(Command::Clear) {
+            match running.client().call(Command::Clear {}) {
                 Ok(_) => break,
                 Err(_) if started.elapsed() < Duration::from_secs(2) => {
                     thread::sleep(Duration::from_millis(20))
@@ -913,7 +1084,7 @@ mod tests {
         stream
             .write_all(&proto::encode_request(&proto::Request::new(
                 3,
-                Command::Clear,
+                Command::Clear {},
             )))
             .unwrap();
         stream.shutdown(std::net::Shutdown::Write).unwrap();

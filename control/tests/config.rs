@@ -271,6 +271,10 @@ fn bad_configs_are_refused_with_key_path_and_reason() {
          "timeouts.udp", "must be at least 1 second"),
         ("zero connections", with("limits:\n  connections: 0\n"),
          "limits.connections", "must be at least 1"),
+        ("more connections than a table can number", with("limits:\n  connections: 1073741825\n"),
+         "limits.connections", "1073741825 is above the maximum 1073741824 connections per worker"),
+        ("u32::MAX connections", with("limits:\n  connections: 4294967295\n"),
+         "limits.connections", "4294967295 is above the maximum"),
         ("EAL argument not a string", with("eal:\n  args: [--no-huge, -m, 512]\n"),
          "eal.args[2]", "expected a string, found integer 512; put it in quotes"),
         ("section of the wrong shape", with("timeouts: [1, 2]\n"),
@@ -336,6 +340,54 @@ fn unreadable_file_names_path_and_os_error() {
         "{err}"
     );
     assert!(std::error::Error::source(&err).is_some());
+}
+
+/// `config::load` of `path` on a thread; the test fails if it has not
+/// returned within 2 s (an unbounded or blocking read never would).
+fn load_within_2s(path: &Path) -> Result<config::Config, config::ConfigError> {
+    let (done, answer) = std::sync::mpsc::channel();
+    let owned = path.to_owned();
+    std::thread::spawn(move || {
+        let _ = done.send(config::load(&owned));
+    });
+    answer
+        .recv_timeout(std::time::Duration::from_secs(2))
+        .unwrap_or_else(|_| panic!("config::load({}) still reading after 2 s", path.display()))
+}
+
+#[test]
+fn only_a_regular_file_of_at_most_32_mib_is_read() {
+    let dir = std::env::temp_dir().join(format!("rvs-config-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo.yaml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    let big = dir.join("big.yaml");
+    // Sparse: refused by its size, nothing read.
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(32 * 1024 * 1024 + 1)
+        .unwrap();
+    for (path, reason) in [
+        (
+            Path::new("/dev/zero"),
+            "not a regular file (a character device); a configuration is read from a regular file",
+        ),
+        (
+            fifo.as_path(),
+            "not a regular file (a FIFO); a configuration is read from a regular file",
+        ),
+        (
+            big.as_path(),
+            "33554433 bytes, over the limit of 32 MiB for a configuration",
+        ),
+    ] {
+        let err = load_within_2s(path).unwrap_err();
+        assert_eq!(err.to_string(), format!("{}: {reason}", path.display()));
+        assert_eq!((err.key_path(), err.line_column()), ("", None));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

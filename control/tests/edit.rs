@@ -247,7 +247,7 @@ fn clear_removes_every_service_and_nothing_else() {
             udp: 0,
         },
     ]);
-    let cleared = apply(&running, &Command::Clear).config.unwrap();
+    let cleared = apply(&running, &Command::Clear {}).config.unwrap();
     assert!(cleared.services.is_empty());
     assert_eq!(cleared.timeouts.tcp, 30);
     assert_eq!(cleared.ports, running.ports);
@@ -283,4 +283,226 @@ fn a_whole_file_replaces_the_running_one_only_where_it_may() {
         refused.contains("invalid IPv4 address \"192.168.1.300\""),
         "{refused}"
     );
+}
+
+/// `BASE` with room for 6 reals and two workers sharing a FullNAT port
+/// range of one port, so that batches meet every rule that counts across
+/// services.
+fn tight() -> Config {
+    let text = BASE.replace(
+        "  - { lcore: 1, cpu: 1, queues: [ { port: client, queue: 0 }, { port: dpdk0, queue: 0 } ] }\n",
+        "  - { lcore: 1, cpu: 1, queues: [ { port: client, queue: 0 }, { port: dpdk0, queue: 0 } ] }\n  \
+         - { lcore: 2, cpu: 1, queues: [ { port: client, queue: 1 }, { port: dpdk0, queue: 1 } ] }\n",
+    ) + "limits: { reals: 6 }\nfullnat: { port_min: 5000, port_max: 5000 }\n";
+    rvs_control::config::parse_on(&text, "tight.yaml", &cpus()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What rvsd did before batches: each command applied alone to what the
+/// ones before left, a refused one skipped.
+fn one_by_one(running: &Config, commands: &[Command]) -> edit::BatchEdit {
+    let mut config = running.clone();
+    let mut changed = false;
+    let mut effects = Vec::new();
+    let mut refused = Vec::new();
+    for (index, command) in commands.iter().enumerate() {
+        match edit::apply(&config, command, &cpus()) {
+            Ok(edit) => {
+                if let Some(next) = edit.config {
+                    config = next;
+                    changed = true;
+                }
+                if edit.effect != Effect::None {
+                    effects.push(edit.effect);
+                }
+            }
+            Err(err) => refused.push((index, err)),
+        }
+    }
+    edit::BatchEdit {
+        config: changed.then_some(config),
+        effects,
+        refused,
+    }
+}
+
+#[test]
+fn a_batch_refuses_and_applies_exactly_what_one_by_one_would() {
+    let web = tcp("10.0.0.1", 80);
+    let zero_port = tcp("10.0.0.2", 0);
+    let matched = tcp("10.0.0.5", 80);
+    let dns = ServiceKey::udp(ip("10.0.0.1"), 53);
+    let persistent = |key| Command::EditService {
+        service: ServiceSpec {
+            persistent: Some(60),
+            ..ServiceSpec::new(key)
+        },
+    };
+    let delete = |key| Command::DeleteService { service: key };
+    let lip = |key| Command::AddLaddr {
+        service: key,
+        laddr: laddr("192.168.1.250", None),
+    };
+    #[rustfmt::skip]
+    let batches: Vec<(&str, Vec<Command>)> = vec![
+        ("a state invalid on the way is refused on the way, not judged by the end",
+         vec![add_service(zero_port, "rr"), persistent(zero_port)]),
+        ("refusals in ipvsadm's words, the rest applied",
+         vec![add_service(web, "rr"), add_service(web, "wlc"), add_service(tcp("10.0.0.3", 80), "maglev"),
+              add_real(web, "192.168.1.2", 80, Forward::Nat), add_real(web, "192.168.1.2", 80, Forward::Nat),
+              add_real(tcp("10.0.0.9", 80), "192.168.1.2", 80, Forward::Nat)]),
+        ("an index in a message counts the services left, not those removed",
+         vec![add_service(web, "rr"), add_service(dns, "rr"), delete(web),
+              add_real(dns, "172.16.0.1", 53, Forward::Nat), add_real(dns, "192.168.1.7", 53, Forward::FullNat)]),
+        ("removed, added again at the end, edited",
+         vec![add_service(web, "rr"), add_service(dns, "rr"), delete(web), add_service(web, "sh"),
+              add_real(web, "192.168.1.3", 80, Forward::Nat), Command::Clear {}, add_service(dns, "wlc"),
+              delete(web)]),
+        ("a mark's match is no service's",
+         vec![add_service(matched, "rr"), add_service(ServiceKey::Mark(5), "rr"), add_service(ServiceKey::Mark(9), "rr")]),
+        ("reals counted over services", {
+            let mut commands = vec![add_service(web, "rr"), add_service(dns, "rr")];
+            for n in 1..=4 {
+                commands.push(add_real(web, &format!("192.168.1.{n}"), 80, Forward::Nat));
+                commands.push(add_real(dns, &format!("192.168.1.{n}"), 53, Forward::Nat));
+            }
+            commands.push(Command::DeleteReal { service: web, addr: ip("192.168.1.1"), port: 80, purge: true });
+            commands.push(add_real(dns, "192.168.1.9", 53, Forward::Nat));
+            commands
+        }),
+        ("local addresses: the port share, and reals that must be fullnat",
+         vec![add_service(web, "rr"), add_real(web, "192.168.1.2", 80, Forward::Nat), lip(web),
+              Command::DeleteReal { service: web, addr: ip("192.168.1.2"), port: 80, purge: false }, lip(web),
+              Command::DelLaddr { service: web, laddr: laddr("192.168.1.250", None) }]),
+        ("timeouts and zeroing",
+         vec![Command::SetTimeouts { tcp: 30, tcpfin: 0, udp: 60 }, add_service(web, "rr"), Command::Zero { service: None },
+              Command::Zero { service: Some(dns) }, Command::Zero { service: Some(web) }]),
+        ("only -Z: nothing to adopt", vec![Command::Zero { service: None }]),
+        ("nothing", vec![]),
+    ];
+    let mut messages = Vec::new();
+    for (what, commands) in &batches {
+        for running in [base(), tight()] {
+            let batch = edit::apply_batch(&running, commands, &cpus())
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(batch, one_by_one(&running, commands), "{what}");
+            messages.extend(batch.refused.into_iter().map(|(_, message)| message));
+        }
+    }
+    // Every rule that counts across services was met.
+    for rule in [
+        "limits.reals: the services list 7 reals, more than limits.reals (6)",
+        "fullnat: port range 5000-5000 has fewer ports than the 2 workers",
+        "marks[0].matches[0]: tcp 10.0.0.5:80 is already taken by services[0]",
+        "services[0].reals[0].address: real 172.16.0.1 is not reachable",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.starts_with(rule)),
+            "{rule}: {messages:#?}"
+        );
+    }
+    // The first case, for the record: both lines refused, as ipvsadm -R would.
+    let refused = edit::apply_batch(&base(), &batches[0].1, &cpus())
+        .unwrap()
+        .refused;
+    assert_eq!(refused.len(), 2);
+    assert!(
+        refused[0]
+            .1
+            .starts_with("services[0].port: Zero port specified"),
+        "{refused:?}"
+    );
+    assert_eq!(refused[1], (1, errors::NO_SUCH_SERVICE.to_owned()));
+    let listing = edit::apply_batch(&base(), &[Command::ListServices { service: None }], &cpus());
+    assert!(listing
+        .unwrap_err()
+        .starts_with("batch: command 0 is not a command that edits"));
+}
+
+/// Random batches over a small world of services, reals, local addresses
+/// and marks, where most commands collide with something: each refused and
+/// applied as one by one would.
+#[test]
+fn random_batches_match_one_by_one() {
+    let mut seed: u64 = 0x5eed_1234_abcd_ef01;
+    let mut next = move |below: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % below as u64) as usize
+    };
+    let keys = [
+        tcp("10.0.0.1", 80),
+        tcp("10.0.0.2", 0),
+        tcp("10.0.0.5", 80),
+        ServiceKey::udp(ip("10.0.0.1"), 53),
+        ServiceKey::Mark(5),
+        ServiceKey::Mark(9),
+    ];
+    let schedulers = ["rr", "wlc", "sh", "mh", "maglev"];
+    let reals = ["192.168.1.2", "192.168.1.3", "172.16.0.1", "192.168.1.250"];
+    let forwards = [Forward::Nat, Forward::Dr, Forward::FullNat, Forward::Tun];
+    for _ in 0..300 {
+        let commands: Vec<Command> = (0..25)
+            .map(|_| {
+                let key = keys[next(keys.len())];
+                let real_spec = RealSpec {
+                    weight: next(3) as u32,
+                    ..real(
+                        reals[next(reals.len())],
+                        [80, 53, 0][next(3)],
+                        forwards[next(forwards.len())],
+                    )
+                };
+                match next(14) {
+                    0..=3 => add_service(key, schedulers[next(schedulers.len())]),
+                    4 => Command::EditService {
+                        service: ServiceSpec {
+                            persistent: [None, Some(60), Some(0)][next(3)],
+                            ..ServiceSpec::new(key)
+                        },
+                    },
+                    5 => Command::DeleteService { service: key },
+                    6 | 7 => Command::AddReal {
+                        service: key,
+                        real: real_spec,
+                    },
+                    8 => Command::EditReal {
+                        service: key,
+                        real: real_spec,
+                    },
+                    9 => Command::DeleteReal {
+                        service: key,
+                        addr: real_spec.addr,
+                        port: real_spec.port,
+                        purge: next(2) == 0,
+                    },
+                    10 => Command::AddLaddr {
+                        service: key,
+                        laddr: laddr("192.168.1.250", None),
+                    },
+                    11 => Command::DelLaddr {
+                        service: key,
+                        laddr: laddr("192.168.1.250", None),
+                    },
+                    12 => Command::Zero {
+                        service: [None, Some(key)][next(2)],
+                    },
+                    _ => [
+                        Command::Clear {},
+                        Command::SetTimeouts {
+                            tcp: 10,
+                            tcpfin: 0,
+                            udp: 20,
+                        },
+                    ][next(2)]
+                    .clone(),
+                }
+            })
+            .collect();
+        for running in [base(), tight()] {
+            let batch =
+                edit::apply_batch(&running, &commands, &cpus()).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(batch, one_by_one(&running, &commands), "{commands:#?}");
+        }
+    }
 }

@@ -253,3 +253,70 @@ fn connection_listing_pages_through_everything() {
         .unwrap()
         .contains(&format!("10.1.0.0:{} ", CONNECTIONS - 1)));
 }
+
+#[test]
+fn restore_reports_each_refused_line_and_applies_the_rest() {
+    let daemon = Daemon::start("restore-refused");
+    let input = "\
+-A -t 10.0.0.1:80 -s rr
+-A -t 10.0.0.1:80 -s wlc
+-a -t 10.0.0.1:80 -r 192.168.1.2 -m
+-a -t 10.0.0.9:80 -r 192.168.1.2 -m
+-A -t 10.0.0.2:80 -s rr
+-a -t 10.0.0.2:80 -r 192.168.1.7 --fullnat
+--add-laddr -t 10.0.0.2:80 -z 192.168.1.250
+-L -n
+-a -t 10.0.0.1:80 -r 172.16.0.1 -m
+-D -t 10.0.0.1:80
+-A -t 10.0.0.1:80 -s sh
+-a -t 10.0.0.1:80 -r 192.168.1.3 -m
+";
+    let output = rvsadm_at(&daemon.path, "-R", Some(input));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "rvsadm: -R line 2: Service already exists\n\
+         rvsadm: -R line 4: Service not defined\n\
+         rvsadm: -R line 6: services[1].reals[0].forward: fullnat needs local addresses: add \
+         `local_addresses: [LIP, ...]` to the service (each an address of a port)\n\
+         rvsadm: -R line 9: services[0].reals[0].address: real 172.16.0.1 is not reachable: \
+         no connected subnet or route covers it\n"
+    );
+    // The listing on line 8 shows what the lines before it left.
+    let listing = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        listing.contains("TCP  10.0.0.1:80 rr\n  -> 192.168.1.2:80"),
+        "{listing}"
+    );
+    assert_eq!(
+        ok(&daemon.rvsadm("-S -n")),
+        "-A -t 10.0.0.1:80 -s sh\n\
+         -a -t 10.0.0.1:80 -r 192.168.1.3:80 -m -w 1\n\
+         -A -t 10.0.0.2:80 -s rr\n\
+         --add-laddr -z 192.168.1.250 -t 10.0.0.2:80\n"
+    );
+}
+
+#[test]
+fn restore_takes_time_in_proportion_to_its_lines() {
+    let daemon = Daemon::start("restore-big");
+    let mut input = String::new();
+    for service in 0..4000 {
+        input.push_str(&format!("-A -t 10.0.0.1:{} -s wrr\n", 1000 + service));
+        for real in 2..6 {
+            input.push_str(&format!(
+                "-a -t 10.0.0.1:{} -r 192.168.1.{real} -m -w {real}\n",
+                1000 + service
+            ));
+        }
+    }
+    // 20,000 lines, more than one request line: uploaded, one batch. One
+    // by one they took minutes (each line validated the whole
+    // configuration).
+    let started = std::time::Instant::now();
+    ok(&rvsadm_at(&daemon.path, "-R", Some(&input)));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let saved = ok(&daemon.rvsadm("-S -n"));
+    assert_eq!(saved.lines().count(), 20_000);
+}

@@ -40,7 +40,7 @@ fn web() -> ServiceKey {
 
 #[test]
 fn seed_script_lines() {
-    assert_eq!(command("-C"), Command::Clear);
+    assert_eq!(command("-C"), Command::Clear {});
     assert_eq!(
         command("--set 30 5 60"),
         Command::SetTimeouts {

@@ -73,6 +73,17 @@ fn commands_and_options() {
             }
         }
     );
+    for state in ["syn_recv", "SYN_RECV", "Udp", "none"] {
+        match action(&format!("conns --state {state}")) {
+            Action::Conns { filter } => assert!(
+                filter
+                    .state
+                    .is_some_and(|name| name.eq_ignore_ascii_case(state)),
+                "{state}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
     assert_eq!(
         service("-t 10.0.0.1:80").key(),
         Some(ServiceKey::tcp(VIP, 80))
@@ -238,6 +249,17 @@ fn usage_errors_are_precise() {
             "conns --protocol sctp",
             ErrorKind::InvalidValue,
             "[possible values: tcp, udp]",
+        ),
+        (
+            "conns --state bogus",
+            ErrorKind::InvalidValue,
+            "invalid value 'bogus' for '--state <NAME>'",
+        ),
+        (
+            "conns --state syn-recv",
+            ErrorKind::InvalidValue,
+            "[possible values: NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT, \
+             CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, SYNACK, UDP]",
         ),
         (
             "conns --frobnicate 1",
@@ -504,6 +526,95 @@ fn the_binary_writes_completions_and_man_pages() {
     assert_eq!(
         text(&refused.stderr),
         "rvsctl: cannot write the man pages into /nonexistent-rvs/man: No such file or directory (os error 2)\n"
+    );
+    std::fs::remove_dir_all(&dir).expect("scratch directory removed");
+}
+
+/// rvsctl run with `stdin`, killed (and the test failed) if it has not
+/// finished within 5 s: an unbounded or blocking read never would.
+fn rvsctl_within_5s(args: &[&str], stdin: Stdio) -> Output {
+    let mut child = Process::new(env!("CARGO_BIN_EXE_rvsctl"))
+        .args(args)
+        .env_remove("RVS_SOCKET")
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rvsctl runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("rvsctl waited for").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rvsctl {args:?} still running after 5 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("rvsctl's output")
+}
+
+#[test]
+fn apply_reads_a_regular_file_or_a_stream_and_at_most_32_mib() {
+    let socket = ["--socket", "/nonexistent-rvs/rvsd.sock"];
+    let dir = scratch_dir("apply-input");
+    let big = dir.join("big.yaml");
+    let file = std::fs::File::create(&big).expect("big.yaml");
+    file.set_len(32 * 1024 * 1024 + 1)
+        .expect("a sparse 32 MiB + 1 file");
+    let big = big.to_str().expect("UTF-8 path").to_owned();
+    for (args, stdin, message) in [
+        (
+            vec!["apply", "/dev/zero"],
+            Stdio::null(),
+            "rvsctl: /dev/zero: not a regular file (a character device); a configuration is \
+             read from a regular file\n"
+                .to_owned(),
+        ),
+        (
+            vec!["apply", "/"],
+            Stdio::null(),
+            "rvsctl: /: not a regular file (a directory); a configuration is read from a \
+             regular file\n"
+                .to_owned(),
+        ),
+        (
+            vec!["apply", &big],
+            Stdio::null(),
+            format!(
+                "rvsctl: {big}: 33554433 bytes, over the limit of 32 MiB for a configuration\n"
+            ),
+        ),
+        (
+            vec!["apply", "-"],
+            Stdio::from(std::fs::File::open("/dev/zero").expect("/dev/zero")),
+            "rvsctl: cannot read standard input: more than the limit of 32 MiB for a \
+             configuration\n"
+                .to_owned(),
+        ),
+    ] {
+        let args: Vec<&str> = socket.iter().copied().chain(args).collect();
+        let output = rvsctl_within_5s(&args, stdin);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(text(&output.stderr), message, "{args:?}");
+    }
+    // A pipe is read to its end (`rvsctl apply <(generate)`); then, with no
+    // rvsd, the connection fails: the text was taken.
+    let fifo = dir.join("fifo");
+    let status = Process::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, "services: []\n").expect("written"))
+    };
+    let fifo = fifo.to_str().expect("UTF-8 path").to_owned();
+    let args: Vec<&str> = socket.iter().copied().chain(["apply", &fifo]).collect();
+    let output = rvsctl_within_5s(&args, Stdio::null());
+    writer.join().expect("the writer finished");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).starts_with("rvsctl: cannot connect to rvsd"),
+        "{}",
+        text(&output.stderr)
     );
     std::fs::remove_dir_all(&dir).expect("scratch directory removed");
 }

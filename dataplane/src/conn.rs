@@ -225,6 +225,10 @@ impl fmt::Display for InsertError {
 
 impl std::error::Error for InsertError {}
 
+/// Bytes a table holds per connection besides its index and wheel: the
+/// entry and its pair in the probation ring.
+pub const CONNECTION_BYTES: usize = size_of::<Entry>() + size_of::<(u32, u32)>();
+
 #[derive(Clone, Copy)]
 struct Entry {
     conn: Conn,

@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_control::config::{Config, HostCpus};
+use rvs_control::config::{self, Config, ConfigError, HostCpus};
 
+use crate::conn;
 use crate::counters::{DropReason, RealBook, WorkerCounters};
 use crate::dpdk::{self, Mempool, PortConfig, PortHandle};
 use crate::engine::{Engine, EngineLimits, WorkerPlace};
 use crate::mesh::{self, Mesh};
-use crate::supervisor::Supervisor;
+use crate::persist;
+use crate::supervisor::{Finished, Supervisor};
 use crate::wire::ethernet::MacAddr;
 use crate::worker::{self, RxQueue, WorkerSetup};
 use rvs_control::server::Server;
@@ -78,6 +80,89 @@ pub fn eal_args(config: &Config) -> Vec<String> {
     }
     args.extend(config.eal.args.iter().cloned());
     args
+}
+
+/// Reads and validates rvsd's configuration file ([`config::read_file`],
+/// [`config::parse`]), then checks what only this machine and rvsd's own
+/// tables can tell: that the memory the workers' connection tables take at
+/// start is there. What `rvsd --check` runs, and what start runs before
+/// anything else, so that a configuration `--check` accepts does not abort
+/// at start.
+pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
+    let text = config::read_file(path)?;
+    let file = path.display().to_string();
+    let config = config::parse(&text, &file)?;
+    let needed = table_bytes(config.limits.connections as usize) * config.workers.len() as u64;
+    if let Some(available) = meminfo_bytes("MemAvailable:") {
+        if needed > available {
+            let workers = config.workers.len();
+            return Err(config::refusal(
+                &text,
+                &file,
+                "limits.connections",
+                format!(
+                    "{} connections per worker need {} MiB for the connection tables of {workers} \
+                     worker{} (allocated at start), more than the {} MiB this machine has \
+                     available (MemAvailable in /proc/meminfo); lower limits.connections",
+                    config.limits.connections,
+                    needed >> 20,
+                    if workers == 1 { "" } else { "s" },
+                    available >> 20
+                ),
+            ));
+        }
+    }
+    Ok(config)
+}
+
+/// Bytes of one worker's connection table and persistence templates for
+/// `connections`, all allocated by `Engine::new`.
+pub fn table_bytes(connections: usize) -> u64 {
+    connection_table_bytes(connections) + template_bytes((connections / 4).max(1024))
+}
+
+/// hashbrown's allocation for `items` (its `capacity_to_buckets`): buckets
+/// of `slot` bytes plus a control byte each, and a group of control bytes.
+fn index_bytes(items: usize, slot: usize) -> u64 {
+    let buckets = match items {
+        0..4 => 4,
+        4..8 => 8,
+        _ => (items * 8 / 7).next_power_of_two(),
+    };
+    (buckets * (slot + 1) + 16) as u64
+}
+
+/// `conn::ConnTable::new(connections).memory_bytes()` without allocating
+/// it: entries (with their probation ring), an index of `u32` tags sized
+/// for four per connection, the wheel (see conn.rs's module documentation).
+fn connection_table_bytes(connections: usize) -> u64 {
+    (connections * conn::CONNECTION_BYTES) as u64
+        + index_bytes(4 * connections, std::mem::size_of::<u32>())
+        + (conn::WHEEL_SLOTS * std::mem::size_of::<u32>()) as u64
+}
+
+/// `persist::Templates::new(templates)`: slots, a free list, an index
+/// sized for twice as many.
+fn template_bytes(templates: usize) -> u64 {
+    let slot = std::mem::size_of::<persist::Template>() + std::mem::size_of::<u32>();
+    (templates * slot) as u64
+        + index_bytes(
+            2 * templates,
+            std::mem::size_of::<(persist::TemplateKey, u32)>(),
+        )
+}
+
+/// A `/proc/meminfo` field (`MemAvailable:`), in bytes.
+fn meminfo_bytes(field: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
 }
 
 /// Likely causes of an EAL or port failure, checked on this machine.
@@ -611,22 +696,37 @@ pub fn run(config: &Config, config_path: &Path) -> Result<(), StartError> {
         config.control.socket
     );
     while !terminate.load(Relaxed) {
-        let control = &mut running.control;
-        let mut handler = |command| control.handle(command);
-        if let Err(e) = server.poll(&mut handler, Duration::from_millis(20)) {
+        // While whole-configuration work runs on the supervisor's helper,
+        // look for its end often: its client waits for the answer.
+        let wait = if running.control.busy() {
+            Duration::from_millis(2)
+        } else {
+            Duration::from_millis(20)
+        };
+        if let Err(e) = server.poll(&mut running.control, wait) {
             eprintln!("rvsd: control socket: {e}");
             std::thread::sleep(Duration::from_millis(20));
         }
         if reload.swap(false, Relaxed) {
             // Validated against the CPUs seen at start, through the same gate
             // as `rvsctl apply`: a refused file changes nothing.
-            match running.control.reload_file(false) {
-                Ok(report) => eprintln!(
+            if let Err(e) = running.control.reload() {
+                eprintln!("rvsd: reload refused, running state unchanged: {e}");
+            }
+        }
+        for finished in running.control.finished() {
+            match finished {
+                Finished::Answer(ticket, result) => {
+                    server.complete(ticket, result);
+                }
+                Finished::Reloaded(Ok(report)) => eprintln!(
                     "rvsd: reloaded {}: {}",
                     report.file,
                     rvs_control::rvsctl::render::diff_summary(&report.diff)
                 ),
-                Err(e) => eprintln!("rvsd: reload refused, running state unchanged: {e}"),
+                Finished::Reloaded(Err(e)) => {
+                    eprintln!("rvsd: reload refused, running state unchanged: {e}")
+                }
             }
         }
         running.control.tick();
@@ -708,6 +808,55 @@ fn vip_list(config: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_limit_is_the_tables() {
+        assert_eq!(config::MAX_CONNECTIONS as usize, conn::MAX_CAPACITY);
+    }
+
+    /// [`table_bytes`] follows the layout of the connection table exactly,
+    /// and adds the templates.
+    #[test]
+    fn table_bytes_are_those_of_a_real_table() {
+        for connections in [1, 3, 7, 1000, 4096, 70_000, 300_000] {
+            let table = conn::ConnTable::new(connections).memory_bytes() as u64;
+            assert_eq!(connection_table_bytes(connections), table, "{connections}");
+            let templates = (connections / 4).max(1024);
+            let extra = table_bytes(connections) - table;
+            assert!(extra <= templates as u64 * 128, "{connections}: {extra}");
+        }
+    }
+
+    #[test]
+    fn load_refuses_tables_larger_than_the_memory() {
+        let dir = std::env::temp_dir().join(format!("rvsd-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rvs.yaml");
+        let text = |connections: u32| {
+            format!(
+                "eal: {{ main_lcore: 0, main_cpu: 0 }}\n\
+                 ports:\n  - {{ name: a, device: net_null0, addresses: [10.0.0.1/24] }}\n\
+                 workers:\n  - {{ lcore: 1, cpu: 0, queues: [ {{ port: a, queue: 0 }} ] }}\n\
+                 limits:\n  connections: {connections}\n"
+            )
+        };
+        std::fs::write(&path, text(1_000_000_000)).unwrap();
+        let available = meminfo_bytes("MemAvailable:").expect("/proc/meminfo");
+        let err = load_config(&path).map(drop).unwrap_err().to_string();
+        if table_bytes(1_000_000_000) > available {
+            assert!(
+                err.starts_with(&format!(
+                    "{}:7:3: limits.connections: 1000000000 connections per worker need ",
+                    path.display()
+                )),
+                "{err}"
+            );
+            assert!(err.contains("MiB this machine has available"), "{err}");
+        }
+        std::fs::write(&path, text(1000)).unwrap();
+        assert_eq!(load_config(&path).unwrap().limits.connections, 1000);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn requested_memory_is_read_from_eal_args() {

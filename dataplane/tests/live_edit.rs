@@ -20,6 +20,7 @@ use std::sync::Arc;
 use common::{ethernet, tcp, Capture};
 use rvs_control::config::{self, Config, CpuList, HostCpus};
 use rvs_control::proto::{Command, RealSpec, ServiceKey, ServiceSpec};
+use rvs_control::server::Reply;
 use rvs_dataplane::buf::VecBuf;
 use rvs_dataplane::counters::{RealBook, WorkerCounters};
 use rvs_dataplane::engine::{Engine, EngineLimits, WorkerPlace};
@@ -159,9 +160,10 @@ impl Director {
     /// take the snapshot they publish, as its loop does.
     fn edit(&mut self, commands: Vec<Command>) {
         for command in commands {
-            self.control
-                .handle(command.clone())
-                .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+            match self.control.handle(command.clone()) {
+                Reply::Now(Ok(_)) => {}
+                other => panic!("{command:?}: {other:?}"),
+            }
         }
         self.control.tick();
         let worker = usize::from(PLACE.index);

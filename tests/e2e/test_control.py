@@ -377,6 +377,45 @@ def test_reload_and_sighup(lab, start_rvsd):
     assert f"-A -t {SVC} -s wrr\n" in save(d)
 
 
+@pytest.mark.parametrize("kind,what", [("fifo", "a FIFO"), ("dev-zero", "a character device")])
+def test_reload_of_a_special_file_is_refused_and_rvsd_carries_on(lab, start_rvsd, kind, what):
+    """SIGHUP (and rvsctl reload) with rvsd's config path turned into a FIFO
+    or /dev/zero: refused at once, saying what it is; rvsd keeps its state,
+    keeps answering and stops on SIGTERM. (A FIFO once blocked the control
+    thread for good; /dev/zero was read without bound, 7 GB in 6 s.)"""
+    d = start_rvsd(lab_config())
+    good = d.conf.read_text()
+    before = save(d)
+    d.conf.unlink()
+    if kind == "fifo":
+        os.mkfifo(d.conf)
+    else:
+        d.conf.symlink_to("/dev/zero")
+    try:
+        refusal = (f"rvsd: reload refused, running state unchanged: {d.conf}: not a regular file"
+                   f" ({what}); a configuration is read from a regular file")
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while refusal not in d.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert refusal in d.log(), d.log_tail()
+        started = time.monotonic()
+        assert save(d) == before
+        assert rvsctl(d, "version").returncode == 0
+        assert time.monotonic() - started < 2, "rvsd answered late"
+        r = rvsctl(d, "reload", check=False, timeout=10)
+        assert r.returncode == 1, r
+        assert r.stderr == f"rvsctl: {d.conf}: not a regular file ({what}); a configuration is" \
+                           " read from a regular file\n", r.stderr
+        res = lab.http(10)
+        assert res["errors"] == 0, res
+    finally:
+        d.conf.unlink()
+        d.conf.write_text(good)
+    assert d.stop(timeout=10) == 0, d.log_tail()
+    assert "rvsd: stopped" in d.log()
+
+
 # ------------------------------------------------------------------ views
 def test_views(lab, start_rvsd):
     d = start_rvsd(lab_config())

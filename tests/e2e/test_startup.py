@@ -67,6 +67,14 @@ def run_rvsd(path, *, user=None, timeout=60):
     ("missing-cpu.yaml",
      good(args='"--in-memory"', device="net_null0").replace("cpu: 1", "cpu: 4000"),
      "workers[0].cpu", "does not exist"),
+    # Both once passed --check and then aborted at start (exit 134): a table
+    # larger than its 30-bit index, and tables larger than the memory.
+    ("connections-over-the-index.yaml",
+     good(args='"--in-memory"', device="net_null0") + "limits: { connections: 4294967295 }\n",
+     "limits.connections", "is above the maximum 1073741824 connections per worker"),
+    ("connections-over-the-memory.yaml",
+     good(args='"--in-memory"', device="net_null0") + "limits: { connections: 1000000000 }\n",
+     "limits.connections", "MiB this machine has available"),
 ])
 def test_bad_config_is_refused_at_start(tmp_path, name, text, key_path, reason):
     path = config(tmp_path, name, text)
@@ -74,6 +82,22 @@ def test_bad_config_is_refused_at_start(tmp_path, name, text, key_path, reason):
     assert code != 0, err
     assert name in err and key_path in err and reason in err, err
     assert "EAL" not in err, "refused before DPDK was touched:\n" + err
+
+
+@pytest.mark.parametrize("connections,reason", [
+    (4294967295, "is above the maximum 1073741824 connections per worker"),
+    (1000000000, "MiB this machine has available"),
+])
+def test_check_refuses_what_start_refuses(tmp_path, connections, reason):
+    """`rvsd --check` runs every check start runs before DPDK."""
+    text = good(args='"--in-memory"', device="net_null0") + \
+        f"limits: {{ connections: {connections} }}\n"
+    path = config(tmp_path, "check.yaml", text)
+    proc = subprocess.run([str(RVSD), "--check", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc
+    assert f"{path}:" in proc.stderr and "limits.connections" in proc.stderr, proc.stderr
+    assert reason in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("name,args,device,cause", [

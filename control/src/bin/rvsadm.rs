@@ -2,8 +2,9 @@
 //! where it differs from ipvsadm 1.31.
 
 use rvs_control::client::{self, Client, ClientError};
+use rvs_control::config;
 use rvs_control::ipvsadm::{self, format, Action, Listing, ParseError};
-use rvs_control::proto::{Command, LaddrInfo, ServiceInfo, Timeouts};
+use rvs_control::proto::{self, BatchReport, Command, LaddrInfo, ServiceInfo, Timeouts};
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -176,7 +177,7 @@ impl Session {
                 }
             }
             Listing::Timeouts => {
-                let timeouts: Timeouts = self.client()?.call_as(Command::GetTimeouts)?;
+                let timeouts: Timeouts = self.client()?.call_as(Command::GetTimeouts {})?;
                 out.write_all(format::timeouts(&timeouts).as_bytes())?;
             }
             Listing::Daemons => {}
@@ -191,7 +192,11 @@ impl Session {
 
     /// `-R`: parses all of stdin first, then applies the lines in order.
     /// A refused line is reported and the rest still applied, as ipvsadm
-    /// does; the exit status then says something failed.
+    /// does; the exit status then says something failed. The lines go to
+    /// rvsd in batches ([`Command::Batch`]), as many as one request (or,
+    /// beyond a request line, one upload) holds: rvsd checks each as if it
+    /// came alone and adopts a batch in one step, so a restore costs time
+    /// in proportion to its lines, not to lines times services.
     fn restore(&mut self) -> Result<(), Failure> {
         let mut actions = Vec::new();
         for (number, line) in io::stdin().lock().lines().enumerate() {
@@ -206,27 +211,100 @@ impl Session {
             }
         }
         let mut failed = false;
+        let mut batch = Batch::default();
         for (number, action) in actions {
-            let result = match action {
-                Action::Apply(cmd) => self.client()?.call(cmd).map(drop),
-                // -L/-S/-h inside -R: as ipvsadm, print to stdout.
-                other => match self.run(other) {
-                    Ok(()) => Ok(()),
-                    Err(Failure::Client(err)) => Err(err),
-                    Err(other) => return Err(other),
-                },
-            };
-            if let Err(err) = result {
-                if !matches!(err, ClientError::Daemon(_)) {
-                    return Err(err.into());
+            let other = match action {
+                Action::Apply(cmd) => {
+                    if let Some(full) = batch.push(number, cmd) {
+                        failed |= self.send(full)?;
+                    }
+                    continue;
                 }
-                eprintln!("rvsadm: -R line {number}: {err}");
-                failed = true;
+                other => other,
+            };
+            // -L/-S/-h inside -R: as ipvsadm, print to stdout, after the
+            // lines before them took effect.
+            failed |= self.send(std::mem::take(&mut batch))?;
+            match self.run(other) {
+                Ok(()) => {}
+                Err(Failure::Client(ClientError::Daemon(message))) => {
+                    eprintln!("rvsadm: -R line {number}: {message}");
+                    failed = true;
+                }
+                Err(other) => return Err(other),
             }
         }
+        failed |= self.send(batch)?;
         if failed {
             return Err(Failure::Reported);
         }
         Ok(())
+    }
+
+    /// Applies a batch of `-R` lines and reports those refused; true if
+    /// any was.
+    fn send(&mut self, batch: Batch) -> Result<bool, Failure> {
+        if batch.lines.is_empty() {
+            return Ok(false);
+        }
+        let client = self.client()?;
+        let cmd = if batch.json.len() + 2 <= proto::MAX_REQUEST - client::REQUEST_OVERHEAD {
+            Command::Batch {
+                commands: batch.commands,
+                upload: None,
+            }
+        } else {
+            let json = format!("[{}]", batch.json);
+            Command::Batch {
+                commands: Vec::new(),
+                upload: Some(client.upload(&json)?),
+            }
+        };
+        let report: BatchReport = match client.call_as(cmd) {
+            Ok(report) => report,
+            Err(ClientError::Daemon(message)) => {
+                let (first, last) = (batch.lines[0], batch.lines[batch.lines.len() - 1]);
+                eprintln!("rvsadm: -R lines {first}-{last}: {message}");
+                return Ok(true);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        for refusal in &report.refused {
+            let line = batch
+                .lines
+                .get(refusal.index as usize)
+                .copied()
+                .unwrap_or(0);
+            eprintln!("rvsadm: -R line {line}: {}", refusal.error);
+        }
+        Ok(!report.refused.is_empty())
+    }
+}
+
+/// `-R` lines gathered for one [`Command::Batch`].
+#[derive(Default)]
+struct Batch {
+    /// The line number of each command.
+    lines: Vec<usize>,
+    commands: Vec<Command>,
+    /// The commands as the JSON array's elements, comma separated.
+    json: String,
+}
+
+impl Batch {
+    /// Adds a line; returns the batch so far instead, and starts a new
+    /// one with this line, when the line would take it past what rvsd
+    /// takes at once.
+    fn push(&mut self, number: usize, cmd: Command) -> Option<Batch> {
+        let json = serde_json::to_string(&cmd).expect("a Command always serialises");
+        let full = (self.json.len() + json.len() + 3 > config::MAX_CONFIG_BYTES)
+            .then(|| std::mem::take(self));
+        if !self.json.is_empty() {
+            self.json.push(',');
+        }
+        self.json.push_str(&json);
+        self.lines.push(number);
+        self.commands.push(cmd);
+        full
     }
 }

@@ -3,14 +3,16 @@
 
 use clap::CommandFactory;
 use rvs_control::client::{self, Client, ClientError};
+use rvs_control::config;
 use rvs_control::proto::{
-    self, AddressView, ApplyReport, Command, ConfigDump, LaddrInfo, PortView, RouteView, Upload,
-    WorkerView,
+    self, AddressView, ApplyReport, Command, ConfigDump, LaddrInfo, PortView, RouteView, WorkerView,
 };
 use rvs_control::rvsctl::cli::{self, Action, Cli, Invocation};
-use rvs_control::rvsctl::{render, upload_pieces};
+use rvs_control::rvsctl::render;
 use serde::Serialize;
-use std::io::{self, BufWriter, Read, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,8 +26,6 @@ const FAILED: u8 = 1;
 const LONG_TIMEOUT: Duration = Duration::from_secs(120);
 /// Connection pages for `conns`.
 const CONNECTION_PAGE: u32 = proto::MAX_CONNECTION_PAGE;
-/// Room in a request line for everything but an upload's text.
-const REQUEST_OVERHEAD: usize = 256;
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os()) {
@@ -96,7 +96,7 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
         }
         Action::Version => {
             let info: proto::VersionInfo =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::Version)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::Version {})?;
             if json {
                 print_json(&mut out, &info)?;
             } else {
@@ -135,7 +135,7 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
             }
         }
         Action::Dump => {
-            let dump: ConfigDump = connect(LONG_TIMEOUT)?.call_as(Command::DumpConfig)?;
+            let dump: ConfigDump = connect(LONG_TIMEOUT)?.call_as(Command::DumpConfig {})?;
             if json {
                 print_json(&mut out, &dump)?;
             } else {
@@ -144,27 +144,27 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
         }
         Action::Ports => {
             let ports: Vec<PortView> =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListPorts)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListPorts {})?;
             view(&mut out, json, &ports, render::ports)?;
         }
         Action::Workers => {
             let workers: Vec<WorkerView> =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListWorkers)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListWorkers {})?;
             view(&mut out, json, &workers, render::workers)?;
         }
         Action::Routes => {
             let routes: Vec<RouteView> =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListRoutes)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListRoutes {})?;
             view(&mut out, json, &routes, render::routes)?;
         }
         Action::Addresses => {
             let addresses: Vec<AddressView> =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListAddresses)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListAddresses {})?;
             view(&mut out, json, &addresses, render::addresses)?;
         }
         Action::Neighbours => {
             let neighbours: Vec<proto::NeighbourView> =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListNeighbours)?;
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListNeighbours {})?;
             view(&mut out, json, &neighbours, render::neighbours)?;
         }
         Action::Laddrs { service } => {
@@ -205,7 +205,9 @@ fn apply(
     dry_run: bool,
 ) -> Result<ApplyReport, ClientError> {
     let encoded = |text: &str| serde_json::to_string(text).map_or(usize::MAX, |s| s.len());
-    if encoded(&text).saturating_add(encoded(&file)) <= proto::MAX_REQUEST - REQUEST_OVERHEAD {
+    if encoded(&text).saturating_add(encoded(&file))
+        <= proto::MAX_REQUEST - client::REQUEST_OVERHEAD
+    {
         return client.call_as(Command::ApplyConfig {
             file,
             text: Some(text),
@@ -213,34 +215,36 @@ fn apply(
             dry_run,
         });
     }
-    let mut upload = None;
-    for piece in upload_pieces(&text, proto::MAX_REQUEST - REQUEST_OVERHEAD) {
-        let answer: Upload = client.call_as(Command::UploadConfig {
-            upload,
-            text: piece.to_owned(),
-        })?;
-        upload = Some(answer.upload);
-    }
+    let upload = client.upload(&text)?;
     client.call_as(Command::ApplyConfig {
         file,
         text: None,
-        upload,
+        upload: Some(upload),
         dry_run,
     })
 }
 
+/// The text of `apply FILE`: a regular file, a pipe the caller hands us
+/// (`apply <(generate)`: waiting for its writer is what was asked), or
+/// standard input for `-`; never more than [`config::MAX_CONFIG_BYTES`],
+/// and nothing else (`/dev/zero`, a directory) is read at all.
 fn read_input(file: &str) -> Result<String, Failure> {
-    let mut text = String::new();
-    let read = if file == "-" {
-        io::stdin().read_to_string(&mut text).map(drop)
-    } else {
-        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text).map(drop))
-    };
-    read.map_err(|err| {
-        let name = if file == "-" { "standard input" } else { file };
+    let cannot = |name: &str, err: &dyn std::fmt::Display| {
         Failure::Input(format!("cannot read {name}: {err}"))
-    })?;
-    Ok(text)
+    };
+    if file == "-" {
+        return config::read_stream(&mut io::stdin().lock())
+            .map_err(|err| cannot("standard input", &err));
+    }
+    let meta = std::fs::metadata(file).map_err(|err| cannot(file, &err))?;
+    if meta.file_type().is_fifo() {
+        let mut pipe = File::open(file).map_err(|err| cannot(file, &err))?;
+        return config::read_stream(&mut pipe).map_err(|err| cannot(file, &err));
+    }
+    config::read_file(Path::new(file)).map_err(|err| match std::error::Error::source(&err) {
+        Some(io) => cannot(file, &io),
+        None => Failure::Input(err.to_string()),
+    })
 }
 
 fn view<T: Serialize>(

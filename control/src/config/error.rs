@@ -1,13 +1,14 @@
 //! Config errors for people: the file, where in it (line and column when
 //! known), the key path and the reason.
 //!
-//! Deserialisation runs in two steps so that each error gets all three: the
-//! text is first parsed into a YAML value tree (syntax errors, with the
-//! parser's position), then the tree is deserialised into the model through
-//! `serde_path_to_error` (the key path, and serde's bare message, which
-//! [`reword`] turns into something a person can act on). The position of a
-//! key path, for those errors and for the semantic ones of validation, is
-//! found by [`locate`], which walks the text once more down that path.
+//! Deserialisation reads the YAML as its value tree would (see `tree`, which
+//! does so without building the tree) so that each error gets all three:
+//! what the YAML itself breaks (syntax, a key twice) comes with the
+//! parser's position; anything else comes through `serde_path_to_error`
+//! (the key path) with serde's bare message, which [`reword`] turns into
+//! something a person can act on. The position of a key path, for those
+//! errors and for the semantic ones of validation, is found by [`locate`],
+//! which walks the text once more down that path.
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;

@@ -11,12 +11,15 @@
 mod cpus;
 mod error;
 mod net;
+mod read;
+mod tree;
 mod validate;
 
 pub use cpus::{CpuList, HostCpus};
 pub use error::{ConfigError, ValidationError};
 pub use net::{Ipv4Net, ParseIpv4NetError};
-pub use validate::{MAX_LCORE, MAX_WEIGHT, MEMPOOL_CACHE_MAX};
+pub use read::{read_file, read_stream, MAX_CONFIG_BYTES};
+pub use validate::{MAX_CONNECTIONS, MAX_LCORE, MAX_WEIGHT, MEMPOOL_CACHE_MAX};
 
 use serde::de::Deserializer;
 use serde::{Deserialize, Serialize, Serializer};
@@ -27,14 +30,15 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::str::FromStr;
 
-/// Reads, parses and validates the config file at `path`.
+/// Reads ([`read_file`]: a regular file of at most [`MAX_CONFIG_BYTES`]),
+/// parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::unreadable(&file, err))?;
-    parse(&text, &file)
+    let text = read_file(path)?;
+    parse(&text, &path.display().to_string())
 }
 
-/// Parses and validates config `text`; `file` names it in errors.
+/// Parses and validates config `text`, at most [`MAX_CONFIG_BYTES`];
+/// `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     parse_on(text, file, &HostCpus::detect())
 }
@@ -42,22 +46,47 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
 /// [`parse`], validating lcore pinning against `cpus` rather than this
 /// machine's.
 pub fn parse_on(text: &str, file: &str, cpus: &HostCpus) -> Result<Config, ConfigError> {
-    let tree: serde_yaml::Value = serde_yaml::from_str(text).map_err(|err| {
-        let (reason, position) = error::yaml_syntax(&err);
-        ConfigError::new(file, String::new(), reason).at(position)
-    })?;
-    if tree.is_null() {
+    if text.len() > MAX_CONFIG_BYTES {
         return Err(ConfigError::new(
             file,
             String::new(),
-            "the file is empty; it needs at least `ports` and `workers`".to_owned(),
+            read::too_large(text.len() as u64),
         ));
     }
-    let config: Config = serde_path_to_error::deserialize(tree).map_err(|err| {
-        let reworded = error::reword(error::key_path(err.path()), &err.inner().to_string());
-        let position = error::locate(text, &reworded.position_of, reworded.at_key);
-        ConfigError::new(file, reworded.key_path, reworded.reason).at(position)
-    })?;
+    let first = tree::FirstError::default();
+    let mut track = serde_path_to_error::Track::new();
+    let events = tree::Tree::new(serde_yaml::Deserializer::from_str(text), &first);
+    let parsed =
+        Option::<Config>::deserialize(serde_path_to_error::Deserializer::new(events, &mut track));
+    let config = match parsed {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            return Err(ConfigError::new(
+                file,
+                String::new(),
+                "the file is empty; it needs at least `ports` and `workers`".to_owned(),
+            ))
+        }
+        Err(err) => {
+            // What the YAML itself breaks is reported first, wherever it is.
+            if let Err(err) = tree::check_document(text) {
+                let (reason, position) = error::yaml_syntax(&err);
+                return Err(ConfigError::new(file, String::new(), reason).at(position));
+            }
+            return Err(match first.take() {
+                Some(message) => {
+                    let reworded = error::reword(error::key_path(&track.path()), &message);
+                    let position = error::locate(text, &reworded.position_of, reworded.at_key);
+                    ConfigError::new(file, reworded.key_path, reworded.reason).at(position)
+                }
+                // Raised by the YAML parser itself: syntax, not meaning.
+                None => {
+                    let (reason, position) = error::yaml_syntax(&err);
+                    ConfigError::new(file, String::new(), reason).at(position)
+                }
+            });
+        }
+    };
     config.validate_on(cpus).map_err(|err| {
         let position = error::locate(text, &err.key_path, false);
         ConfigError::new(file, err.key_path, err.reason).at(position)

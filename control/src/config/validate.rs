@@ -1,13 +1,19 @@
 //! Semantic checks on a parsed [`Config`]: what serde cannot see. Each
 //! refusal names the key path it is about and says what to change.
 
-use super::{Config, Forward, HostCpus, Ipv4Net, Port, Protocol, Real, Service, ValidationError};
+use super::{
+    Config, Forward, HostCpus, Ipv4Net, MarkMatch, Port, Protocol, Real, Service, ValidationError,
+};
 use crate::model::{SchedFlagError, SchedFlags};
-use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// DPDK's default RTE_MAX_LCORE: lcore ids are below it.
 pub const MAX_LCORE: u32 = 128;
+
+/// Most connections a worker tracks (`limits.connections`): its table
+/// numbers entries in 30 bits (rvsd's `conn::MAX_CAPACITY`).
+pub const MAX_CONNECTIONS: u32 = 1 << 30;
 
 /// Largest real weight, as IPVS (its weights are 16-bit in practice).
 pub const MAX_WEIGHT: u32 = 65535;
@@ -317,6 +323,17 @@ impl Config {
         if self.limits.connections == 0 {
             return refuse("limits.connections", "must be at least 1");
         }
+        if self.limits.connections > MAX_CONNECTIONS {
+            return refuse(
+                "limits.connections",
+                format!(
+                    "{} is above the maximum {MAX_CONNECTIONS} connections per worker (a \
+                     worker's connection table numbers its entries in 30 bits); add workers \
+                     to track more",
+                    self.limits.connections
+                ),
+            );
+        }
         for (key, value) in [
             ("tcp", self.timeouts.tcp),
             ("tcpfin", self.timeouts.tcpfin),
@@ -332,149 +349,50 @@ impl Config {
     fn check_services(&self) -> Checked {
         let mut services = HashMap::new();
         let mut marked = HashMap::new();
+        // The rules between one service's addresses and another's, from
+        // sets made once: a VIP is no real's address, a real no VIP.
+        let vips: HashSet<Ipv4Addr> = self.vips().collect();
+        let real_addresses = self.real_addresses();
         for (i, service) in self.services.iter().enumerate() {
+            self.check_service_identity(i, service)?;
             let at = format!("services[{i}]");
+            if service.mark.is_none() && real_addresses.contains(&service.vip) {
+                return refuse(
+                    format!("{at}.vip"),
+                    format!(
+                        "{} is also a real's address; a VIP is rvs's own",
+                        service.vip
+                    ),
+                );
+            }
+            if let Some(j) = service.reals.iter().position(|r| vips.contains(&r.address)) {
+                return refuse(
+                    format!("{at}.reals[{j}].address"),
+                    format!(
+                        "real {} is a VIP of this configuration; a real is a server behind rvs",
+                        service.reals[j].address
+                    ),
+                );
+            }
             if let Some(mark) = service.mark {
-                self.check_mark_service(&at, service, mark)?;
                 if let Some(first) = marked.insert(mark, i) {
                     return refuse(
                         format!("{at}.mark"),
                         format!("mark {mark} is already served by services[{first}]"),
                     );
                 }
-            } else {
-                self.check_address_service(i, service, &mut services)?;
-            }
-            if service.persistent == Some(0) {
-                return refuse(
-                    format!("{at}.persistent"),
-                    "a persistence timeout must be at least 1 second",
-                );
-            }
-            if let Some(mask) = service.netmask {
-                let bits = u32::from(mask);
-                if bits.leading_ones() + bits.trailing_zeros() != 32 {
-                    return refuse(format!("{at}.netmask"), format!("{mask} is not a netmask"));
-                }
-                if service.persistent.is_none() {
-                    return refuse(
-                        format!("{at}.netmask"),
-                        "a netmask only applies to a persistent service",
-                    );
-                }
-            }
-            let udp_only = match service.mark {
-                Some(mark) => self
-                    .marks
-                    .iter()
-                    .filter(|m| m.mark == mark)
-                    .flat_map(|m| &m.matches)
-                    .all(|m| m.protocol == Protocol::Udp),
-                None => service.protocol == Some(Protocol::Udp),
-            };
-            if service.one_packet && !udp_only {
-                return refuse(
-                    format!("{at}.one_packet"),
-                    "one-packet scheduling is for UDP services only",
-                );
-            }
-            for (k, flag) in service.flags.iter().enumerate() {
-                let scheduler = service.scheduler;
-                match SchedFlags::parse(scheduler, flag) {
-                    Ok(_) => {}
-                    Err(SchedFlagError::Invalid(_)) => {
-                        return refuse(
-                            format!("{at}.flags[{k}]"),
-                            format!(
-                                "invalid scheduler flag `{flag}`; expected sh-fallback, sh-port, \
-                                 mh-fallback, mh-port or flag-1..3"
-                            ),
-                        )
-                    }
-                    Err(SchedFlagError::Incompatible { .. }) => {
-                        return refuse(
-                            format!("{at}.flags[{k}]"),
-                            format!(
-                                "incompatible scheduler flag `{flag}` (scheduler is {scheduler})"
-                            ),
-                        )
-                    }
-                }
-            }
-            let mut reals = HashMap::new();
-            for (j, real) in service.reals.iter().enumerate() {
-                let at = format!("{at}.reals[{j}]");
-                let address = real.address;
-                check_unicast(&format!("{at}.address"), address)?;
-                if let Some(owner) = self.owner_of(address) {
-                    return refuse(
-                        format!("{at}.address"),
-                        format!(
-                            "real {address} is an address of port `{}`, that is of rvs \
-                             itself",
-                            owner.name
-                        ),
-                    );
-                }
-                if self.vips().any(|vip| vip == address) {
-                    return refuse(
-                        format!("{at}.address"),
-                        format!(
-                            "real {address} is a VIP of this configuration; a real is a \
-                             server behind rvs"
-                        ),
-                    );
-                }
-                if let Some((port, net)) = self.subnet_edge(address) {
-                    return refuse(
-                        format!("{at}.address"),
-                        format!(
-                            "real {address} is the network or broadcast address of port \
-                             `{}`'s subnet {net}, not a host",
-                            port.name
-                        ),
-                    );
-                }
-                if !self.reachable(address) {
-                    return refuse(
-                        format!("{at}.address"),
-                        format!(
-                            "real {address} is not reachable: no connected subnet or route \
-                             covers it"
-                        ),
-                    );
-                }
-                if real.port == Some(0) {
-                    return refuse(format!("{at}.port"), "a real needs a port from 1 to 65535");
-                }
-                let port = real.port_or(service.port);
-                if let Some(first) = reals.insert((address, port), j) {
+            } else if let Some(protocol) = service.protocol {
+                if let Some(first) = services.insert((protocol, service.vip, service.port), i) {
                     return refuse(
                         at,
-                        format!("real {address}:{port} is already listed as reals[{first}]"),
-                    );
-                }
-                if real.weight > MAX_WEIGHT {
-                    return refuse(
-                        format!("{at}.weight"),
-                        format!("weight {} is above the maximum {MAX_WEIGHT}", real.weight),
-                    );
-                }
-                if real.l_threshold != 0
-                    && real.u_threshold != 0
-                    && real.l_threshold > real.u_threshold
-                {
-                    return refuse(
-                        format!("{at}.l_threshold"),
                         format!(
-                            "the lower threshold {} is above the upper one {}",
-                            real.l_threshold, real.u_threshold
+                            "service {protocol} {} is already defined by services[{first}]",
+                            SocketAddrV4::new(service.vip, service.port)
                         ),
                     );
                 }
-                self.check_forward(&at, service, real)?;
             }
-            self.check_local_addresses(&at, service)?;
+            self.check_service_settings(i, service)?;
         }
         if self.fullnat.port_min == 0 || self.fullnat.port_min > self.fullnat.port_max {
             return refuse(
@@ -486,6 +404,40 @@ impl Config {
             );
         }
         let reals: usize = self.services.iter().map(|s| s.reals.len()).sum();
+        self.check_reals(reals)?;
+        if !self.control.socket.starts_with('/') {
+            return refuse(
+                "control.socket",
+                format!("`{}` is not an absolute path", self.control.socket),
+            );
+        }
+        if self.services.iter().any(|s| !s.local_addresses.is_empty()) {
+            self.check_local_port_share()?;
+        }
+        Ok(())
+    }
+
+    /// Every rule of one service at index `index` but those that compare it
+    /// with the others (a service defined twice, a mark served twice): what
+    /// validation checks of a service, and all that a change to that one
+    /// service must pass besides [`Self::check_reals`],
+    /// [`Self::check_local_port_share`] and [`Self::check_match_free`].
+    pub(crate) fn check_service(&self, index: usize, service: &Service) -> Checked {
+        self.check_service_identity(index, service)?;
+        self.check_service_settings(index, service)
+    }
+
+    /// What names the service: a mark of `marks`, or VIP, port, protocol.
+    fn check_service_identity(&self, index: usize, service: &Service) -> Checked {
+        let at = format!("services[{index}]");
+        match service.mark {
+            Some(mark) => self.check_mark_service(&at, service, mark),
+            None => self.check_address_service(&at, service),
+        }
+    }
+
+    /// The count of reals over all services against `limits.reals`.
+    pub(crate) fn check_reals(&self, reals: usize) -> Checked {
         if reals > self.limits.reals as usize {
             return refuse(
                 "limits.reals",
@@ -495,15 +447,15 @@ impl Config {
                 ),
             );
         }
-        if !self.control.socket.starts_with('/') {
-            return refuse(
-                "control.socket",
-                format!("`{}` is not an absolute path", self.control.socket),
-            );
-        }
+        Ok(())
+    }
+
+    /// With local addresses in use, the FullNAT port range must give every
+    /// worker a port.
+    pub(crate) fn check_local_port_share(&self) -> Checked {
         let workers = self.workers.len() as u32;
         let range = u32::from(self.fullnat.port_max) - u32::from(self.fullnat.port_min) + 1;
-        if self.services.iter().any(|s| !s.local_addresses.is_empty()) && range < workers {
+        if range < workers {
             return refuse(
                 "fullnat",
                 format!(
@@ -512,6 +464,149 @@ impl Config {
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// A new address service at `index` must not take a VIP:port:protocol
+    /// that `marks` lists.
+    pub(crate) fn check_match_free(&self, index: usize, service: &Service) -> Checked {
+        let Some(protocol) = service.protocol.filter(|_| service.mark.is_none()) else {
+            return Ok(());
+        };
+        for (i, mark) in self.marks.iter().enumerate() {
+            for (k, m) in mark.matches.iter().enumerate() {
+                if (m.protocol, m.vip, m.port) == (protocol, service.vip, service.port) {
+                    return match_taken(
+                        &format!("marks[{i}].matches[{k}]"),
+                        m,
+                        &format!("services[{index}]"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules of one service's settings, reals and local addresses.
+    fn check_service_settings(&self, i: usize, service: &Service) -> Checked {
+        let at = format!("services[{i}]");
+        if service.persistent == Some(0) {
+            return refuse(
+                format!("{at}.persistent"),
+                "a persistence timeout must be at least 1 second",
+            );
+        }
+        if let Some(mask) = service.netmask {
+            let bits = u32::from(mask);
+            if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                return refuse(format!("{at}.netmask"), format!("{mask} is not a netmask"));
+            }
+            if service.persistent.is_none() {
+                return refuse(
+                    format!("{at}.netmask"),
+                    "a netmask only applies to a persistent service",
+                );
+            }
+        }
+        let udp_only = match service.mark {
+            Some(mark) => self
+                .marks
+                .iter()
+                .filter(|m| m.mark == mark)
+                .flat_map(|m| &m.matches)
+                .all(|m| m.protocol == Protocol::Udp),
+            None => service.protocol == Some(Protocol::Udp),
+        };
+        if service.one_packet && !udp_only {
+            return refuse(
+                format!("{at}.one_packet"),
+                "one-packet scheduling is for UDP services only",
+            );
+        }
+        for (k, flag) in service.flags.iter().enumerate() {
+            let scheduler = service.scheduler;
+            match SchedFlags::parse(scheduler, flag) {
+                Ok(_) => {}
+                Err(SchedFlagError::Invalid(_)) => {
+                    return refuse(
+                        format!("{at}.flags[{k}]"),
+                        format!(
+                            "invalid scheduler flag `{flag}`; expected sh-fallback, sh-port, \
+                             mh-fallback, mh-port or flag-1..3"
+                        ),
+                    )
+                }
+                Err(SchedFlagError::Incompatible { .. }) => {
+                    return refuse(
+                        format!("{at}.flags[{k}]"),
+                        format!("incompatible scheduler flag `{flag}` (scheduler is {scheduler})"),
+                    )
+                }
+            }
+        }
+        let mut reals = HashMap::new();
+        for (j, real) in service.reals.iter().enumerate() {
+            let at = format!("{at}.reals[{j}]");
+            let address = real.address;
+            check_unicast(&format!("{at}.address"), address)?;
+            if let Some(owner) = self.owner_of(address) {
+                return refuse(
+                    format!("{at}.address"),
+                    format!(
+                        "real {address} is an address of port `{}`, that is of rvs \
+                         itself",
+                        owner.name
+                    ),
+                );
+            }
+            if let Some((port, net)) = self.subnet_edge(address) {
+                return refuse(
+                    format!("{at}.address"),
+                    format!(
+                        "real {address} is the network or broadcast address of port \
+                         `{}`'s subnet {net}, not a host",
+                        port.name
+                    ),
+                );
+            }
+            if !self.reachable(address) {
+                return refuse(
+                    format!("{at}.address"),
+                    format!(
+                        "real {address} is not reachable: no connected subnet or route \
+                         covers it"
+                    ),
+                );
+            }
+            if real.port == Some(0) {
+                return refuse(format!("{at}.port"), "a real needs a port from 1 to 65535");
+            }
+            let port = real.port_or(service.port);
+            if let Some(first) = reals.insert((address, port), j) {
+                return refuse(
+                    at,
+                    format!("real {address}:{port} is already listed as reals[{first}]"),
+                );
+            }
+            if real.weight > MAX_WEIGHT {
+                return refuse(
+                    format!("{at}.weight"),
+                    format!("weight {} is above the maximum {MAX_WEIGHT}", real.weight),
+                );
+            }
+            if real.l_threshold != 0 && real.u_threshold != 0 && real.l_threshold > real.u_threshold
+            {
+                return refuse(
+                    format!("{at}.l_threshold"),
+                    format!(
+                        "the lower threshold {} is above the upper one {}",
+                        real.l_threshold, real.u_threshold
+                    ),
+                );
+            }
+            self.check_forward(&at, service, real)?;
+        }
+        self.check_local_addresses(&at, service)?;
         Ok(())
     }
 
@@ -576,13 +671,7 @@ impl Config {
     }
 
     /// A service named by VIP, port and protocol.
-    fn check_address_service(
-        &self,
-        index: usize,
-        service: &Service,
-        services: &mut HashMap<(Protocol, Ipv4Addr, u16), usize>,
-    ) -> Checked {
-        let at = format!("services[{index}]");
+    fn check_address_service(&self, at: &str, service: &Service) -> Checked {
         let vip = service.vip;
         if vip.is_unspecified() {
             return refuse(
@@ -590,12 +679,12 @@ impl Config {
                 "required key `vip` is missing (a service needs vip, port and protocol, or `mark`)",
             );
         }
-        let Some(protocol) = service.protocol else {
+        if service.protocol.is_none() {
             return refuse(
                 format!("{at}.protocol"),
                 "required key `protocol` is missing",
             );
-        };
+        }
         check_unicast(&format!("{at}.vip"), vip)?;
         if let Some(conflict) = self.vip_conflict(vip) {
             return refuse(
@@ -617,15 +706,6 @@ impl Config {
                 format!("{at}.port"),
                 "Zero port specified for non-persistent service: port 0 (every port of the \
                  VIP) needs `persistent`",
-            );
-        }
-        if let Some(first) = services.insert((protocol, vip, service.port), index) {
-            return refuse(
-                at.clone(),
-                format!(
-                    "service {protocol} {vip}:{} is already defined by services[{first}]",
-                    service.port
-                ),
             );
         }
         Ok(())
@@ -651,6 +731,7 @@ impl Config {
 
     /// Mark groups: numbered once, each match a VIP:port:protocol of its own.
     fn check_marks(&self) -> Checked {
+        let real_addresses = self.real_addresses();
         let mut numbers = HashMap::new();
         let mut seen: HashMap<(Protocol, Ipv4Addr, u16), String> = self
             .services
@@ -678,7 +759,12 @@ impl Config {
             for (k, m) in mark.matches.iter().enumerate() {
                 let at = format!("{at}.matches[{k}]");
                 check_unicast(&format!("{at}.vip"), m.vip)?;
-                if let Some(conflict) = self.vip_conflict(m.vip) {
+                let conflict = if real_addresses.contains(&m.vip) {
+                    Some(format!("{} is also a real's address", m.vip))
+                } else {
+                    self.vip_conflict(m.vip)
+                };
+                if let Some(conflict) = conflict {
                     return refuse(
                         format!("{at}.vip"),
                         format!("{conflict}; a VIP is rvs's own"),
@@ -694,13 +780,7 @@ impl Config {
                     return refuse(format!("{at}.port"), "a match needs a port from 1 to 65535");
                 }
                 if let Some(other) = seen.insert((m.protocol, m.vip, m.port), at.clone()) {
-                    return refuse(
-                        at,
-                        format!(
-                            "{} {}:{} is already taken by {other}",
-                            m.protocol, m.vip, m.port
-                        ),
-                    );
+                    return match_taken(&at, m, &other);
                 }
             }
         }
@@ -746,6 +826,15 @@ impl Config {
         services.chain(marks)
     }
 
+    /// Every real's address, of every service.
+    fn real_addresses(&self) -> HashSet<Ipv4Addr> {
+        self.services
+            .iter()
+            .flat_map(|s| &s.reals)
+            .map(|r| r.address)
+            .collect()
+    }
+
     /// The port and connected subnet of which `addr` is the network or
     /// broadcast address.
     fn subnet_edge(&self, addr: Ipv4Addr) -> Option<(&Port, Ipv4Net)> {
@@ -757,18 +846,11 @@ impl Config {
         })
     }
 
-    /// What other role `vip` has in this configuration that a VIP must not:
-    /// a real's address, a route's next hop, a subnet's network or
-    /// broadcast address.
+    /// What other role `vip` has in this configuration, besides a real's
+    /// address (a rule between services, checked from a set), that a VIP
+    /// must not: a route's next hop, a subnet's network or broadcast
+    /// address.
     fn vip_conflict(&self, vip: Ipv4Addr) -> Option<String> {
-        if self
-            .services
-            .iter()
-            .flat_map(|s| &s.reals)
-            .any(|r| r.address == vip)
-        {
-            return Some(format!("{vip} is also a real's address"));
-        }
         if self.routes.iter().any(|r| r.via == vip) {
             return Some(format!("{vip} is also a route's next hop"));
         }
@@ -790,6 +872,17 @@ impl Config {
         let names: Vec<&str> = self.ports.iter().map(|port| port.name.as_str()).collect();
         format!("no port named `{name}` (ports: {})", names.join(", "))
     }
+}
+
+/// A mark's match at `at` whose VIP:port:protocol `other` already takes.
+fn match_taken(at: &str, m: &MarkMatch, other: &str) -> Checked {
+    refuse(
+        at,
+        format!(
+            "{} {}:{} is already taken by {other}",
+            m.protocol, m.vip, m.port
+        ),
+    )
 }
 
 fn lcore_range(lcore: u32) -> String {

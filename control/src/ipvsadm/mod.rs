@@ -23,7 +23,10 @@
 //!   per local address, so that `-S | -R` restores everything.
 //! - `-R` parses every line before applying any, so a typo on line 50 does
 //!   not leave half a configuration; blank lines and `#` comments are
-//!   skipped.
+//!   skipped. The lines then go to rvsd in batches (`proto::Command::Batch`):
+//!   each line is refused, or not, as if it came alone, and a batch is
+//!   adopted in one step, so that 100,000 lines take seconds where one by
+//!   one they took over an hour.
 //! - Exit status: 0 success, 1 a refusal by rvsd or no rvsd to talk to, 2 a
 //!   command-line error (ipvsadm uses 2 for most of those and 255 for some).
 //! - Services are sorted by mark, protocol, address and port as numbers

@@ -850,7 +850,7 @@ fn parse_words<S: AsRef<str>>(words: &[S], reading_stdin: bool) -> Result<Action
             })
         }
         Cmd::Delete => Action::Apply(Command::DeleteService { service: key() }),
-        Cmd::Flush => Action::Apply(Command::Clear),
+        Cmd::Flush => Action::Apply(Command::Clear {}),
         Cmd::Zero => Action::Apply(Command::Zero { service }),
         Cmd::Set => {
             let (tcp, tcpfin, udp) = timeouts.expect("parsed above for --set");

@@ -7,6 +7,7 @@
 //! error, 0 for `--help` and `--version` (clap's own).
 
 use crate::cli::Generate;
+use crate::model::CONN_STATES;
 use crate::proto::{Protocol, ServiceKey};
 use crate::rvsctl::ConnFilter;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -192,6 +193,12 @@ pub(crate) fn protocol() -> impl TypedValueParser<Value = Protocol> {
         "tcp" => Protocol::Tcp,
         _ => Protocol::Udp,
     })
+}
+
+/// `--state NAME`: one of IPVS's state names, in any case; the value is
+/// the name as IPVS spells it.
+pub(crate) fn conn_state() -> PossibleValuesParser {
+    PossibleValuesParser::new(CONN_STATES)
 }
 
 fn tcp_service(text: &str) -> Result<ServiceKey, String> {

@@ -73,7 +73,7 @@ pub struct ConnFilter {
     #[arg(long, value_name = "IP", value_parser = cli::ipv4)]
     pub client: Option<Ipv4Addr>,
     /// Connections in this IPVS state, any case (established, SYN_RECV...)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", ignore_case = true, value_parser = cli::conn_state())]
     pub state: Option<String>,
     /// Connections of this protocol
     #[arg(long, alias = "proto", value_parser = cli::protocol())]

@@ -7,8 +7,9 @@
 use rvs_control::config::{self, Config, CpuList, HostCpus};
 use rvs_control::edit::{self, Effect};
 use rvs_control::listing;
-use rvs_control::proto::{Command, ConnEntry, ConnPage, Protocol};
-use rvs_control::server::Handler;
+use rvs_control::proto::{self, Command, ConnEntry, ConnPage, Protocol};
+use rvs_control::server::{Handler, Reply};
+use rvs_control::uploads::Uploads;
 use serde_json::Value;
 use std::net::Ipv4Addr;
 
@@ -49,22 +50,33 @@ pub fn ip(text: &str) -> Ipv4Addr {
 pub const CONNECTIONS: u64 = 2500;
 
 /// rvsd's part of the control protocol without its workers: commands
-/// change the configuration by rvsd's own rules ([`edit::apply`]) and
+/// change the configuration by rvsd's own rules ([`edit::apply`],
+/// [`edit::apply_batch`], with uploads as rvsd keeps them) and
 /// listings show it ([`listing`]); the counters are those of an idle rvsd,
 /// and the connection listing (which the workers answer in rvsd) is
 /// [`CONNECTIONS`] made-up entries.
 pub struct Rules {
     pub config: Config,
+    uploads: Uploads,
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { config: base() }
+        Rules {
+            config: base(),
+            uploads: Uploads::default(),
+        }
     }
 }
 
 impl Handler for Rules {
-    fn handle(&mut self, command: Command) -> Result<Value, String> {
+    fn handle(&mut self, command: Command) -> Reply {
+        Reply::Now(self.answer(command))
+    }
+}
+
+impl Rules {
+    fn answer(&mut self, command: Command) -> Result<Value, String> {
         match command {
             Command::ListServices { service } => json(&listing::services(
                 &self.config,
@@ -74,8 +86,20 @@ impl Handler for Rules {
             Command::GetLaddr { service } => {
                 json(&listing::laddrs(&self.config, service.as_ref())?)
             }
-            Command::GetTimeouts => json(&self.config.timeouts),
+            Command::GetTimeouts {} => json(&self.config.timeouts),
             Command::ListConnections { cursor, limit } => json(&connections(cursor, limit)),
+            Command::UploadConfig { upload, text } => json(&self.uploads.receive(upload, text)?),
+            Command::Batch { commands, upload } => {
+                let commands = match upload {
+                    Some(id) => proto::decode_commands(&self.uploads.take(id)?)?,
+                    None => commands,
+                };
+                let edit = edit::apply_batch(&self.config, &commands, &cpus())?;
+                if let Some(config) = edit.config.clone() {
+                    self.config = config;
+                }
+                json(&edit.report())
+            }
             command => {
                 let edit = edit::apply(&self.config, &command, &cpus())?;
                 if let Some(config) = edit.config {

@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         return cli.generate.run(Cli::command());
     }
 
-    let config = match rvs_control::config::load(&cli.config) {
+    let config = match daemon::load_config(&cli.config) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("rvsd: invalid configuration: {e}");

@@ -151,3 +151,19 @@ pub fn wait_all_lcores() {
     // SAFETY: blocks until workers are idle; no other effect.
     unsafe { dpdk_sys::rte_eal_mp_wait_lcore() }
 }
+
+/// Returns the heap's free memory to the OS: glibc's `malloc_trim(0)`, over
+/// every arena (the helper thread's too), releasing the free pages inside
+/// the heaps and not only at their tops. glibc keeps freed memory for reuse,
+/// so without this the hundreds of MB a large configuration change
+/// allocates stay in rvsd's RSS for good. Not DPDK, but the process's one
+/// libc call that std does not wrap; here because this module is where the
+/// dataplane allows `unsafe`. Takes milliseconds per GB of heap: for the
+/// control thread after whole-configuration work, never for a worker.
+pub fn return_free_heap() {
+    // SAFETY: malloc_trim only walks glibc's own arenas under their locks and
+    // madvises free pages away; it touches no memory the program owns.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -22,7 +22,7 @@ use crate::tcp_state::StateTimeouts;
 use crate::wire::ethernet::MacAddr;
 
 /// What one snapshot's build leaves for the next.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(super) struct Tables {
     /// By service id: the table and the service version it was built for.
     built: HashMap<u32, (u64, Arc<SchedTable>)>,

@@ -3,7 +3,7 @@
 //! connections and counters, and a version per service that changes with
 //! it, so that workers keep the scheduler state of services that did not.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 
 use rvs_control::config::{Config, Real, Service};
@@ -94,8 +94,10 @@ impl Ids {
                 self.free_reals.push_back(*real_id);
             }
         }
-        self.versions
-            .retain(|id, _| live_services.values().any(|v| v == id));
+        // A set, not a scan of `live_services` per version: that was
+        // quadratic, seconds for 100,000 services.
+        let live_ids: HashSet<u32> = live_services.values().copied().collect();
+        self.versions.retain(|id, _| live_ids.contains(id));
         self.services = live_services;
         self.reals = live_reals;
         Ok(())
@@ -125,5 +127,64 @@ impl Ids {
     /// Every real id in use.
     pub(super) fn real_ids(&self) -> impl Iterator<Item = u32> + '_ {
         self.reals.values().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_control::config::{self, CpuList, HostCpus};
+    use std::time::{Duration, Instant};
+
+    const BASE: &str = "\
+eal: { main_lcore: 0, main_cpu: 0 }
+ports:
+  - { name: a, device: net_null0, addresses: [10.0.0.1/16] }
+workers:
+  - { lcore: 1, cpu: 1, queues: [ { port: a, queue: 0 } ] }
+services:
+  - { vip: 10.1.0.1, port: 80, protocol: tcp, reals: [ { address: 10.0.0.2 } ] }
+";
+
+    /// BASE's service `count` times, each on a VIP of its own.
+    fn services(count: u32) -> Config {
+        let list = CpuList::parse("0-1").unwrap();
+        let cpus = HostCpus {
+            online: list.clone(),
+            allowed: list,
+        };
+        let mut config = config::parse_on(BASE, "base.yaml", &cpus).unwrap();
+        let service = config.services[0].clone();
+        config.services = (0..count)
+            .map(|i| Service {
+                vip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 1, 0, 1)) + i),
+                ..service.clone()
+            })
+            .collect();
+        config
+    }
+
+    #[test]
+    fn ids_of_a_large_change_take_linear_time() {
+        let old = services(50_000);
+        let mut next = services(100_000);
+        next.services.drain(..25_000);
+        let ids = Ids::new(&old, 1 << 20).unwrap();
+        let started = Instant::now();
+        let ids = ids.reassigned(&old, &next).unwrap();
+        // Quadratic, this took minutes; linear, well under a second.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(ids.services.len(), 75_000);
+        assert_eq!(ids.versions.len(), 75_000);
+        let kept = ServiceKey::of(&next.services[0]);
+        assert_eq!(
+            ids.service_of(&kept),
+            Some(25_000),
+            "a service that stays keeps its id"
+        );
     }
 }

@@ -182,3 +182,44 @@ fn conn_entry(conn: &Conn, expires: u32) -> ConnEntry {
         expires_secs: expires,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::{PROTO_TCP, PROTO_UDP};
+    use crate::tcp_state::TcpState;
+    use rvs_control::model::{Forward, CONN_STATES};
+    use std::net::Ipv4Addr;
+
+    /// `rvsctl conns --state` takes only the names of `CONN_STATES`: every
+    /// state a listed connection can show must be one of them.
+    #[test]
+    fn every_state_a_listing_shows_is_one_rvsctl_takes() {
+        let conn = |proto, state| Conn {
+            proto,
+            client: Ipv4Addr::new(10, 0, 0, 2),
+            client_port: 40000,
+            vip: Ipv4Addr::new(10, 0, 0, 1),
+            vport: 80,
+            real: Ipv4Addr::new(192, 168, 1, 2),
+            real_port: 80,
+            local: Ipv4Addr::new(10, 0, 0, 2),
+            local_port: 40000,
+            forward: Forward::Nat,
+            service_id: 0,
+            real_id: 0,
+            template: u32::MAX,
+            state,
+            expires: 0,
+        };
+        let mut shown: Vec<String> = TcpState::ALL
+            .into_iter()
+            .map(|state| conn_entry(&conn(PROTO_TCP, state), 0).state)
+            .collect();
+        shown.push(conn_entry(&conn(PROTO_UDP, TcpState::None), 0).state);
+        for state in &shown {
+            assert!(CONN_STATES.contains(&state.as_str()), "{state}");
+        }
+        assert_eq!(shown.len(), CONN_STATES.len(), "no name rvsd never shows");
+    }
+}

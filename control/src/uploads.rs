@@ -1,22 +1,23 @@
-//! `rvsctl apply` of a file larger than one request line: its text comes in
-//! pieces, each appended to an upload, and the apply names the finished
-//! upload. Uploads are bounded in number and size, and dropped when left
-//! idle, so that clients that never finish cannot hold rvsd's memory.
+//! Text larger than one request line (`rvsctl apply` of a big file, the
+//! commands of a big `rvsadm -R`): it comes in pieces, each appended to an
+//! upload ([`crate::proto::Command::UploadConfig`]), and the command that
+//! uses it names the finished upload. Uploads are bounded in number and
+//! size, and dropped when left idle, so that clients that never finish
+//! cannot hold rvsd's memory.
 
 use std::time::{Duration, Instant};
 
-use rvs_control::proto::Upload;
+use crate::config::MAX_CONFIG_BYTES;
+use crate::proto::Upload;
 
 /// Uploads in progress at once.
 const MAX_UPLOADS: usize = 4;
-/// Largest configuration text, uploaded or inline (a config of 100,000
-/// reals is about 5 MB).
-pub(super) const MAX_CONFIG_BYTES: usize = 64 << 20;
 /// An upload not added to for this long is dropped.
 const UPLOAD_IDLE: Duration = Duration::from_secs(60);
 
-/// The uploads in progress.
-pub(super) struct Uploads {
+/// The uploads in progress, at most 4 of at most
+/// [`MAX_CONFIG_BYTES`] each.
+pub struct Uploads {
     uploads: Vec<PendingUpload>,
     next_upload: u64,
 }
@@ -38,7 +39,7 @@ struct PendingUpload {
 
 impl Uploads {
     /// Appends `text` to upload `upload`, or starts one.
-    pub(super) fn receive(&mut self, upload: Option<u64>, text: String) -> Result<Upload, String> {
+    pub fn receive(&mut self, upload: Option<u64>, text: String) -> Result<Upload, String> {
         let now = Instant::now();
         self.uploads
             .retain(|pending| now.duration_since(pending.touched) < UPLOAD_IDLE);
@@ -81,7 +82,7 @@ impl Uploads {
     }
 
     /// Removes upload `id` and returns its text.
-    pub(super) fn take(&mut self, id: u64) -> Result<String, String> {
+    pub fn take(&mut self, id: u64) -> Result<String, String> {
         let index = self
             .uploads
             .iter()
@@ -99,7 +100,7 @@ fn unknown_upload(id: u64) -> String {
     )
 }
 
-pub(super) fn too_large(size: usize) -> String {
+fn too_large(size: usize) -> String {
     format!(
         "configuration text of {size} bytes is over rvsd's limit of {} MiB",
         MAX_CONFIG_BYTES >> 20
