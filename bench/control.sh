@@ -14,11 +14,12 @@
 #      meanwhile another client's answer time, asking `version` and the
 #      `rvsadm -L -t` listing of one service every 20 ms
 #      (bench/control/latency.py; target: answered throughout).
-# --big-only runs part 4 alone (rvsd replays one SYN instead of 1,000,000).
+# --big-only runs part 4 alone (rvsd replays one client instead of 1,000,000).
 # rvsd runs in the root namespace on one net_pcap port (no lab, no NIC, no
 # hugepages: --no-huge): the pcap holds one ARP request from the real, so
-# rvsd knows its MAC, then 1,000,000 SYNs from distinct clients to the VIP,
-# replayed once at start; each becomes a tracked connection (SYN_RECV, 60 s).
+# rvsd knows its MAC, then a SYN and its ACK from each of 1,000,000 distinct
+# clients to the VIP, replayed once at start; each becomes a tracked,
+# verified connection (ESTABLISHED, 900 s).
 # Prints a table and writes bench/results/control.md. Needs root (DPDK).
 #
 # Environment: RVSD, RVSADM, RVSCTL (default target/release/*); BIG_SERVICES
@@ -97,7 +98,7 @@ median() {
     for i in $(seq "$RUNS"); do seconds "$1"; echo; done | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
 
-log "generating $CONNS SYNs and a config of $SERVICES services x $REALS reals in $RUN"
+log "generating $CONNS clients' SYN and ACK and a config of $SERVICES services x $REALS reals in $RUN"
 python3 "$GEN" pcap --mac "$PCAP_MAC" --count "$CONNS" "$RUN/syn.pcap"
 python3 "$GEN" config --pcap "$RUN/syn.pcap" --socket "$SOCK" > "$RUN/rvsd.yaml"
 python3 "$GEN" config --pcap "$RUN/syn.pcap" --socket "$SOCK" \
@@ -126,7 +127,7 @@ if [ "$BIG_ONLY" = 0 ]; then
     LINES=$("$RVSADM" --socket "$SOCK" -L -c -n | wc -l)
     [ "$LINES" -eq $((CONNS + 2)) ] || { log "-L -c listed $LINES lines, want $((CONNS + 2))"; exit 1; }
     T_LIST_C=$(median "'$RVSADM' --socket '$SOCK' -L -c -n | wc -l")
-    T_CONNS=$(median "'$RVSCTL' --socket '$SOCK' conns --client 10.203.0.1 --state syn_recv | wc -l")
+    T_CONNS=$(median "'$RVSCTL' --socket '$SOCK' conns --client 10.203.0.1 --state established | wc -l")
 
     T_APPLY=$(seconds "'$RVSCTL' --socket '$SOCK' apply '$RUN/big.yaml' > '$RUN/apply.out'")
     grep -q "services: $SERVICES added" "$RUN/apply.out" ||
@@ -147,7 +148,7 @@ if [ "$BIG_ONLY" = 0 ]; then
     TABLE="| what | seconds | target | |
 |---|---:|---:|---|
 | \`rvsadm -L -c -n\` of $CONNS connections (paged, 1,000 a page) | $T_LIST_C | streams | $( [ -n "$T_LIST_C" ] && echo met) |
-| \`rvsctl conns --client IP --state syn_recv\` over them (filtered client-side) | $T_CONNS | | |
+| \`rvsctl conns --client IP --state established\` over them (filtered client-side) | $T_CONNS | | |
 | \`rvsctl apply\` of $SERVICES services x $REALS reals ($((BIG_BYTES / 1024)) KiB of YAML, uploaded in pieces) | $T_APPLY | 1 | $(verdict "$T_APPLY" 1) |
 | the same file again (empty diff, nothing adopted) | $T_NOOP | | |
 | \`rvsctl apply --dry-run\` back to 1 service (diff of $((SERVICES * REALS)) reals) | $T_DRY | | |

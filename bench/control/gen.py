@@ -13,8 +13,11 @@
       timed on): N * (M + 1) lines.
   gen.py pcap --mac MAC --count N FILE
       A pcap of one ARP request from the real 10.200.0.2 (so rvsd learns its
-      MAC without asking), then N TCP SYNs from distinct client address and
-      port pairs to 10.201.0.1:80, 60-byte frames to MAC.
+      MAC without asking), then from N distinct client address and port
+      pairs to 10.201.0.1:80 a TCP SYN and its ACK each, 60-byte frames to
+      MAC: the client's second packet verifies its connection (rvsd keeps
+      half its table for connections on probation) and makes it
+      ESTABLISHED.
 """
 import argparse
 import struct
@@ -118,19 +121,21 @@ def pcap(a):
                + REAL_MAC + real + b"\0" * 6 + director)
         frame(arp)
         eth = mac + CLIENT_MAC + b"\x08\x00"
-        # Only the client address and port change: the TCP checksum of the
-        # constant part is summed once.
-        tcp_rest = struct.pack("!HIIBBHH", 80, 1, 0, 5 << 4, 0x02, 65535, 0)
+        # Only the client address and port change; the real's answer is
+        # not needed: rvsd moves to ESTABLISHED on the client's ACK.
+        syn = struct.pack("!HIIBBHH", 80, 1, 0, 5 << 4, 0x02, 65535, 0)
+        ack = struct.pack("!HIIBBHH", 80, 2, 1, 5 << 4, 0x10, 65535, 0)
         for n in range(a.count):
             client = bytes((10, 203, n >> 16 & 0xFF, n >> 8 & 0xFF))
             sport = 1024 + (n & 0xFF)
-            ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, n & 0xFFFF, 0x4000, 64, 6,
-                                       0, client, vip))
-            ip[10:12] = struct.pack("!H", checksum(bytes(ip)))
-            tcp = bytearray(struct.pack("!H", sport) + tcp_rest)
-            pseudo = client + vip + struct.pack("!BBH", 0, 6, 20)
-            tcp[16:18] = struct.pack("!H", checksum(pseudo + bytes(tcp)))
-            frame(eth + bytes(ip) + bytes(tcp))
+            for tcp_rest in (syn, ack):
+                ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, n & 0xFFFF, 0x4000,
+                                           64, 6, 0, client, vip))
+                ip[10:12] = struct.pack("!H", checksum(bytes(ip)))
+                tcp = bytearray(struct.pack("!H", sport) + tcp_rest)
+                pseudo = client + vip + struct.pack("!BBH", 0, 6, 20)
+                tcp[16:18] = struct.pack("!H", checksum(pseudo + bytes(tcp)))
+                frame(eth + bytes(ip) + bytes(tcp))
 
 
 def main():
