@@ -63,10 +63,12 @@ pub enum DropReason {
     /// A packet that would start a connection with a wrong TCP or UDP
     /// checksum.
     BadL4Checksum,
+    /// For the port's kernel interface, but the ring to it was full.
+    KernelFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::IpFragment,
@@ -89,6 +91,7 @@ impl DropReason {
         DropReason::SourceRoute,
         DropReason::Martian,
         DropReason::BadL4Checksum,
+        DropReason::KernelFull,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -117,6 +120,7 @@ impl DropReason {
             DropReason::SourceRoute => "source_route",
             DropReason::Martian => "martian",
             DropReason::BadL4Checksum => "bad_l4_checksum",
+            DropReason::KernelFull => "kernel_full",
         }
     }
 }

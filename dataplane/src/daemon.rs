@@ -13,6 +13,7 @@ use crate::conn;
 use crate::counters::{DropReason, RealBook, WorkerCounters};
 use crate::dpdk::{self, Mempool, PortConfig, PortHandle};
 use crate::engine::{Engine, EngineLimits, WorkerPlace};
+use crate::kernel::{self, KernelCounters, KernelPort};
 use crate::mesh::{self, Mesh};
 use crate::persist;
 use crate::supervisor::{Finished, Supervisor};
@@ -69,6 +70,12 @@ pub fn eal_args(config: &Config) -> Vec<String> {
             args.push("--vdev".to_owned());
         }
         args.push(port.device.clone());
+    }
+    for (index, port) in config.ports.iter().enumerate() {
+        if let Some(name) = &port.kernel_interface {
+            args.push("--vdev".to_owned());
+            args.push(kernel::tap_vdev(index, name));
+        }
     }
     let user_allows =
         config.eal.args.iter().any(|a| {
@@ -304,6 +311,11 @@ struct Running {
     /// Per port: the kernel's count of frames its interface had received
     /// when rvsd started (ports bound to a kernel interface only).
     kernel_rx_at_start: Vec<Option<u64>>,
+    /// The exception path: the kernel interfaces, their counters and the
+    /// thread moving their frames.
+    kernel: Vec<KernelPort>,
+    kernel_counters: Arc<[KernelCounters]>,
+    kernel_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Frames the kernel's network interface behind `device` (a vdev bound to
@@ -497,6 +509,7 @@ fn start(config: &Config) -> Result<Running, StartError> {
         ports.push(handle);
         macs.push(mac);
     }
+    let kernel_ports = kernel_interfaces(config, &macs, pool)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let tsc_hz = dpdk::tsc_hz().max(1);
@@ -512,6 +525,34 @@ fn start(config: &Config) -> Result<Running, StartError> {
         config.limits.reals as usize,
     ));
     let mesh = Arc::new(Mesh::new(config.workers.len()));
+    let kernel_counters: Arc<[KernelCounters]> = kernel_ports
+        .iter()
+        .map(|_| KernelCounters::default())
+        .collect();
+    let kernel_thread = if kernel_ports.is_empty() {
+        None
+    } else {
+        let ports = kernel_ports
+            .iter()
+            .map(|k| KernelPort {
+                port: k.port,
+                name: k.name.clone(),
+                tap: k.tap,
+            })
+            .collect();
+        let (mesh, counters, stop) = (
+            Arc::clone(&mesh),
+            Arc::clone(&kernel_counters),
+            Arc::clone(&stop),
+        );
+        let thread = std::thread::Builder::new()
+            .name("rvs-kernel".to_owned())
+            .spawn(move || kernel::run(ports, mesh, counters, stop))
+            .map_err(|e| {
+                StartError(format!("rvsd: cannot start the exception path thread: {e}"))
+            })?;
+        Some(thread)
+    };
     let control = Supervisor::new(
         config.clone(),
         cpus,
@@ -590,7 +631,66 @@ fn start(config: &Config) -> Result<Running, StartError> {
         pool,
         _claims: claims,
         kernel_rx_at_start,
+        kernel: kernel_ports,
+        kernel_counters,
+        kernel_thread,
     })
+}
+
+/// Creates what the exception path needs of each port with a
+/// `kernel_interface`: its TAP port (created by EAL from [`eal_args`]) with
+/// the data port's MAC and MTU, started, and the kernel interface given the
+/// port's addresses.
+fn kernel_interfaces(
+    config: &Config,
+    macs: &[MacAddr],
+    pool: Mempool,
+) -> Result<Vec<KernelPort>, StartError> {
+    let mut kernel_ports = Vec::new();
+    for (index, port) in config.ports.iter().enumerate() {
+        let Some(name) = &port.kernel_interface else {
+            continue;
+        };
+        let fail = |what: String| {
+            StartError(format!(
+                "rvsd: port `{}`: kernel interface `{name}`: {what}",
+                port.name
+            ))
+        };
+        let tap = PortHandle::by_name(&kernel::tap_device(index)).map_err(|e| {
+            fail(format!(
+                "DPDK created no TAP port ({e}); net_tap needs /dev/net/tun and CAP_NET_ADMIN, \
+                 and no other interface of that name"
+            ))
+        })?;
+        tap.set_mac(macs[index].0)
+            .map_err(|e| fail(e.to_string()))?;
+        let tap_config = PortConfig {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_descriptors: config::KERNEL_DESCRIPTORS,
+            tx_descriptors: config::KERNEL_DESCRIPTORS,
+            mtu: port.mtu,
+        };
+        tap.setup(&tap_config, pool)
+            .map_err(|e| fail(e.to_string()))?;
+        kernel::configure_interface(name, &port.addresses).map_err(fail)?;
+        eprintln!(
+            "rvsd: port `{}` is shared with the kernel through TAP interface `{name}` (DPDK port \
+             {}, {}; virtio_user is not used), mac {}, mtu {}",
+            port.name,
+            tap.id,
+            tap.driver_name(),
+            macs[index],
+            port.mtu
+        );
+        kernel_ports.push(KernelPort {
+            port: index as u16,
+            name: name.clone(),
+            tap,
+        });
+    }
+    Ok(kernel_ports)
 }
 
 /// Sums the counters of all workers and renders them as one JSON object.
@@ -653,6 +753,17 @@ fn stats_json(running: &Running) -> String {
             view
         })
         .collect();
+    let mut ports = ports;
+    for (kernel, counters) in running.kernel.iter().zip(running.kernel_counters.iter()) {
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
+        ports[usize::from(kernel.port)]["kernel_interface"] = serde_json::json!({
+            "name": kernel.name,
+            "to_kernel": read(&counters.to_kernel),
+            "to_kernel_dropped": read(&counters.to_kernel_dropped),
+            "from_kernel": read(&counters.from_kernel),
+            "from_kernel_dropped": read(&counters.from_kernel_dropped),
+        });
+    }
     let mut line: serde_json::Map<String, serde_json::Value> = total
         .named()
         .map(|(name, value)| (name.to_owned(), value.into()))
@@ -737,10 +848,16 @@ pub fn run(config: &Config, config_path: &Path) -> Result<(), StartError> {
     drop(server);
     running.stop.store(true, Relaxed);
     dpdk::wait_all_lcores();
+    if let Some(thread) = running.kernel_thread.take() {
+        let _ = thread.join();
+    }
     running.control.tick();
     eprintln!("rvsd: stats {}", stats_json(&running));
     for port in &running.ports {
         port.close();
+    }
+    for kernel in &running.kernel {
+        kernel.tap.close();
     }
     drop(running);
     dpdk::eal_cleanup();

@@ -9,6 +9,7 @@ pub mod counters;
 pub mod daemon;
 pub mod dpdk;
 pub mod engine;
+pub mod kernel;
 pub mod mesh;
 pub mod neigh;
 pub mod persist;

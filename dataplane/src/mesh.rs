@@ -18,6 +18,7 @@ use crate::wire::ethernet::MacAddr;
 
 /// Packets waiting in one redirect ring, at most.
 pub const REDIRECT_RING: usize = 1024;
+pub use rvs_control::config::KERNEL_RING;
 /// Neighbour updates waiting for one worker, at most.
 const NEIGHBOUR_RING: usize = 256;
 /// Snapshots waiting for one worker, at most.
@@ -46,6 +47,12 @@ pub struct Mesh {
     pub dumps: Vec<Ask<DumpRequest, ConnDump>>,
     /// Per worker: its neighbour table.
     pub neighbour_tables: Vec<Ask<(), Vec<NeighbourEntry>>>,
+    /// Per worker: frames for the kernel interface of a port, (frame,
+    /// config port index), taken by the exception thread.
+    pub to_kernel: Vec<ArrayQueue<(Mbuf, u16)>>,
+    /// Frames the kernel sent, (frame, config port index): worker 0
+    /// transmits them on its TX queue of that port.
+    pub from_kernel: ArrayQueue<(Mbuf, u16)>,
 }
 
 impl Mesh {
@@ -62,6 +69,8 @@ impl Mesh {
             retired: ArrayQueue::new(workers * (SNAPSHOT_QUEUE + 1)),
             dumps: (0..workers).map(|_| Ask::new()).collect(),
             neighbour_tables: (0..workers).map(|_| Ask::new()).collect(),
+            to_kernel: per_worker(workers, KERNEL_RING),
+            from_kernel: ArrayQueue::new(KERNEL_RING),
         }
     }
 }

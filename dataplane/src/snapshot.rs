@@ -59,6 +59,9 @@ pub struct PortInfo {
     /// Addresses owned by the port, with their connected prefix length.
     pub addresses: Vec<Prefix>,
     pub mtu: u16,
+    /// Whether the port has a kernel interface: what the dataplane does
+    /// not own goes to the kernel instead of being dropped.
+    pub kernel: bool,
 }
 
 /// A route: packets to `prefix` leave through `port`, to `via` or (connected
@@ -467,12 +470,14 @@ mod tests {
                 mac: MacAddr([2, 0, 0, 0, 0, 1]),
                 addresses: vec![Prefix::new(ip("10.99.1.1"), 24)],
                 mtu: 1500,
+                kernel: false,
             },
             PortInfo {
                 name: "real".into(),
                 mac: MacAddr([2, 0, 0, 0, 0, 2]),
                 addresses: vec![Prefix::new(ip("10.99.2.1"), 24)],
                 mtu: 1500,
+                kernel: false,
             },
         ];
         let routes = vec![

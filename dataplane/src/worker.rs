@@ -94,6 +94,13 @@ impl PacketIo<Mbuf> for DpdkIo<'_> {
             }
         }
     }
+
+    #[inline]
+    fn to_kernel(&mut self, port: u16, packet: Mbuf) -> Result<(), Mbuf> {
+        self.mesh.to_kernel[self.index]
+            .push((packet, port))
+            .map_err(|(packet, _)| packet)
+    }
 }
 
 impl DpdkIo<'_> {
@@ -159,6 +166,16 @@ pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
                 received += 1;
                 io.in_port = port;
                 engine.handle_redirected(packet, port, &mut io);
+            }
+        }
+        if setup.index == 0 {
+            // What the kernel sent leaves as it is, on this worker's queue.
+            for _ in 0..BURST {
+                let Some((packet, port)) = setup.mesh.from_kernel.pop() else {
+                    break;
+                };
+                received += 1;
+                io.send(port, packet);
             }
         }
         for queue in &setup.rx {

@@ -430,6 +430,101 @@ fn a_packet_too_big_for_the_egress_port() {
 }
 
 #[test]
+fn kernel_interface() {
+    let shared = || {
+        let kernel = Setup {
+            kernel: true,
+            reject_closed_ports: true,
+            ..Setup::default()
+        };
+        harness_with(SCHEDULER, &[real(r1(), RPORT, 1)], kernel)
+    };
+    let port_address = ip("10.99.1.1");
+    let ssh = from_client(tcp(client(), 40000, port_address, 22, TcpFlags::SYN, &[]));
+    let to_kernel_only = from_client(tcp(
+        client(),
+        40000,
+        ip("10.99.1.2"),
+        22,
+        TcpFlags::SYN,
+        &[],
+    ));
+    let vrrp = ethernet(
+        CLIENT_MAC,
+        MacAddr([0x01, 0x00, 0x5e, 0, 0, 0x12]),
+        EtherType::IPV4,
+        &ipv4(client(), ip("224.0.0.18"), 112, &[0x21; 20]),
+    );
+    let ipv6 = ethernet(CLIENT_MAC, DIR_MAC0, EtherType::IPV6, &[0x60; 40]);
+    let reply = arp_frame(
+        ArpOperation::REPLY,
+        CLIENT_MAC,
+        client(),
+        DIR_MAC0,
+        port_address,
+    );
+    let request = arp_frame(
+        ArpOperation::REQUEST,
+        CLIENT_MAC,
+        client(),
+        MacAddr::ZERO,
+        port_address,
+    );
+    let echo_reply = from_r1(ipv4(
+        r1(),
+        ip("10.99.2.1"),
+        protocol::ICMP,
+        &icmp_message(icmp::ECHO_REPLY, 0, 0x0001_0001, b"ping"),
+    ));
+    let unknown_error = from_r1(icmp_error(
+        r1(),
+        ip("10.99.2.1"),
+        &udp(ip("10.99.2.1"), 50000, r1(), 9999, b"q", false)[..28],
+    ));
+    #[rustfmt::skip]
+    let table = vec![
+        Case::new("TCP to a port address with no service is the kernel's",
+            CLIENT_PORT, ssh.clone(), Expect::to_kernel(CLIENT_PORT)),
+        Case::new("TCP to an address rvs does not own is the kernel's",
+            CLIENT_PORT, to_kernel_only, Expect::to_kernel(CLIENT_PORT)),
+        Case::new("a closed port of the VIP stays rvs's: reset, not handed over",
+            CLIENT_PORT, syn_to(81),
+            Expect::sent(CLIENT_PORT, to_client(ipv4_from(vip(), client(), protocol::TCP, 1, true,
+                &segment((vip(), 81), (client(), 40000), 0, 1001, TcpFlags::RST | TcpFlags::ACK))))
+                .and_dropped(DropReason::NoService)),
+        Case::new("multicast (VRRP) is the kernel's", CLIENT_PORT, vrrp, Expect::to_kernel(CLIENT_PORT)),
+        Case::new("another ethertype (IPv6) is the kernel's", CLIENT_PORT, ipv6, Expect::to_kernel(CLIENT_PORT)),
+        Case::new("an ARP reply (to the kernel's request) is the kernel's",
+            CLIENT_PORT, reply, Expect::to_kernel(CLIENT_PORT)),
+        Case::new("an ARP request for a port address is answered by rvs alone",
+            CLIENT_PORT, request,
+            Expect::sent(CLIENT_PORT, arp_frame(ArpOperation::REPLY, DIR_MAC0, port_address, CLIENT_MAC, client()))),
+        Case::new("an echo reply (to the kernel's ping) is the kernel's",
+            REAL_PORT, echo_reply, Expect::to_kernel(REAL_PORT)),
+        Case::new("an ICMP error about no tracked connection is the kernel's",
+            REAL_PORT, unknown_error, Expect::to_kernel(REAL_PORT)),
+        Case::new("a frame to another MAC is nobody's",
+            CLIENT_PORT, ethernet(CLIENT_MAC, MacAddr([2, 9, 9, 9, 9, 9]), EtherType::IPV4, &ssh[14..]),
+            Expect::dropped(DropReason::NotForUs)),
+        Case::new("our own frame seen again is nobody's",
+            CLIENT_PORT, ethernet(DIR_MAC0, DIR_MAC0, EtherType::IPV4, &ssh[14..]),
+            Expect::dropped(DropReason::NotForUs)),
+    ];
+    run_table(table, shared);
+    // The service's own traffic stays the dataplane's.
+    let mut h = shared();
+    let (port, _) = h.one(CLIENT_PORT, syn_to(80));
+    assert_eq!(port, REAL_PORT);
+    assert!(h.io.kernel.is_empty());
+    // Without a kernel interface the same frames are dropped as before.
+    #[rustfmt::skip]
+    let alone = vec![
+        Case::new("TCP to a port address, no kernel interface", CLIENT_PORT, ssh, Expect::dropped(DropReason::NoService)),
+    ];
+    run_table(alone, nat_engine);
+}
+
+#[test]
 fn closed_ports() {
     let rejecting = || {
         let reject = Setup {

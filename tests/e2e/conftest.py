@@ -78,8 +78,9 @@ def service(port=80, protocol="tcp", scheduler="rr", reals=None, vip=VIP):
 
 
 def render_config(services, *, sleep_us=100, idle_polls=64, eal_args=("--in-memory",),
-                  extra=""):
-    """rvsd YAML for the lab (the shape of conf/lab-nat.yaml) with `services`."""
+                  extra="", kernel_interfaces=(None, None)):
+    """rvsd YAML for the lab (the shape of conf/lab-nat.yaml) with `services`;
+    `kernel_interfaces` names the client and real ports' kernel interfaces."""
     args = ", ".join(json.dumps(a) for a in eal_args)
     lines = [
         "# written by tests/e2e/conftest.py",
@@ -91,9 +92,11 @@ def render_config(services, *, sleep_us=100, idle_polls=64, eal_args=("--in-memo
         "  - name: client",
         '    device: "net_af_packet0,iface=d0"',
         '    addresses: ["10.99.1.1/24"]',
+        *([f"    kernel_interface: {kernel_interfaces[0]}"] if kernel_interfaces[0] else []),
         "  - name: real",
         '    device: "net_af_packet1,iface=d1"',
         '    addresses: ["10.99.2.1/24"]',
+        *([f"    kernel_interface: {kernel_interfaces[1]}"] if kernel_interfaces[1] else []),
         "worker_idle:",
         f"  idle_polls: {idle_polls}",
         f"  sleep_us: {sleep_us}",

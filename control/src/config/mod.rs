@@ -103,6 +103,11 @@ pub fn refusal(text: &str, file: &str, key_path: &str, reason: String) -> Config
     ConfigError::new(file, key_path.to_owned(), reason).at(position)
 }
 
+/// RX and TX descriptors of a kernel interface's TAP port.
+pub const KERNEL_DESCRIPTORS: u16 = 512;
+/// Frames waiting in one ring to or from the kernel interfaces, at most.
+pub const KERNEL_RING: usize = 1024;
+
 /// The whole configuration. `ports` and `workers` are required; every other
 /// section defaults as documented in conf/rvs.yaml.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -242,6 +247,12 @@ pub struct Port {
     /// Layer-3 MTU.
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+    /// A kernel network interface of this name sharing the port (the
+    /// exception path): it carries the port's MAC, MTU and addresses, the
+    /// kernel gets every frame the dataplane does not own, and what the
+    /// kernel sends leaves through the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_interface: Option<String>,
 }
 
 fn default_descriptors() -> u16 {
@@ -499,6 +510,20 @@ impl Config {
     /// each direction per worker, and every worker's ARP queue full.
     pub fn mbufs_needed(&self) -> u64 {
         let workers = self.workers.len() as u64;
+        // Per kernel interface its two descriptor rings; once, the rings
+        // from every worker to the kernel and the one back.
+        let kernels = self
+            .ports
+            .iter()
+            .filter(|p| p.kernel_interface.is_some())
+            .count() as u64;
+        let kernel = if kernels == 0 {
+            0
+        } else {
+            kernels * 2 * u64::from(KERNEL_DESCRIPTORS)
+                + (workers + 1) * KERNEL_RING as u64
+                + 2 * validate::BURST * kernels
+        };
         let rings: u64 = (0..self.ports.len())
             .map(|index| {
                 let port = &self.ports[index];
@@ -509,7 +534,7 @@ impl Config {
         let per_worker = u64::from(self.mempool.cache)
             + 2 * validate::BURST * self.ports.len() as u64
             + u64::from(self.limits.arp_pending);
-        rings + workers * per_worker
+        rings + workers * per_worker + kernel
     }
 }
 

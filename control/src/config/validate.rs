@@ -103,6 +103,7 @@ impl Config {
         }
         let mut names = HashMap::new();
         let mut devices = HashMap::new();
+        let mut kernel_names = HashMap::new();
         let mut owners: HashMap<Ipv4Addr, String> = HashMap::new();
         for (i, port) in self.ports.iter().enumerate() {
             let at = format!("ports[{i}]");
@@ -152,6 +153,27 @@ impl Config {
                         port.mtu
                     ),
                 );
+            }
+            if let Some(name) = &port.kernel_interface {
+                check_interface_name(&format!("{at}.kernel_interface"), name)?;
+                if let Some(first) = kernel_names.insert(name.as_str(), i) {
+                    return refuse(
+                        format!("{at}.kernel_interface"),
+                        format!("kernel interface `{name}` is already that of ports[{first}]"),
+                    );
+                }
+                if kernel_names.len() > 64 {
+                    return refuse(
+                        format!("{at}.kernel_interface"),
+                        "at most 64 ports may have a kernel interface",
+                    );
+                }
+                if port.addresses.len() > 100 {
+                    return refuse(
+                        format!("{at}.kernel_interface"),
+                        "a kernel interface takes at most 100 of its port's addresses",
+                    );
+                }
             }
             for (j, net) in port.addresses.iter().enumerate() {
                 let at = format!("{at}.addresses[{j}]");
@@ -883,6 +905,25 @@ fn match_taken(at: &str, m: &MarkMatch, other: &str) -> Checked {
             m.protocol, m.vip, m.port
         ),
     )
+}
+
+/// A Linux network interface name: 1 to 15 bytes, no `/`, `:`, blank or
+/// control character; with room for rvs's `:N` labels of further addresses
+/// (at most 12 bytes, then).
+fn check_interface_name(at: &str, name: &str) -> Checked {
+    let bad = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control());
+    if name.is_empty() || name.len() > 12 || name == "." || name == ".." || bad.is_some() {
+        return refuse(
+            at,
+            format!(
+                "`{name}` is not a usable interface name: 1 to 12 characters (Linux allows 15, \
+                 rvs labels further addresses NAME:N), without `/`, `:` or blanks"
+            ),
+        );
+    }
+    Ok(())
 }
 
 fn lcore_range(lcore: u32) -> String {

@@ -117,12 +117,14 @@ pub fn snapshot(mode: Forward, port_macs: [MacAddr; 2]) -> Snapshot {
             mac: port_macs[0],
             addresses: vec![Prefix::new(DIR_CLIENT_IP, 24)],
             mtu: 1500,
+            kernel: false,
         },
         PortInfo {
             name: "real".into(),
             mac: port_macs[1],
             addresses: vec![Prefix::new(DIR_REAL_IP, 24)],
             mtu: 1500,
+            kernel: false,
         },
     ];
     let reals = REALS

@@ -110,6 +110,17 @@ impl PortHandle {
         Ok(addr.addr_bytes)
     }
 
+    /// Sets the port's MAC address (for a TAP port, its kernel interface's).
+    pub fn set_mac(&self, mac: [u8; 6]) -> Result<(), DpdkError> {
+        let mut addr = rte_ether_addr { addr_bytes: mac };
+        // SAFETY: valid port id and address.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_default_mac_addr_set(self.id, &mut addr) };
+        check(ret, || {
+            format!("setting the MAC address of port {}", self.id)
+        })?;
+        Ok(())
+    }
+
     /// Configures queues on `pool`, sets the MTU and starts the port.
     pub fn setup(&self, cfg: &PortConfig, pool: Mempool) -> Result<(), DpdkError> {
         let info = self.info()?;

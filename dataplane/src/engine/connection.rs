@@ -29,6 +29,7 @@ impl<P: PacketBuf> Engine<P> {
     pub(super) fn flow(
         &mut self,
         packet: P,
+        in_port: u16,
         flow: &Flow,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
@@ -52,6 +53,9 @@ impl<P: PacketBuf> Engine<P> {
             self.conns.remove(id);
         }
         let Some(s) = self.snapshot.service(key.proto, key.dst, key.dst_port) else {
+            if self.kernel_takes(in_port, key.dst) {
+                return self.kernel_or(packet, in_port, DropReason::NoService, io);
+            }
             if !self.snapshot.owns(key.dst) {
                 return Err(DropReason::NotForUs);
             }

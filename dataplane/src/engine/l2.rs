@@ -60,7 +60,9 @@ impl<P: PacketBuf> Engine<P> {
             }
         }
         if operation != ArpOperation::REQUEST || !for_us {
-            return Err(DropReason::NotForUs);
+            // Replies to the kernel's own requests, and requests for its
+            // addresses, are the kernel's.
+            return self.kernel_or(packet, in_port, DropReason::NotForUs, io);
         }
         let data = packet.data_mut();
         {

@@ -24,6 +24,11 @@
 //! 6. `l2` again: route to the next hop, its MAC from the neighbour table
 //!    (or the packet held while ARP resolves it), and hand-off to TX.
 //!
+//! What the dataplane does not own (step 2's frames for the director's
+//! host, ARP it does not answer, TCP/UDP to a port address without a
+//! service, ICMP errors about no tracked connection) goes, on a port with a
+//! kernel interface, to the kernel instead of being dropped: `kernel`.
+//!
 //! Between bursts, `housekeeping` runs the timers (connection expiry,
 //! purges, ARP retries), swaps snapshots and answers control requests.
 //!
@@ -55,6 +60,7 @@ mod classify;
 mod connection;
 mod housekeeping;
 mod icmp;
+mod kernel;
 mod l2;
 mod reject;
 mod schedule;
@@ -98,6 +104,13 @@ pub trait PacketIo<P> {
     /// Tells the other workers that `ip` is at `mac` behind `port` (ARP
     /// replies reach only one worker's queue).
     fn share_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16);
+    /// Hands `packet`, received on `port`, to that port's kernel interface;
+    /// gives it back when the way there is full (or, as by default, when
+    /// there is no kernel interface).
+    fn to_kernel(&mut self, port: u16, packet: P) -> Result<(), P> {
+        let _ = port;
+        Err(packet)
+    }
 }
 
 /// A page of a worker's connection table, for listings.
@@ -262,7 +275,10 @@ impl<P: PacketBuf> Engine<P> {
         steer: bool,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
-        let verdict = self.classify(&mut packet, in_port)?;
+        let verdict = match self.classify(&mut packet, in_port) {
+            Ok(verdict) => verdict,
+            Err(reason) => return self.unowned_frame(packet, in_port, reason, io),
+        };
         if steer {
             if let Some(owner) = self.other_owner(&verdict) {
                 return self.redirect(owner, packet, io);
@@ -271,11 +287,13 @@ impl<P: PacketBuf> Engine<P> {
         match &verdict {
             Verdict::Arp => self.arp(packet, in_port, io),
             Verdict::Echo { src_mac } => self.echo(packet, in_port, *src_mac, io),
-            Verdict::Flow(flow) => self.flow(packet, flow, io),
-            Verdict::IcmpError { quoted } => {
-                let (conn, direction) = self.icmp_error(quoted)?;
-                self.xmit(packet, &conn, direction, Carried::IcmpError, io)
-            }
+            Verdict::Flow(flow) => self.flow(packet, in_port, flow, io),
+            Verdict::IcmpError { quoted } => match self.icmp_error(quoted) {
+                Ok((conn, direction)) => {
+                    self.xmit(packet, &conn, direction, Carried::IcmpError, io)
+                }
+                Err(reason) => self.kernel_or(packet, in_port, reason, io),
+            },
         }
     }
 

@@ -51,6 +51,7 @@ pub(super) fn snapshot(
                 .map(|a| Prefix::new(a.addr(), a.prefix_len()))
                 .collect(),
             mtu: p.mtu,
+            kernel: p.kernel_interface.is_some(),
         })
         .collect();
     let routes = config

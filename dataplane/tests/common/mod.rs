@@ -56,6 +56,8 @@ pub struct Capture {
     pub shared: Vec<(Ipv4Addr, MacAddr, u16)>,
     /// Redirect rings refuse everything.
     pub rings_full: bool,
+    /// Frames handed to the kernel: (port, frame).
+    pub kernel: Vec<(u16, Vec<u8>)>,
 }
 
 impl PacketIo<VecBuf> for Capture {
@@ -74,6 +76,10 @@ impl PacketIo<VecBuf> for Capture {
     }
     fn share_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16) {
         self.shared.push((ip, mac, port));
+    }
+    fn to_kernel(&mut self, port: u16, packet: VecBuf) -> Result<(), VecBuf> {
+        self.kernel.push((port, packet.data().to_vec()));
+        Ok(())
     }
 }
 
@@ -123,6 +129,8 @@ pub struct Setup {
     pub thresholds: (u32, u32),
     /// `closed_ports: reject`.
     pub reject_closed_ports: bool,
+    /// Both ports have a kernel interface.
+    pub kernel: bool,
 }
 
 impl Default for Setup {
@@ -136,6 +144,7 @@ impl Default for Setup {
             port_zero: false,
             thresholds: (0, 0),
             reject_closed_ports: false,
+            kernel: false,
         }
     }
 }
@@ -168,12 +177,14 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
             mac: DIR_MAC0,
             addresses: vec![Prefix::new(ip("10.99.1.1"), 24)],
             mtu: 1500,
+            kernel: setup.kernel,
         },
         PortInfo {
             name: "real".into(),
             mac: DIR_MAC1,
             addresses: vec![Prefix::new(ip("10.99.2.1"), 24), Prefix::new(lip(), 24)],
             mtu: setup.real_port_mtu,
+            kernel: setup.kernel,
         },
     ];
     let real_infos: Vec<RealInfo> = reals
@@ -519,6 +530,8 @@ pub struct Expect {
     pub sent: Vec<(u16, Vec<u8>)>,
     pub dropped: Option<DropReason>,
     pub redirected_to: Option<u16>,
+    /// Handed, unchanged, to the kernel interface of this port.
+    pub kernel: Option<u16>,
 }
 
 impl Expect {
@@ -532,6 +545,13 @@ impl Expect {
     pub fn dropped(reason: DropReason) -> Expect {
         Expect {
             dropped: Some(reason),
+            ..Expect::default()
+        }
+    }
+
+    pub fn to_kernel(port: u16) -> Expect {
+        Expect {
+            kernel: Some(port),
             ..Expect::default()
         }
     }
@@ -564,6 +584,7 @@ pub fn run_table(table: Vec<Case>, setup: impl Fn() -> Harness) {
         }
         h.io.take();
         h.io.redirected.clear();
+        h.io.kernel.clear();
         let before = h.counters.read();
         let (port, frame) = case.input;
         h.rx(port, frame.clone());
@@ -605,5 +626,13 @@ pub fn run_table(table: Vec<Case>, setup: impl Fn() -> Harness) {
         if let Some((_, handed)) = h.io.redirected.first() {
             assert_eq!(handed, &frame, "{what}: handed over unchanged");
         }
+        let to_kernel: Vec<(u16, Vec<u8>)> = std::mem::take(&mut h.io.kernel);
+        let want_kernel: Vec<(u16, Vec<u8>)> = case
+            .expect
+            .kernel
+            .map(|port| (port, frame.clone()))
+            .into_iter()
+            .collect();
+        assert_eq!(to_kernel, want_kernel, "{what}: handed to the kernel");
     }
 }
