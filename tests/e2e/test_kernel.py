@@ -1,7 +1,8 @@
 """The exception path end to end in the NAT lab: with `kernel_interface` on
 both ports, the director's kernel shares them with rvsd. From the client
 network the director's own TCP server answers on the port address; the
-kernel resolves the reals' MACs by itself and pings them; all of it keeps
+kernel resolves the reals' MACs by itself and pings them, tcpdump sees the
+kernel interface's traffic; all of it keeps
 working while 200 concurrent connections go through the dataplane; the
 interfaces go away with rvsd.
 """
@@ -60,7 +61,18 @@ def test_the_kernel_shares_the_ports(lab, start_rvsd):
             if f":{SERVER_PORT}" in in_dir("ss", "-ltn").stdout:
                 break
             time.sleep(0.1)
+        # tcpdump sees the kernel's side of the port; ping reaches the
+        # port address from the client network.
+        dump = subprocess.Popen(
+            ["ip", "netns", "exec", NS_DIR, "timeout", "20", "tcpdump", "-l", "-n", "-c", "4",
+             "-i", KERNEL[0], "tcp", "port", str(SERVER_PORT)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(1)
         kernel_checks(lab)
+        captured = dump.communicate(timeout=30)[0]
+        assert f"{DIR_CLIENT_IP}.{SERVER_PORT}" in captured, captured
+        ping = lab.ns(lab.ns_client, "ping", "-c", "2", "-i", "0.2", "-W", "2", DIR_CLIENT_IP)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
 
         # The same while 200 concurrent connections go through the VIP.
         load = {}
