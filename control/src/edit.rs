@@ -183,6 +183,8 @@ fn is_edit(command: &Command) -> bool {
             | Command::AddLaddr { .. }
             | Command::DelLaddr { .. }
             | Command::Zero { .. }
+            | Command::Drain { .. }
+            | Command::Undrain { .. }
     )
 }
 
@@ -279,6 +281,8 @@ impl Working {
             Command::AddReal { service, .. }
             | Command::EditReal { service, .. }
             | Command::DeleteReal { service, .. }
+            | Command::Drain { service, .. }
+            | Command::Undrain { service, .. }
             | Command::AddLaddr { service, .. }
             | Command::DelLaddr { service, .. } => service,
             // Clear and -Z are never refused after changing anything.
@@ -419,6 +423,38 @@ impl Working {
                 let position = position_of(svc, real.addr, real.port)
                     .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
                 svc.reals[position] = real_from_spec(real, svc.port);
+                Touched::Service(i)
+            }
+            Command::Drain {
+                service,
+                addr,
+                port,
+            } => {
+                let i = self.find(service, errors::SERVICE_NOT_DEFINED)?;
+                let svc = &mut self.config.services[i];
+                let position = position_of(svc, *addr, *port)
+                    .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
+                let real = &mut svc.reals[position];
+                // Draining a drained real changes nothing.
+                if real.drained_from.is_none() {
+                    real.drained_from = Some(real.weight);
+                    real.weight = 0;
+                }
+                Touched::Service(i)
+            }
+            Command::Undrain {
+                service,
+                addr,
+                port,
+            } => {
+                let i = self.find(service, errors::SERVICE_NOT_DEFINED)?;
+                let svc = &mut self.config.services[i];
+                let position = position_of(svc, *addr, *port)
+                    .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
+                let real = &mut svc.reals[position];
+                real.weight = real.drained_from.take().ok_or_else(|| {
+                    format!("real {addr}:{port} is not drained (rvsctl drain drains it)")
+                })?;
                 Touched::Service(i)
             }
             Command::DeleteReal {
@@ -580,6 +616,8 @@ fn real_from_spec(spec: &RealSpec, service_port: u16) -> Real {
         forward: spec.forward,
         u_threshold: spec.u_threshold,
         l_threshold: spec.l_threshold,
+        // A real edited (a weight set) is no longer drained.
+        drained_from: None,
     }
 }
 

@@ -160,6 +160,21 @@ pub enum Command {
     AddReal { service: ServiceKey, real: RealSpec },
     /// `ipvsadm -e`: replaces every setting of the real. Result: null.
     EditReal { service: ServiceKey, real: RealSpec },
+    /// `rvsctl drain`: the real's weight to 0, the weight it had kept for
+    /// `Undrain`, its persistence templates no longer followed. Draining a
+    /// drained real changes nothing. Result: null.
+    Drain {
+        service: ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+    },
+    /// `rvsctl undrain`: the weight the real had before `Drain`. Result:
+    /// null.
+    Undrain {
+        service: ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+    },
     /// `ipvsadm -d`. Result: null.
     DeleteReal {
         service: ServiceKey,

@@ -506,3 +506,61 @@ fn random_batches_match_one_by_one() {
         }
     }
 }
+
+#[test]
+fn drain_keeps_the_weight_for_undrain_and_an_edit_ends_it() {
+    let web = tcp("10.0.0.1", 80);
+    let mut weighted = real("192.168.1.2", 8080, Forward::Nat);
+    weighted.weight = 3;
+    let running = after(&[
+        add_service(web, "wrr"),
+        Command::AddReal {
+            service: web,
+            real: weighted.clone(),
+        },
+    ]);
+    let target = (web, ip("192.168.1.2"), 8080);
+    let drain = Command::Drain {
+        service: target.0,
+        addr: target.1,
+        port: target.2,
+    };
+    let undrain = Command::Undrain {
+        service: target.0,
+        addr: target.1,
+        port: target.2,
+    };
+    let drained = apply(&running, &drain).config.unwrap();
+    let r = &drained.services[0].reals[0];
+    assert_eq!((r.weight, r.drained_from), (0, Some(3)));
+    // Twice changes nothing: the weight to restore stays 3.
+    let again = apply(&drained, &drain).config.unwrap();
+    assert_eq!(again, drained);
+    let back = apply(&drained, &undrain).config.unwrap();
+    let r = &back.services[0].reals[0];
+    assert_eq!((r.weight, r.drained_from), (3, None));
+    assert_eq!(back, running);
+    // Undrain of a real not drained, or of no such real, is refused.
+    let refused = edit::apply(&running, &undrain, &cpus()).unwrap_err();
+    assert!(refused.contains("is not drained"), "{refused}");
+    let missing = Command::Drain {
+        service: web,
+        addr: ip("192.168.1.9"),
+        port: 8080,
+    };
+    assert_eq!(
+        edit::apply(&running, &missing, &cpus()).unwrap_err(),
+        errors::NO_SUCH_DESTINATION
+    );
+    // ipvsadm -e sets the weight: the real is no longer drained.
+    let edited = apply(
+        &drained,
+        &Command::EditReal {
+            service: web,
+            real: weighted,
+        },
+    )
+    .config
+    .unwrap();
+    assert_eq!(edited.services[0].reals[0].drained_from, None);
+}

@@ -431,7 +431,7 @@ fn the_man_pages_document_every_command_and_option() {
         .get_subcommands()
         .filter(|sub| sub.get_name() != "help")
         .collect();
-    assert_eq!(subcommands.len(), 12);
+    assert_eq!(subcommands.len(), 14);
     for sub in subcommands {
         let name = format!("rvsctl-{}", sub.get_name());
         assert!(

@@ -85,6 +85,9 @@ pub struct RealInfo {
     pub id: u32,
     /// IPVS `-x`/`-y`; 0 = none.
     pub thresholds: Thresholds,
+    /// Drained (`rvsctl drain`): weight 0, and its persistence templates
+    /// are no longer followed.
+    pub drained: bool,
 }
 
 impl RealInfo {

@@ -53,6 +53,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// How often `drain --wait` asks for the real's connections.
+const DRAIN_POLL: Duration = Duration::from_millis(250);
+
+/// Waits until the real `addr:port` of `service` has no active connection,
+/// or `timeout` seconds passed (then fails, saying what is left).
+fn drain_wait(
+    client: &mut Client,
+    service: proto::ServiceKey,
+    addr: std::net::Ipv4Addr,
+    port: u16,
+    timeout: Option<u64>,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let started = std::time::Instant::now();
+    loop {
+        let services: Vec<proto::ServiceInfo> = client.call_as(Command::ListServices {
+            service: Some(service),
+        })?;
+        let real = services
+            .iter()
+            .flat_map(|s| &s.reals)
+            .find(|r| r.spec.addr == addr && r.spec.port == port)
+            .ok_or_else(|| {
+                Failure::Input(format!("real {addr}:{port} is gone from the service"))
+            })?;
+        if real.active_conns == 0 {
+            writeln!(
+                out,
+                "real {addr}:{port} drained: no active connection ({} inactive) after {:.1} s",
+                real.inact_conns,
+                started.elapsed().as_secs_f64()
+            )?;
+            return Ok(());
+        }
+        if timeout.is_some_and(|t| started.elapsed() >= Duration::from_secs(t)) {
+            return Err(Failure::Input(format!(
+                "real {addr}:{port} still has {} active and {} inactive connection(s) after {} s; \
+                 it stays drained",
+                real.active_conns,
+                real.inact_conns,
+                timeout.unwrap_or(0)
+            )));
+        }
+        std::thread::sleep(DRAIN_POLL);
+    }
+}
+
 enum Failure {
     Client(ClientError),
     /// The input could not be read; the message says which and why.
@@ -92,6 +139,30 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
                 addr,
                 port,
                 purge,
+            })?;
+        }
+        Action::Drain {
+            real,
+            wait,
+            timeout,
+        } => {
+            let (service, addr, port) = real.parts();
+            let mut client = connect(client::DEFAULT_TIMEOUT)?;
+            client.call(Command::Drain {
+                service,
+                addr,
+                port,
+            })?;
+            if wait {
+                drain_wait(&mut client, service, addr, port, timeout, &mut out)?;
+            }
+        }
+        Action::Undrain { real } => {
+            let (service, addr, port) = real.parts();
+            connect(client::DEFAULT_TIMEOUT)?.call(Command::Undrain {
+                service,
+                addr,
+                port,
             })?;
         }
         Action::Version => {

@@ -421,6 +421,11 @@ pub struct Real {
     /// Lower connection threshold (ipvsadm `-y`); 0: none.
     #[serde(default)]
     pub l_threshold: u32,
+    /// Drained (`rvsctl drain`): the weight `rvsctl undrain` restores;
+    /// `weight` is 0 meanwhile and persistence templates to the real are
+    /// no longer followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained_from: Option<u32>,
 }
 
 fn default_weight() -> u32 {

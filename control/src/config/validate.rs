@@ -616,6 +616,23 @@ impl Config {
                     format!("weight {} is above the maximum {MAX_WEIGHT}", real.weight),
                 );
             }
+            if let Some(weight) = real.drained_from {
+                if real.weight != 0 {
+                    return refuse(
+                        format!("{at}.weight"),
+                        format!(
+                            "a drained real (drained_from: {weight}) has weight 0; rvsctl \
+                             undrain gives it back its weight"
+                        ),
+                    );
+                }
+                if weight > MAX_WEIGHT {
+                    return refuse(
+                        format!("{at}.drained_from"),
+                        format!("weight {weight} is above the maximum {MAX_WEIGHT}"),
+                    );
+                }
+            }
             if real.l_threshold != 0 && real.u_threshold != 0 && real.l_threshold > real.u_threshold
             {
                 return refuse(

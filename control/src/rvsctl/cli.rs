@@ -110,6 +110,27 @@ pub enum Action {
         #[arg(long)]
         purge: bool,
     },
+    /// Drain a real for a rolling release: weight 0, no new connections,
+    /// its persistence templates no longer followed
+    ///
+    /// The weight it had is kept for undrain. With --wait, returns once
+    /// its active connections are gone (exit 0), or at --timeout with what
+    /// is left (exit 1).
+    Drain {
+        #[command(flatten)]
+        real: DrainTarget,
+        /// Wait until the real has no active connection
+        #[arg(long)]
+        wait: bool,
+        /// With --wait, give up after SECONDS (default: wait as long as it takes)
+        #[arg(long, value_name = "SECONDS", requires = "wait")]
+        timeout: Option<u64>,
+    },
+    /// Give a drained real back the weight it had
+    Undrain {
+        #[command(flatten)]
+        real: DrainTarget,
+    },
     /// Tracked connections, streamed; every filter given must match
     Conns {
         #[command(flatten)]
@@ -136,6 +157,40 @@ impl Service {
     /// The service given, if any (never both: clap refuses `-t` with `-u`).
     pub fn key(&self) -> Option<ServiceKey> {
         self.tcp.or(self.udp)
+    }
+}
+
+/// `VIP:PORT REAL [--protocol tcp|udp]`: a real of a service.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct DrainTarget {
+    /// The service
+    #[arg(value_name = "VIP:PORT", value_parser = vip_port)]
+    service: (Ipv4Addr, u16),
+    /// The real; without a port, on the service port (as in ipvsadm)
+    #[arg(value_name = "RIP[:PORT]", value_parser = real)]
+    real: (Ipv4Addr, Option<u16>),
+    /// The service's protocol
+    #[arg(long, value_name = "PROTOCOL", value_parser = protocol(), default_value = "tcp")]
+    protocol: Protocol,
+}
+
+impl DrainTarget {
+    /// The service, the real's address and its port.
+    pub fn parts(&self) -> (ServiceKey, Ipv4Addr, u16) {
+        let (addr, port) = self.service;
+        let service = ServiceKey::Inet {
+            protocol: self.protocol,
+            addr,
+            port,
+        };
+        (service, self.real.0, self.real.1.unwrap_or(port))
+    }
+}
+
+fn vip_port(text: &str) -> Result<(Ipv4Addr, u16), String> {
+    match service(Protocol::Tcp, text)? {
+        ServiceKey::Inet { addr, port, .. } => Ok((addr, port)),
+        ServiceKey::Mark(_) => unreachable!("service() makes an address service"),
     }
 }
 

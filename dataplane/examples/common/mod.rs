@@ -137,6 +137,7 @@ pub fn snapshot(mode: Forward, port_macs: [MacAddr; 2]) -> Snapshot {
             forward: mode,
             id: id as u32,
             thresholds: Default::default(),
+            drained: false,
         })
         .collect();
     let services = vec![ServiceInfo {

@@ -42,8 +42,9 @@ impl<P: PacketBuf> Engine<P> {
         if let Some(slot) = template_key.and_then(|k| self.templates.lookup(&k)) {
             let real_id = self.templates.get(slot).real_id;
             let valid = snapshot.real_position(real_id).and_then(|(si, ri)| {
-                let weight = service.reals[ri].weight;
-                (si == s && !(snapshot.expire_quiescent_template && weight == 0)).then_some(ri)
+                let real = &service.reals[ri];
+                let quiescent = snapshot.expire_quiescent_template && real.weight == 0;
+                (si == s && !quiescent && !real.drained).then_some(ri)
             });
             match valid {
                 Some(ri) => {

@@ -85,6 +85,7 @@ pub(super) fn snapshot(
                         upper: r.u_threshold,
                         lower: r.l_threshold,
                     },
+                    drained: r.drained_from.is_some(),
                 })
                 .collect();
             for real in &reals {

@@ -279,6 +279,8 @@ impl Supervisor {
             | Command::AddReal { .. }
             | Command::EditReal { .. }
             | Command::DeleteReal { .. }
+            | Command::Drain { .. }
+            | Command::Undrain { .. }
             | Command::Zero { .. }
             | Command::SetTimeouts { .. }
             | Command::AddLaddr { .. }

@@ -200,6 +200,7 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
                 upper: setup.thresholds.0,
                 lower: setup.thresholds.1,
             },
+            drained: false,
         })
         .collect();
     let services = vec![
