@@ -6,8 +6,9 @@
 #
 # Expected: nothing but the net_af_packet PMD's TX kick (`sendto`, once per TX
 # burst: af_packet's way to tell the kernel a ring slot is ready; a NIC PMD has
-# none) and the idle back-off sleep (`clock_nanosleep`, only after empty polls).
-# Any other syscall fails the check. Run as root; everything is torn down on exit.
+# none) and the idle back-off sleep (`clock_nanosleep`, only after empty polls;
+# `restart_syscall` when strace attached during one: the kernel resumes the
+# interrupted sleep). Any other syscall fails the check. Run as root; everything is torn down on exit.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -49,7 +50,7 @@ sleep 1
 kill -INT "$strace_pid"; wait "$strace_pid" 2>/dev/null || true
 
 cat "$RUN/strace.txt"
-unexpected=$(awk 'NR>2 && $NF !~ /^(-+|total|sendto|clock_nanosleep|nanosleep|syscall)$/ {print $NF}' "$RUN/strace.txt")
+unexpected=$(awk 'NR>2 && $NF !~ /^(-+|total|sendto|clock_nanosleep|nanosleep|restart_syscall|syscall)$/ {print $NF}' "$RUN/strace.txt")
 if [ -n "$unexpected" ]; then
     echo "FAIL: the worker made unexpected syscalls: $unexpected"
     exit 1
