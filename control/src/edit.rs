@@ -266,6 +266,20 @@ impl Working {
             .ok_or_else(|| missing.to_owned())
     }
 
+    /// Where the real `addr:port` of the service `key` names is: (service,
+    /// real) indices, or ipvsadm's refusal.
+    fn find_real(
+        &self,
+        key: &ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+    ) -> Result<(usize, usize), String> {
+        let i = self.find(key, errors::SERVICE_NOT_DEFINED)?;
+        let position = position_of(&self.config.services[i], addr, port)
+            .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
+        Ok((i, position))
+    }
+
     /// What [`Self::restore`] needs to take `command` back.
     fn save(&self, command: &Command) -> Undo {
         let service = match command {
@@ -418,10 +432,8 @@ impl Working {
                 Touched::RealAdded(i)
             }
             Command::EditReal { service, real } => {
-                let i = self.find(service, errors::SERVICE_NOT_DEFINED)?;
+                let (i, position) = self.find_real(service, real.addr, real.port)?;
                 let svc = &mut self.config.services[i];
-                let position = position_of(svc, real.addr, real.port)
-                    .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
                 svc.reals[position] = real_from_spec(real, svc.port);
                 Touched::Service(i)
             }
@@ -430,11 +442,8 @@ impl Working {
                 addr,
                 port,
             } => {
-                let i = self.find(service, errors::SERVICE_NOT_DEFINED)?;
-                let svc = &mut self.config.services[i];
-                let position = position_of(svc, *addr, *port)
-                    .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
-                let real = &mut svc.reals[position];
+                let (i, position) = self.find_real(service, *addr, *port)?;
+                let real = &mut self.config.services[i].reals[position];
                 // Draining a drained real changes nothing.
                 if real.drained_from.is_none() {
                     real.drained_from = Some(real.weight);
@@ -447,11 +456,8 @@ impl Working {
                 addr,
                 port,
             } => {
-                let i = self.find(service, errors::SERVICE_NOT_DEFINED)?;
-                let svc = &mut self.config.services[i];
-                let position = position_of(svc, *addr, *port)
-                    .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
-                let real = &mut svc.reals[position];
+                let (i, position) = self.find_real(service, *addr, *port)?;
+                let real = &mut self.config.services[i].reals[position];
                 real.weight = real.drained_from.take().ok_or_else(|| {
                     format!("real {addr}:{port} is not drained (rvsctl drain drains it)")
                 })?;
@@ -463,10 +469,8 @@ impl Working {
                 port,
                 purge,
             } => {
-                let i = self.find(service, errors::SERVICE_NOT_DEFINED)?;
+                let (i, position) = self.find_real(service, *addr, *port)?;
                 let svc = &mut self.config.services[i];
-                let position = position_of(svc, *addr, *port)
-                    .ok_or_else(|| errors::NO_SUCH_DESTINATION.to_owned())?;
                 let removed = svc.reals.remove(position);
                 self.reals -= 1;
                 if *purge {
