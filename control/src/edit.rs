@@ -393,6 +393,15 @@ impl Working {
                     persistent: None,
                     netmask: None,
                     one_packet: false,
+                    checks: Vec::new(),
+                    quorum: 1,
+                    hysteresis: 0,
+                    quorum_up: None,
+                    quorum_down: None,
+                    sorry_server: None,
+                    sorry_server_inhibit: false,
+                    alpha: false,
+                    omega: false,
                 };
                 set_service(&mut new, service)?;
                 let i = self.config.services.len();
@@ -434,7 +443,15 @@ impl Working {
             Command::EditReal { service, real } => {
                 let (i, position) = self.find_real(service, real.addr, real.port)?;
                 let svc = &mut self.config.services[i];
-                svc.reals[position] = real_from_spec(real, svc.port);
+                let old = &mut svc.reals[position];
+                // What ipvsadm has no words for (checks, notifiers) stays.
+                *old = Real {
+                    checks: std::mem::take(&mut old.checks),
+                    inhibit_on_failure: old.inhibit_on_failure,
+                    notify_up: old.notify_up.take(),
+                    notify_down: old.notify_down.take(),
+                    ..real_from_spec(real, svc.port)
+                };
                 Touched::Service(i)
             }
             Command::Drain {
@@ -622,6 +639,10 @@ fn real_from_spec(spec: &RealSpec, service_port: u16) -> Real {
         l_threshold: spec.l_threshold,
         // A real edited (a weight set) is no longer drained.
         drained_from: None,
+        checks: Vec::new(),
+        inhibit_on_failure: false,
+        notify_up: None,
+        notify_down: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! path and the reason. Unknown keys are refused everywhere, so that a typo
 //! cannot silently fall back to a default.
 
+mod check;
 mod cpus;
 mod error;
 mod net;
@@ -15,11 +16,14 @@ mod read;
 mod tree;
 mod validate;
 
+pub use check::{
+    Check, CheckKind, Probe, ProbeUrl, Seconds, SorryServer, StatusCodes, Url, MAX_SECONDS,
+};
 pub use cpus::{CpuList, HostCpus};
 pub use error::{ConfigError, ValidationError};
 pub use net::{Ipv4Net, ParseIpv4NetError};
 pub use read::{read_file, read_stream, MAX_CONFIG_BYTES};
-pub use validate::{MAX_CONNECTIONS, MAX_LCORE, MAX_WEIGHT, MEMPOOL_CACHE_MAX};
+pub use validate::{sorry_forward, MAX_CONNECTIONS, MAX_LCORE, MAX_WEIGHT, MEMPOOL_CACHE_MAX};
 
 use serde::de::Deserializer;
 use serde::{Deserialize, Serialize, Serializer};
@@ -399,6 +403,34 @@ pub struct Service {
     /// no connection kept. UDP only.
     #[serde(default)]
     pub one_packet: bool,
+    /// Health checks of every real that has none of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    /// keepalived's quorum: the weight the live reals must add up to
+    /// (default 1); below it the sorry server takes over.
+    #[serde(default = "default_quorum", skip_serializing_if = "is_one")]
+    pub quorum: u32,
+    /// Quorum is gained at `quorum + hysteresis`, lost below
+    /// `quorum - hysteresis`.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub hysteresis: u32,
+    /// Commands run (by `/bin/sh -c`) when the quorum is gained and lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_up: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_down: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<SorryServer>,
+    /// While the quorum holds, the sorry server is listed with weight 0
+    /// rather than absent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sorry_server_inhibit: bool,
+    /// Every checked real starts down until its first good check.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alpha: bool,
+    /// On shutdown, run the reals' `notify_down` and the `quorum_down`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub omega: bool,
 }
 
 /// A real server of a service.
@@ -426,16 +458,57 @@ pub struct Real {
     /// no longer followed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drained_from: Option<u32>,
+    /// Health checks; none: the service's `checks`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    /// A failed check quiesces the real (weight 0) instead of removing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inhibit_on_failure: bool,
+    /// Commands run (by `/bin/sh -c`) when the real comes up and goes down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_up: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_down: Option<String>,
 }
 
 fn default_weight() -> u32 {
     1
 }
 
+fn default_quorum() -> u32 {
+    1
+}
+
+fn is_one(value: &u32) -> bool {
+    *value == 1
+}
+
+fn is_zero_u32(value: &u32) -> bool {
+    *value == 0
+}
+
 impl Real {
     /// The real's port: its own, or else the service's.
     pub fn port_or(&self, service_port: u16) -> u16 {
         self.port.unwrap_or(service_port)
+    }
+
+    /// The checks the real runs: its own, else its service's.
+    pub fn checks_in<'a>(&'a self, service: &'a Service) -> &'a [Check] {
+        if self.checks.is_empty() {
+            &service.checks
+        } else {
+            &self.checks
+        }
+    }
+}
+
+impl Service {
+    /// Whether any real of the service is health-checked.
+    pub fn is_checked(&self) -> bool {
+        self.reals
+            .iter()
+            .any(|real| !real.checks_in(self).is_empty())
     }
 }
 

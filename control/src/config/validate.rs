@@ -644,8 +644,55 @@ impl Config {
                 );
             }
             self.check_forward(&at, service, real)?;
+            check_checks(&format!("{at}.checks"), &real.checks, port)?;
         }
         self.check_local_addresses(&at, service)?;
+        self.check_health(&at, service)
+    }
+
+    /// The service's checks, quorum and sorry server (REFERENCE.md §6).
+    fn check_health(&self, at: &str, service: &Service) -> Checked {
+        check_checks(&format!("{at}.checks"), &service.checks, service.port)?;
+        if service.quorum == 0 {
+            return refuse(
+                format!("{at}.quorum"),
+                "a quorum must be at least 1 (the weight the live reals add up to)",
+            );
+        }
+        if let Some(sorry) = &service.sorry_server {
+            let at = format!("{at}.sorry_server");
+            let address = sorry.address;
+            check_unicast(&format!("{at}.address"), address)?;
+            if self.owner_of(address).is_some() || !self.reachable(address) {
+                return refuse(
+                    format!("{at}.address"),
+                    format!(
+                        "sorry server {address} must be a host reachable through a connected \
+                         subnet or a route, not an address of rvs"
+                    ),
+                );
+            }
+            if sorry.port == Some(0) || (sorry.port.is_none() && service.port == 0) {
+                return refuse(
+                    format!("{at}.port"),
+                    "a sorry server needs a port from 1 to 65535",
+                );
+            }
+            let stand_in = Real {
+                address,
+                port: sorry.port,
+                weight: 1,
+                forward: sorry.forward.unwrap_or_else(|| sorry_forward(service)),
+                u_threshold: 0,
+                l_threshold: 0,
+                drained_from: None,
+                checks: Vec::new(),
+                inhibit_on_failure: false,
+                notify_up: None,
+                notify_down: None,
+            };
+            self.check_forward(&at, service, &stand_in)?;
+        }
         Ok(())
     }
 
@@ -914,6 +961,24 @@ impl Config {
 }
 
 /// A mark's match at `at` whose VIP:port:protocol `other` already takes.
+/// The forwarding mode of a sorry server that names none: its service's
+/// first real's, else NAT.
+pub fn sorry_forward(service: &Service) -> Forward {
+    service
+        .reals
+        .first()
+        .map_or(Forward::Nat, |real| real.forward)
+}
+
+fn check_checks(at: &str, checks: &[super::Check], port: u16) -> Checked {
+    for (k, check) in checks.iter().enumerate() {
+        if let Some((key, reason)) = check.refusal(port) {
+            return refuse(format!("{at}[{k}].{key}"), reason);
+        }
+    }
+    Ok(())
+}
+
 fn match_taken(at: &str, m: &MarkMatch, other: &str) -> Checked {
     refuse(
         at,
