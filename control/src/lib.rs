@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod edit;
+pub mod health;
 pub mod ipvsadm;
 pub mod listing;
 pub mod model;
