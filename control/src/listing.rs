@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::config::{Config, Real, Service};
+use crate::health::HealthView;
 use crate::proto::{
     self, errors, AddressRole, AddressView, LaddrEntry, LaddrInfo, LaddrSpec, Rates, RealSpec,
     RouteKind, RouteView, ServiceKey, ServiceSpec, Stats,
@@ -26,17 +27,20 @@ pub struct RealCounts {
 }
 
 /// `ipvsadm -L`: every service, or the one `key` names (refused with
-/// ipvsadm's words if there is none), with `counts` of each real. A
-/// service's counters are its reals' summed.
+/// ipvsadm's words if there is none), with `counts` of each real, as
+/// `health` leaves it: failed reals absent (weight 0 when inhibited), the
+/// sorry server in while the quorum is lost. A service's counters are its
+/// listed reals' summed.
 pub fn services(
     config: &Config,
     key: Option<&ServiceKey>,
+    health: &HealthView,
     mut counts: impl FnMut(&Service, &Real) -> RealCounts,
 ) -> Result<Vec<proto::ServiceInfo>, String> {
     let chosen = chosen(config, key, errors::NO_SUCH_SERVICE)?;
     Ok(chosen
         .into_iter()
-        .map(|service| service_info(service, &mut counts))
+        .map(|service| service_info(&health.apply(service), &mut counts))
         .collect())
 }
 

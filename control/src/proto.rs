@@ -281,6 +281,9 @@ pub enum Command {
     /// `rvsctl neighbours`: next hops resolved by ARP, merged over the
     /// workers. Result: `[NeighbourView]`.
     ListNeighbours {},
+    /// `rvsctl health`: every health-checked real, its checkers and their
+    /// last results. Result: [`crate::health::HealthReport`].
+    Health {},
     /// `rvsadm -R`: the commands above that change the configuration (and
     /// `zero`), in order, as one unit: each is refused, or not, exactly as
     /// on its own against what the ones before it left, and what is
@@ -1594,6 +1597,7 @@ mod tests {
             Command::ListRoutes {},
             Command::ListAddresses {},
             Command::ListNeighbours {},
+            Command::Health {},
         ];
         for (index, cmd) in commands.into_iter().enumerate() {
             let request = Request::new(index as u64, cmd);

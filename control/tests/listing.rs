@@ -6,6 +6,7 @@ mod common;
 
 use common::{cpus, ip, BASE};
 use rvs_control::config;
+use rvs_control::health::HealthView;
 use rvs_control::listing::{self, RealCounts};
 use rvs_control::proto::{errors, AddressRole, RouteKind, ServiceKey, Stats};
 
@@ -41,14 +42,16 @@ services:
 #[test]
 fn services_carry_rvsds_counts_summed_per_service() {
     let config = config();
-    let listed = listing::services(&config, None, |service, real| RealCounts {
-        stats: Stats {
-            conns: u64::from(real.address.octets()[3]),
-            in_pkts: u64::from(service.port),
-            ..Stats::default()
-        },
-        active: 1,
-        ..RealCounts::default()
+    let listed = listing::services(&config, None, &HealthView::default(), |service, real| {
+        RealCounts {
+            stats: Stats {
+                conns: u64::from(real.address.octets()[3]),
+                in_pkts: u64::from(service.port),
+                ..Stats::default()
+            },
+            active: 1,
+            ..RealCounts::default()
+        }
     })
     .unwrap();
     assert_eq!(listed.len(), 3);
@@ -75,13 +78,19 @@ fn services_carry_rvsds_counts_summed_per_service() {
     assert_eq!(listed[2].spec.key, ServiceKey::Mark(5));
     assert_eq!(listed[2].spec.persistent, Some(60));
 
-    let one = listing::services(&config, Some(&ServiceKey::Mark(5)), |_, _| {
-        RealCounts::default()
-    });
+    let one = listing::services(
+        &config,
+        Some(&ServiceKey::Mark(5)),
+        &HealthView::default(),
+        |_, _| RealCounts::default(),
+    );
     assert_eq!(one.unwrap().len(), 1);
-    let missing = listing::services(&config, Some(&ServiceKey::Mark(6)), |_, _| {
-        RealCounts::default()
-    });
+    let missing = listing::services(
+        &config,
+        Some(&ServiceKey::Mark(6)),
+        &HealthView::default(),
+        |_, _| RealCounts::default(),
+    );
     assert_eq!(missing.unwrap_err(), errors::NO_SUCH_SERVICE);
 }
 

@@ -846,6 +846,7 @@ pub fn run(config: &Config, config_path: &Path) -> Result<(), StartError> {
         }
     }
     drop(server);
+    running.control.stopping();
     running.stop.store(true, Relaxed);
     dpdk::wait_all_lcores();
     if let Some(thread) = running.kernel_thread.take() {

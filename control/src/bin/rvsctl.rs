@@ -4,6 +4,7 @@
 use clap::CommandFactory;
 use rvs_control::client::{self, Client, ClientError};
 use rvs_control::config;
+use rvs_control::health::HealthReport;
 use rvs_control::proto::{
     self, AddressView, ApplyReport, Command, ConfigDump, LaddrInfo, PortView, RouteView, WorkerView,
 };
@@ -237,6 +238,15 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
             let neighbours: Vec<proto::NeighbourView> =
                 connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListNeighbours {})?;
             view(&mut out, json, &neighbours, render::neighbours)?;
+        }
+        Action::Health => {
+            let report: HealthReport =
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::Health {})?;
+            if json {
+                print_json(&mut out, &report)?;
+            } else {
+                out.write_all(render::health(&report).as_bytes())?;
+            }
         }
         Action::Laddrs { service } => {
             let service = service.key();

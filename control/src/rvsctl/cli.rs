@@ -90,6 +90,9 @@ pub enum Action {
     /// Next hops resolved by ARP, over all workers
     #[command(alias = "neighbors")]
     Neighbours,
+    /// Health-checked reals: each checker's state, since when, last result
+    /// and consecutive failures
+    Health,
     /// FullNAT local addresses and their use, of one service or all
     Laddrs {
         #[command(flatten)]

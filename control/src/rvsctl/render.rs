@@ -301,6 +301,64 @@ pub fn neighbours(neighbours: &[crate::proto::NeighbourView]) -> String {
     table.render()
 }
 
+/// `rvsctl health`: a row per checker of every checked real.
+pub fn health(report: &crate::health::HealthReport) -> String {
+    if report.reals.is_empty() {
+        return "no real is health-checked\n".to_owned();
+    }
+    let mut table = Table::new(&[
+        ("SERVICE", false),
+        ("REAL", false),
+        ("STATE", false),
+        ("SINCE", true),
+        ("CHECKER", false),
+        ("FAILURES", true),
+        ("LAST", false),
+    ]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    for real in &report.reals {
+        let state = match (real.alive, real.weight) {
+            (true, Some(weight)) => format!("up (weight {weight})"),
+            (true, None) => "up".to_owned(),
+            (false, _) => "DOWN".to_owned(),
+        };
+        for (i, checker) in real.checkers.iter().enumerate() {
+            let first = i == 0;
+            table.row(vec![
+                if first {
+                    real.service.to_string()
+                } else {
+                    String::new()
+                },
+                if first {
+                    format!("{}:{}", real.addr, real.port)
+                } else {
+                    String::new()
+                },
+                if first { state.clone() } else { String::new() },
+                if first {
+                    format!("{:.0}s", (now - real.since).max(0.0))
+                } else {
+                    String::new()
+                },
+                format!(
+                    "{} ({})",
+                    checker.checker,
+                    if checker.up { "up" } else { "down" }
+                ),
+                checker.failures.to_string(),
+                checker
+                    .last
+                    .clone()
+                    .unwrap_or_else(|| "not run yet".to_owned()),
+            ]);
+        }
+    }
+    table.render()
+}
+
 pub fn addresses(addresses: &[AddressView]) -> String {
     let mut table = Table::new(&[
         ("ADDRESS", false),

@@ -81,6 +81,7 @@ impl Rules {
             Command::ListServices { service } => json(&listing::services(
                 &self.config,
                 service.as_ref(),
+                &rvs_control::health::HealthView::default(),
                 |_, _| listing::RealCounts::default(),
             )?),
             Command::GetLaddr { service } => {

@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use rvs_control::config::{ClosedPorts, Config};
+use rvs_control::health::HealthView;
 use rvs_control::model::SchedFlags;
 
 use super::ids::Ids;
@@ -31,12 +32,14 @@ pub(super) struct Tables {
 }
 
 /// The snapshot of `config` for ports whose MACs are `macs`, with the ids
-/// `ids` gave its services and reals.
+/// `ids` gave its services and reals, and the reals `health` took out or
+/// put in.
 pub(super) fn snapshot(
     config: &Config,
     macs: &[MacAddr],
     ids: &Ids,
     tables: &mut Tables,
+    health: &HealthView,
 ) -> Snapshot {
     let ports = config
         .ports
@@ -69,6 +72,7 @@ pub(super) fn snapshot(
         .services
         .iter()
         .map(|s| {
+            let s = &*health.apply(s);
             let id = ids.service(s);
             let version = ids.version(id);
             let scheduler = s.scheduler;

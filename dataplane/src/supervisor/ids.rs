@@ -72,8 +72,21 @@ impl Ids {
                 self.versions.insert(id, self.next_version);
                 self.next_version += 1;
             }
-            for real in &service.reals {
-                let real_key = (id, real.address, real.port_or(service.port));
+            // The sorry server is scheduled like a real while the quorum is
+            // lost: it has an id too.
+            let sorry = service
+                .sorry_server
+                .iter()
+                .map(|s| (s.address, s.port.unwrap_or(service.port)));
+            let addresses = service
+                .reals
+                .iter()
+                .map(|real| (real.address, real.port_or(service.port)));
+            for (address, port) in addresses.chain(sorry) {
+                let real_key = (id, address, port);
+                if live_reals.contains_key(&real_key) {
+                    continue;
+                }
                 let real_id = match self.reals.get(&real_key) {
                     Some(&real_id) => real_id,
                     None if self.next_real < self.real_limit => {
@@ -116,6 +129,15 @@ impl Ids {
     /// The version of service `id`.
     pub(super) fn version(&self, id: u32) -> u64 {
         self.versions.get(&id).copied().unwrap_or(0)
+    }
+
+    /// A new version for service `id`, whose reals changed outside the
+    /// configuration (a health check): its tables are rebuilt.
+    pub(super) fn bump(&mut self, id: u32) {
+        if let Some(version) = self.versions.get_mut(&id) {
+            *version = self.next_version;
+            self.next_version += 1;
+        }
     }
 
     /// The id of `real` of the service with id `service_id` and port

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use rvs_control::config::{self, Config, HostCpus};
 use rvs_control::edit::{self, BatchEdit};
+use rvs_control::health::HealthView;
 use rvs_control::proto::{self, ApplyReport, Command, ConfigDiff, ConfigDump};
 use rvs_control::rvsctl;
 use rvs_control::server::Ticket;
@@ -89,6 +90,8 @@ pub(super) struct Start {
     pub ids: Ids,
     pub tables: Tables,
     pub macs: Vec<MacAddr>,
+    /// The health of the reals when the job started.
+    pub health: Arc<HealthView>,
 }
 
 /// A finished job.
@@ -218,6 +221,7 @@ fn batch(commands: Commands, start: Start) -> Result<Box<PreparedBatch>, String>
         ids,
         tables,
         macs,
+        health,
         ..
     } = start;
     let commands = match commands {
@@ -226,7 +230,7 @@ fn batch(commands: Commands, start: Start) -> Result<Box<PreparedBatch>, String>
     };
     let edit = edit::apply_batch(&running, &commands, &cpus)?;
     let built = match &edit.config {
-        Some(next) => Some(build(&running, next, ids, tables, &macs)?),
+        Some(next) => Some(build(&running, next, ids, tables, &macs, &health)?),
         None => None,
     };
     let answer = to_raw(&edit.report())?;
@@ -246,9 +250,10 @@ fn build(
     ids: Ids,
     mut tables: Tables,
     macs: &[MacAddr],
+    health: &HealthView,
 ) -> Result<Built, String> {
     let ids = ids.reassigned(running, next)?;
-    let snapshot = build::snapshot(next, macs, &ids, &mut tables);
+    let snapshot = build::snapshot(next, macs, &ids, &mut tables, health);
     Ok(Built {
         ids,
         tables,
@@ -268,6 +273,7 @@ fn replace(
         ids,
         tables,
         macs,
+        health,
         ..
     } = start;
     let text = match source {
@@ -277,7 +283,7 @@ fn replace(
     let (next, diff) = edit::replace(&running, &text, file, &cpus)?;
     drop(text);
     let built = if !dry_run && next != *running {
-        let built = build(&running, &next, ids, tables, &macs);
+        let built = build(&running, &next, ids, tables, &macs, &health);
         Some(built.map_err(|err| format!("{file}: {err}"))?)
     } else {
         None

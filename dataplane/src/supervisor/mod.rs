@@ -25,12 +25,13 @@ mod jobs;
 mod stats;
 mod views;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use rvs_control::config::{Config, HostCpus, Real, Service};
 use rvs_control::edit::{self, Edit, Effect};
+use rvs_control::health::{self, Health, HealthView, RealKey, RealState};
 use rvs_control::listing::{self, RealCounts};
 use rvs_control::proto::{
     self, ApplyReport, Command, GlobalStats, Rates, ServiceKey, Stats, VersionInfo,
@@ -90,6 +91,16 @@ pub struct Supervisor {
     /// have let go of the snapshot it replaced.
     trim_after: Option<Weak<Snapshot>>,
     trim_wanted: bool,
+    /// The checker thread.
+    health: Health,
+    /// The health of the checked reals, as snapshots and listings apply it.
+    view: Arc<HealthView>,
+    /// The generation whose checked reals the checker follows.
+    followed: u64,
+    /// The view the running job builds with.
+    job_view: Option<Arc<HealthView>>,
+    /// Checks with no kernel interface toward their real, last counted.
+    unbound: usize,
 }
 
 /// Work the control thread finished for someone waiting.
@@ -116,7 +127,28 @@ impl Supervisor {
     ) -> Result<Self, String> {
         let ids = Ids::new(&config, config.limits.reals)?;
         let mut tables = Tables::default();
-        let snapshot = Arc::new(build::snapshot(&config, &macs, &ids, &mut tables));
+        let health =
+            Health::start().map_err(|e| format!("cannot start the health checker: {e}"))?;
+        // The checked reals as they start: up, or down under `alpha`.
+        let targets = health::targets(&config);
+        let unbound = unbound_checks(&targets);
+        let states: HashMap<RealKey, RealState> = targets
+            .iter()
+            .map(|t| {
+                let state = RealState {
+                    alive: !t.alpha,
+                    weight: None,
+                };
+                (t.key, state)
+            })
+            .collect();
+        health.follow(targets);
+        let mut view = HealthView::default();
+        let (_, events) = view.update(&config, states);
+        for event in &events {
+            quorum_event(&health, event);
+        }
+        let snapshot = Arc::new(build::snapshot(&config, &macs, &ids, &mut tables, &view));
         Ok(Supervisor {
             pending: vec![None; counters.len()],
             config: Arc::new(config),
@@ -140,6 +172,11 @@ impl Supervisor {
             next_ticket: 0,
             trim_after: None,
             trim_wanted: false,
+            health,
+            view: Arc::new(view),
+            followed: 0,
+            job_view: None,
+            unbound,
         })
     }
 
@@ -291,6 +328,7 @@ impl Supervisor {
             Command::ListServices { service } => to_json(&listing::services(
                 &self.config,
                 service.as_ref(),
+                &self.view,
                 |service, real| self.counts_of(service, real),
             )?),
             Command::ListConnections { cursor, limit } => {
@@ -301,9 +339,10 @@ impl Supervisor {
                 to_json(&listing::laddrs(&self.config, service.as_ref())?)
             }
             Command::Stats {} => {
-                let services = listing::services(&self.config, None, |service, real| {
-                    self.counts_of(service, real)
-                })?;
+                let services =
+                    listing::services(&self.config, None, &self.view, |service, real| {
+                        self.counts_of(service, real)
+                    })?;
                 let (stats, rates) = services.iter().fold(
                     (Stats::default(), Rates::default()),
                     |(stats, rates), info| (stats + info.stats, rates + info.rates),
@@ -320,6 +359,7 @@ impl Supervisor {
             Command::ListRoutes {} => to_json(&listing::routes(&self.config)),
             Command::ListAddresses {} => to_json(&listing::addresses(&self.config)),
             Command::ListNeighbours {} => to_json(&self.neighbours()),
+            Command::Health {} => to_json(&self.health.report()),
             Command::ApplyConfig { .. }
             | Command::ReloadConfig { .. }
             | Command::DumpConfig {}
@@ -346,7 +386,9 @@ impl Supervisor {
             ids: self.ids.clone(),
             tables: self.tables.clone(),
             macs: self.macs.clone(),
+            health: Arc::clone(&self.view),
         };
+        self.job_view = Some(Arc::clone(&self.view));
         self.helper.submit(job, start);
         self.job_running = true;
     }
@@ -474,6 +516,21 @@ impl Supervisor {
         self.generation += 1;
         self.trim_wanted = true;
         self.publish(snapshot);
+        let built_with = self.job_view.take();
+        if built_with.is_some_and(|view| !Arc::ptr_eq(&view, &self.view)) {
+            // Health changed while the job built: what it checks, anew.
+            let checked: Vec<u32> = self
+                .config
+                .services
+                .iter()
+                .filter(|s| s.is_checked() || s.sorry_server.is_some())
+                .map(|s| self.ids.service(s))
+                .collect();
+            for id in checked {
+                self.ids.bump(id);
+            }
+            self.dirty = true;
+        }
     }
 
     /// Adopts what an accepted command does: its configuration, with ids
@@ -528,8 +585,31 @@ impl Supervisor {
     /// once the last is gone), starts queued whole-configuration work,
     /// updates rate estimates.
     pub fn tick(&mut self) {
+        if self.followed != self.generation {
+            self.followed = self.generation;
+            let targets = health::targets(&self.config);
+            let unbound = unbound_checks(&targets);
+            if unbound > 0 && unbound != self.unbound {
+                eprintln!(
+                    "rvsd: health: {unbound} checks reach their reals by the kernel's own \
+                     routes: no port with a kernel_interface reaches them"
+                );
+            }
+            self.unbound = unbound;
+            self.health.follow(targets);
+            // Quorum settings may have changed with the configuration.
+            self.adopt_health(self.health.states());
+        } else if let Some(states) = self.health.changes() {
+            self.adopt_health(states);
+        }
         if self.dirty {
-            let snapshot = build::snapshot(&self.config, &self.macs, &self.ids, &mut self.tables);
+            let snapshot = build::snapshot(
+                &self.config,
+                &self.macs,
+                &self.ids,
+                &mut self.tables,
+                &self.view,
+            );
             self.publish(snapshot);
         }
         for (worker, slot) in self.pending.iter_mut().enumerate() {
@@ -552,6 +632,48 @@ impl Supervisor {
         }
         self.start_job();
         self.accounts.estimate(&self.book, self.ids.real_ids());
+    }
+
+    /// Adopts the checker's states of the checked reals: the services whose
+    /// schedule changes get a new version and the next snapshot; quorum
+    /// transitions are logged and run their commands.
+    fn adopt_health(&mut self, states: HashMap<RealKey, RealState>) {
+        let mut view = (*self.view).clone();
+        let (changed, events) = view.update(&self.config, states);
+        for event in &events {
+            quorum_event(&self.health, event);
+        }
+        if view == *self.view {
+            return;
+        }
+        for key in &changed {
+            if let Some(id) = self.ids.service_of(key) {
+                self.ids.bump(id);
+            }
+        }
+        self.view = Arc::new(view);
+        self.dirty = true;
+    }
+
+    /// What rvsd's stop does for services with `omega`: the `notify_down`
+    /// of their live reals and their `quorum_down`, started before the
+    /// checker goes.
+    pub fn stopping(&self) {
+        for service in self.config.services.iter().filter(|s| s.omega) {
+            let key = proto::ServiceKey::of(service);
+            for real in &service.reals {
+                let alive = self
+                    .view
+                    .real(&health::real_key(service, real))
+                    .is_none_or(|state| state.alive);
+                if let (true, Some(command)) = (alive, &real.notify_down) {
+                    self.health.run(command);
+                }
+            }
+            if let (false, Some(command)) = (self.view.quorum_lost(&key), &service.quorum_down) {
+                self.health.run(command);
+            }
+        }
     }
 
     /// Makes `snapshot` the one every worker takes next, with the purges
@@ -593,6 +715,27 @@ impl Supervisor {
     fn counts_of(&self, service: &Service, real: &Real) -> RealCounts {
         let id = self.ids.real(self.ids.service(service), real, service.port);
         self.accounts.counts(&self.book, id)
+    }
+}
+
+/// Checks that leave by the kernel's own routes, not from a port's address.
+fn unbound_checks(targets: &[health::Target]) -> usize {
+    targets
+        .iter()
+        .flat_map(|t| &t.probes)
+        .filter(|p| p.bind.is_none() && p.kind != rvs_control::config::CheckKind::MiscCheck)
+        .count()
+}
+
+/// Logs a quorum transition and runs its command.
+fn quorum_event(health: &Health, event: &health::QuorumEvent) {
+    let health_word = if event.up { "gained" } else { "lost" };
+    eprintln!(
+        "rvsd: {} {health_word} its quorum: live weight {}, quorum {}",
+        event.service, event.weight, event.quorum
+    );
+    if let Some(command) = &event.command {
+        health.run(command);
     }
 }
 
