@@ -43,7 +43,7 @@ DIRECT_REPLY = ("dr", "tun", "tun-l3")  # replies bypass the director
 def _scalar(v):
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, int):
+    if isinstance(v, (int, float)):
         return str(v)
     return json.dumps(str(v))
 
