@@ -175,12 +175,14 @@ pub(super) fn map(nodes: &[Node], notes: &mut Vec<String>) -> Result<Mapped, Ref
                     notes.push(format!("{}: {} ignored: {why}", node.at(), label(node)))
                 }
                 None => {
-                    return Err(refuse(
-                        node,
-                        "not a keepalived block rvs knows (it imports virtual_server and \
-                         virtual_server_group)"
-                            .to_owned(),
-                    ))
+                    return Err(syntax_extension(node).unwrap_or_else(|| {
+                        refuse(
+                            node,
+                            "not a keepalived block rvs knows (it imports virtual_server and \
+                             virtual_server_group)"
+                                .to_owned(),
+                        )
+                    }))
                 }
             },
         }
@@ -1266,8 +1268,25 @@ fn refuse(node: &Node, reason: String) -> Refusal {
 }
 
 fn unknown(node: &Node, within: &str) -> Refusal {
-    refuse(
-        node,
-        format!("not a keyword of {within} that rvs knows, so it cannot honour it"),
-    )
+    syntax_extension(node).unwrap_or_else(|| {
+        refuse(
+            node,
+            format!("not a keyword of {within} that rvs knows, so it cannot honour it"),
+        )
+    })
+}
+
+/// keepalived's parameters (`$NAME=...`), conditional lines (`@ID ...`)
+/// and sequences (`~SEQ(...)`), which the import does not expand.
+fn syntax_extension(node: &Node) -> Option<Refusal> {
+    let reason = match node.name().chars().next()? {
+        '$' => "keepalived's parameters ($NAME) are not expanded by the import; write the values",
+        '@' => {
+            "keepalived's conditional lines (@ID) are not expanded by the import; keep this \
+             director's lines, without the prefix"
+        }
+        '~' => "keepalived's ~SEQ lines are not expanded by the import; write each line",
+        _ => return None,
+    };
+    Some(refuse(node, reason.to_owned()))
 }

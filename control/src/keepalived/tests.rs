@@ -718,7 +718,11 @@ fn what_rvs_cannot_honour_is_refused_with_file_line_and_reason() {
         ),
         (
             "$PORT=80\n".to_owned(),
-            "k.conf:1: $PORT=80: not a keepalived block rvs knows",
+            "k.conf:1: $PORT=80: keepalived's parameters ($NAME) are not expanded",
+        ),
+        (
+            rs("    @backup weight 2"),
+            "k.conf:3: @backup: keepalived's conditional lines (@ID) are not expanded",
         ),
     ];
     for (text, expected) in cases {
