@@ -10,6 +10,7 @@ pub mod config;
 pub mod edit;
 pub mod health;
 pub mod ipvsadm;
+pub mod keepalived;
 pub mod listing;
 pub mod model;
 pub mod proto;

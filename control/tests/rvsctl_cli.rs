@@ -112,6 +112,27 @@ fn every_command_and_spelling() {
             },
         ),
         ("dump", Action::Dump),
+        (
+            "import-keepalived /etc/keepalived/keepalived.conf",
+            Action::ImportKeepalived {
+                file: "/etc/keepalived/keepalived.conf".into(),
+                dry_run: false,
+            },
+        ),
+        (
+            "import-keepalived -n k.conf",
+            Action::ImportKeepalived {
+                file: "k.conf".into(),
+                dry_run: true,
+            },
+        ),
+        (
+            "import-keepalived k.conf --dry-run",
+            Action::ImportKeepalived {
+                file: "k.conf".into(),
+                dry_run: true,
+            },
+        ),
         ("reload", Action::Reload { dry_run: false }),
         ("reload --dry-run", Action::Reload { dry_run: true }),
         ("reload -n", Action::Reload { dry_run: true }),
@@ -238,6 +259,12 @@ fn usage_errors_are_precise() {
         ("apply", ErrorKind::MissingRequiredArgument, "<FILE>"),
         ("apply a b", ErrorKind::UnknownArgument, "'b'"),
         ("apply --force a", ErrorKind::UnknownArgument, "'--force'"),
+        (
+            "import-keepalived",
+            ErrorKind::MissingRequiredArgument,
+            "<FILE>",
+        ),
+        ("import-keepalived a b", ErrorKind::UnknownArgument, "'b'"),
         (
             "conns --vip 10.0.0.300",
             ErrorKind::ValueValidation,
@@ -431,7 +458,7 @@ fn the_man_pages_document_every_command_and_option() {
         .get_subcommands()
         .filter(|sub| sub.get_name() != "help")
         .collect();
-    assert_eq!(subcommands.len(), 14);
+    assert_eq!(subcommands.len(), 16);
     for sub in subcommands {
         let name = format!("rvsctl-{}", sub.get_name());
         assert!(
@@ -456,7 +483,13 @@ fn every_shell_gets_a_completion_script() {
         let mut script = Vec::new();
         completions(Cli::command(), shell, &mut script).expect("written");
         let script = String::from_utf8(script).expect("UTF-8");
-        for word in ["remove-real", "laddrs", "vip", "socket"] {
+        for word in [
+            "remove-real",
+            "laddrs",
+            "import-keepalived",
+            "vip",
+            "socket",
+        ] {
             assert!(script.contains(word), "{shell}: no {word}");
         }
     }
@@ -615,6 +648,76 @@ fn apply_reads_a_regular_file_or_a_stream_and_at_most_32_mib() {
         text(&output.stderr).starts_with("rvsctl: cannot connect to rvsd"),
         "{}",
         text(&output.stderr)
+    );
+    std::fs::remove_dir_all(&dir).expect("scratch directory removed");
+}
+
+/// `import-keepalived` reads and judges the file before it asks rvsd
+/// anything: a refusal names FILE:LINE with no rvsd running, the notes go
+/// to standard error (the includes' first, as they are read), and a file
+/// rvs can take gets as far as connecting.
+#[test]
+fn import_keepalived_refuses_before_asking_rvsd() {
+    let socket = ["--socket", "/nonexistent-rvs/rvsd.sock"];
+    let dir = scratch_dir("import");
+    let refused = dir.join("keepalived.conf");
+    std::fs::write(
+        &refused,
+        "vrrp_instance VI_1 {\n  state MASTER\n}\nvirtual_server 10.99.1.100 80 {\n  \
+         real_server 10.99.2.11 80 {\n    PING_CHECK {\n    }\n  }\n}\n",
+    )
+    .expect("keepalived.conf");
+    let path = refused.to_str().expect("UTF-8 path");
+    let output = rvsctl(&[socket[0], socket[1], "import-keepalived", path]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "rvsctl: {path}:6: PING_CHECK: rvs has no PING_CHECK; it runs TCP_CHECK, HTTP_GET, \
+             SSL_GET, MISC_CHECK and UDP_CHECK\n"
+        )
+    );
+    assert!(output.stdout.is_empty());
+
+    let good = dir.join("good.conf");
+    std::fs::write(&good, "vrrp_instance VI_1 {\n}\ninclude services/*.conf\n").expect("good.conf");
+    let path = good.to_str().expect("UTF-8 path");
+    let output = rvsctl(&[socket[0], socket[1], "import-keepalived", "--dry-run", path]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "rvsctl: {path}:3: include: cannot read directory {}: No such file or directory",
+            dir.join("services").display()
+        )),
+        "{stderr}"
+    );
+    std::fs::create_dir(dir.join("services")).expect("services/");
+    let output = rvsctl(&[socket[0], socket[1], "import-keepalived", "--dry-run", path]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            format!(
+                "rvsctl: note: {path}:3: include {}/*.conf matched no file",
+                dir.join("services").display()
+            ),
+            format!(
+                "rvsctl: note: {path}:1: vrrp_instance VI_1 ignored: VRRP belongs to keepalived \
+                 itself (see the HA issue)"
+            ),
+            format!(
+                "rvsctl: note: {path}: declares no virtual_server: importing it removes every \
+                 service"
+            ),
+        ],
+        "{stderr}"
+    );
+    assert!(
+        lines[3].starts_with("rvsctl: cannot connect to rvsd"),
+        "{stderr}"
     );
     std::fs::remove_dir_all(&dir).expect("scratch directory removed");
 }

@@ -5,6 +5,7 @@ use clap::CommandFactory;
 use rvs_control::client::{self, Client, ClientError};
 use rvs_control::config;
 use rvs_control::health::HealthReport;
+use rvs_control::keepalived;
 use rvs_control::proto::{
     self, AddressView, ApplyReport, Command, ConfigDump, LaddrInfo, PortView, RouteView, WorkerView,
 };
@@ -197,6 +198,14 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
                 out.write_all(render::apply_report(&report, dry_run).as_bytes())?;
             }
         }
+        Action::ImportKeepalived { file, dry_run } => {
+            let report = import_keepalived(socket, file, dry_run)?;
+            if json {
+                print_json(&mut out, &report)?;
+            } else {
+                out.write_all(render::apply_report(&report, dry_run).as_bytes())?;
+            }
+        }
         Action::Reload { dry_run } => {
             let report: ApplyReport =
                 connect(LONG_TIMEOUT)?.call_as(Command::ReloadConfig { dry_run })?;
@@ -302,6 +311,31 @@ fn apply(
         text: None,
         upload: Some(upload),
         dry_run,
+    })
+}
+
+/// `import-keepalived FILE`: the running configuration with its services
+/// replaced by FILE's, applied as `apply` applies a file (named FILE). FILE
+/// is read, and refused, before rvsd is asked anything; the notes on what
+/// it holds but changes nothing go to standard error.
+fn import_keepalived(socket: &Path, file: String, dry_run: bool) -> Result<ApplyReport, Failure> {
+    let refused = |err: keepalived::Refusal| Failure::Input(err.to_string());
+    let imported = keepalived::import(Path::new(&file)).map_err(refused)?;
+    for note in &imported.notes {
+        eprintln!("rvsctl: note: {note}");
+    }
+    let client = &mut Client::connect_with_timeout(socket, LONG_TIMEOUT)?;
+    let dump: ConfigDump = client.call_as(Command::DumpConfig {})?;
+    let running: config::Config = serde_yaml::from_str(&dump.yaml).map_err(|err| {
+        Failure::Input(format!(
+            "cannot read rvsd's running configuration (rvsctl dump): {err}"
+        ))
+    })?;
+    let config = imported.into_config(running).map_err(refused)?;
+    let text = keepalived::yaml(&config, &file).map_err(Failure::Input)?;
+    apply(client, file, text, dry_run).map_err(|err| match err {
+        ClientError::Daemon(message) => Failure::Input(imported.reword(&message)),
+        other => Failure::Client(other),
     })
 }
 

@@ -79,6 +79,22 @@ pub enum Action {
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
+    /// Replace the running services by those of a keepalived.conf, printing
+    /// what changes as apply does
+    ///
+    /// Reads FILE's virtual_server, virtual_server_group, real_server and
+    /// checker blocks, with its includes; all else of the running
+    /// configuration (marks: groups included) is kept. VRRP blocks and
+    /// global_defs are skipped with a note; what rvs cannot honour is refused
+    /// with FILE:LINE and the reason, and nothing changes.
+    ImportKeepalived {
+        /// keepalived's configuration, e.g. /etc/keepalived/keepalived.conf
+        #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+        file: String,
+        /// Only print the changes
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
     /// Ports: device, MAC, MTU, queues, addresses
     Ports,
     /// Workers: lcore, CPU, queues and counters
