@@ -258,3 +258,68 @@ fn alpha_starts_down_until_the_first_good_check() {
         s.get(&key).is_some_and(|s| s.alive)
     });
 }
+
+/// A TLS server (self-signed certificate) answering every connection with
+/// `answer`; returns its port and the SNI names it was sent.
+fn tls_server(answer: &'static str) -> (u16, Arc<Mutex<Vec<Option<String>>>>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["real.example".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&names);
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    continue;
+                };
+                let sni = tls.get_ref().1.server_name().map(str::to_owned);
+                seen.lock().unwrap().push(sni);
+                let mut request = [0u8; 1024];
+                let _ = tokio::io::AsyncReadExt::read(&mut tls, &mut request).await;
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut tls, answer.as_bytes()).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+            }
+        });
+    });
+    (port, names)
+}
+
+#[test]
+fn ssl_get_over_tls_with_and_without_sni() {
+    let (port, names) = tls_server("HTTP/1.0 200 OK\r\n\r\nok\n");
+    let plain = "{type: ssl_get, path: /health, digest: eff5bc1ef8ec9d03e640fc4370f5eacd, connect_timeout: 2}";
+    assert_eq!(once(&probe(plain, port)), Ok(None));
+    let sni = "{type: ssl_get, path: /health, virtualhost: real.example, enable_sni: true, connect_timeout: 2}";
+    assert_eq!(once(&probe(sni, port)), Ok(None));
+    assert_eq!(
+        *names.lock().unwrap(),
+        [None, Some("real.example".to_owned())]
+    );
+
+    let (port, _) = tls_server("HTTP/1.0 500 Oops\r\n\r\n");
+    let err = once(&probe("{type: ssl_get, path: /, connect_timeout: 2}", port)).unwrap_err();
+    assert_eq!(err, "SSL_GET /: status 500, expected 200-299");
+    // Not TLS at all.
+    let port = http_server("HTTP/1.0 200 OK\r\n\r\nok\n");
+    let err = once(&probe("{type: ssl_get, path: /, connect_timeout: 2}", port)).unwrap_err();
+    assert!(err.starts_with("SSL_GET /: TLS: "), "{err}");
+}
