@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use crate::config::{self, Config, HostCpus, Real, Service, ValidationError};
-use crate::model::SchedulerKind;
 use crate::proto::{
     errors, BatchRefusal, BatchReport, Command, ConfigDiff, LaddrSpec, RealSpec, ServiceKey,
     ServiceSpec,
@@ -381,28 +380,7 @@ impl Working {
                 if self.index.contains_key(&service.key) {
                     return Err(errors::SERVICE_EXISTS.to_owned());
                 }
-                let mut new = Service {
-                    vip: Ipv4Addr::UNSPECIFIED,
-                    port: 0,
-                    protocol: None,
-                    mark: None,
-                    scheduler: SchedulerKind::default(),
-                    reals: Vec::new(),
-                    local_addresses: Vec::new(),
-                    flags: Vec::new(),
-                    persistent: None,
-                    netmask: None,
-                    one_packet: false,
-                    checks: Vec::new(),
-                    quorum: 1,
-                    hysteresis: 0,
-                    quorum_up: None,
-                    quorum_down: None,
-                    sorry_server: None,
-                    sorry_server_inhibit: false,
-                    alpha: false,
-                    omega: false,
-                };
+                let mut new = Service::unnamed();
                 set_service(&mut new, service)?;
                 let i = self.config.services.len();
                 self.config.services.push(new);
@@ -630,19 +608,14 @@ fn set_service(service: &mut Service, spec: &ServiceSpec) -> Result<(), String> 
 /// The configuration's real for `spec`: its port only if it differs from
 /// the service's.
 fn real_from_spec(spec: &RealSpec, service_port: u16) -> Real {
+    // A real edited (a weight set) is no longer drained.
     Real {
-        address: spec.addr,
         port: (spec.port != service_port).then_some(spec.port),
         weight: spec.weight,
         forward: spec.forward,
         u_threshold: spec.u_threshold,
         l_threshold: spec.l_threshold,
-        // A real edited (a weight set) is no longer drained.
-        drained_from: None,
-        checks: Vec::new(),
-        inhibit_on_failure: false,
-        notify_up: None,
-        notify_down: None,
+        ..Real::at(spec.addr)
     }
 }
 

@@ -6,11 +6,13 @@ honour is refused naming FILE:LINE and nothing changes.
 
 The reals' checks (TCP_CHECK, HTTP_GET /health) pass in the lab (the
 reals serve HTTP on 80 and 8080), through the ports' kernel interfaces;
-this file asserts nothing about health itself (test_health.py does).
+here they are seen to run and pass; test_health.py tests what they do.
 """
+import json
 import pathlib
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -147,6 +149,19 @@ def test_import_lists_as_the_equivalent_rvsadm_commands(lab, start_rvsd):
     ], r.stdout
     assert (f"rvsctl: note: {path}:6: vrrp_instance VI_1 ignored: VRRP belongs to keepalived "
             "itself") in r.stderr, r.stderr
+    # Its checks run: every real checked once (warmup: up to delay_loop 6 s)
+    # and up, each by its own checker.
+    deadline = time.monotonic() + 15
+    while True:
+        reals = json.loads(rvsctl(d, "--json", "health").stdout)["reals"]
+        if len(reals) == 4 and all(c["checks"] > 0 for r in reals for c in r["checkers"]):
+            break
+        assert time.monotonic() < deadline, reals
+        time.sleep(0.2)
+    kinds = sorted((r["port"], r["checkers"][0]["checker"].split()[0]) for r in reals)
+    assert kinds == [(80, "TCP_CHECK"), (80, "TCP_CHECK"), (8080, "HTTP_GET"),
+                     (8080, "HTTP_GET")], reals
+    assert all(r["alive"] and r["checkers"][0]["last"] == "ok" for r in reals), reals
     imported = listing(d)
 
     # The imported services serve; importing the same file again changes nothing.

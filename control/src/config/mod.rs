@@ -503,7 +503,54 @@ impl Real {
     }
 }
 
+impl Real {
+    /// A real at `address` with every other key at its default: the
+    /// service's port, weight 1, nat, no thresholds, no checks.
+    pub fn at(address: Ipv4Addr) -> Real {
+        Real {
+            address,
+            port: None,
+            weight: default_weight(),
+            forward: Forward::default(),
+            u_threshold: 0,
+            l_threshold: 0,
+            drained_from: None,
+            checks: Vec::new(),
+            inhibit_on_failure: false,
+            notify_up: None,
+            notify_down: None,
+        }
+    }
+}
+
 impl Service {
+    /// A service with no address, no reals and every key at its default;
+    /// its identity (vip, port, protocol or mark) is the caller's to set.
+    pub fn unnamed() -> Service {
+        Service {
+            vip: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            protocol: None,
+            mark: None,
+            scheduler: SchedulerKind::default(),
+            reals: Vec::new(),
+            local_addresses: Vec::new(),
+            flags: Vec::new(),
+            persistent: None,
+            netmask: None,
+            one_packet: false,
+            checks: Vec::new(),
+            quorum: default_quorum(),
+            hysteresis: 0,
+            quorum_up: None,
+            quorum_down: None,
+            sorry_server: None,
+            sorry_server_inhibit: false,
+            alpha: false,
+            omega: false,
+        }
+    }
+
     /// Whether any real of the service is health-checked.
     pub fn is_checked(&self) -> bool {
         self.reals

@@ -679,17 +679,9 @@ impl Config {
                 );
             }
             let stand_in = Real {
-                address,
                 port: sorry.port,
-                weight: 1,
                 forward: sorry.forward.unwrap_or_else(|| sorry_forward(service)),
-                u_threshold: 0,
-                l_threshold: 0,
-                drained_from: None,
-                checks: Vec::new(),
-                inhibit_on_failure: false,
-                notify_up: None,
-                notify_down: None,
+                ..Real::at(address)
             };
             self.check_forward(&at, service, &stand_in)?;
         }

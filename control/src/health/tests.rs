@@ -163,15 +163,17 @@ fn wait_for(
     panic!("not within {limit:?}: {:?}", health.report());
 }
 
-#[test]
-fn a_real_leaves_after_its_retries_and_returns_at_the_next_check() {
+/// A TCP listener on the loopback and the key of a real there.
+fn listening_real() -> (TcpListener, u16, RealKey) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let key: RealKey = (
-        ServiceKey::tcp(Ipv4Addr::new(10, 0, 1, 100), port),
-        Ipv4Addr::LOCALHOST,
-        port,
-    );
+    let service = ServiceKey::tcp(Ipv4Addr::new(10, 0, 1, 100), port);
+    (listener, port, (service, Ipv4Addr::LOCALHOST, port))
+}
+
+#[test]
+fn a_real_leaves_after_its_retries_and_returns_at_the_next_check() {
+    let (listener, port, key) = listening_real();
     let dir = scratch("notify");
     let notes = dir.join("notes");
     let target = Target {
@@ -233,13 +235,7 @@ fn a_real_leaves_after_its_retries_and_returns_at_the_next_check() {
 
 #[test]
 fn alpha_starts_down_until_the_first_good_check() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let key: RealKey = (
-        ServiceKey::tcp(Ipv4Addr::new(10, 0, 1, 100), port),
-        Ipv4Addr::LOCALHOST,
-        port,
-    );
+    let (_listener, port, key) = listening_real();
     let health = Health::start().unwrap();
     health.follow(vec![Target {
         key,

@@ -110,17 +110,10 @@ impl HealthView {
         if let Some(sorry) = &service.sorry_server {
             if lost || service.sorry_server_inhibit {
                 reals.push(Real {
-                    address: sorry.address,
                     port: sorry.port,
                     weight: u32::from(lost),
                     forward: sorry.forward.unwrap_or_else(|| sorry_forward(service)),
-                    u_threshold: 0,
-                    l_threshold: 0,
-                    drained_from: None,
-                    checks: Vec::new(),
-                    inhibit_on_failure: false,
-                    notify_up: None,
-                    notify_down: None,
+                    ..Real::at(sorry.address)
                 });
             }
         }

@@ -20,8 +20,8 @@
 use super::parse::{Node, Word};
 use super::{Pos, Refusal};
 use crate::config::{
-    Check, CheckKind, Forward, Protocol, Real, SchedulerKind, Seconds, Service, SorryServer,
-    StatusCodes, Url, MAX_SECONDS,
+    Check, CheckKind, Forward, Protocol, Real, Seconds, Service, SorryServer, StatusCodes, Url,
+    MAX_SECONDS,
 };
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -407,28 +407,7 @@ fn virtual_server(
             ))
         }
     };
-    let mut service = Service {
-        vip: Ipv4Addr::UNSPECIFIED,
-        port: 0,
-        protocol: None,
-        mark: None,
-        scheduler: SchedulerKind::default(),
-        reals: Vec::new(),
-        local_addresses: Vec::new(),
-        flags: Vec::new(),
-        persistent: None,
-        netmask: None,
-        one_packet: false,
-        checks: Vec::new(),
-        quorum: 1,
-        hysteresis: 0,
-        quorum_up: None,
-        quorum_down: None,
-        sorry_server: None,
-        sorry_server_inhibit: false,
-        alpha: false,
-        omega: false,
-    };
+    let mut service = Service::unnamed();
     let mut origin = Origin::default();
     origin.add("", node.at(), label(node));
     let mut timing = Timing::default();
@@ -710,19 +689,7 @@ fn real_server(node: &Node) -> Result<RealDraft, Refusal> {
         _ => return Err(refuse(node, "expects `IP PORT`".to_owned())),
     };
     let mut draft = RealDraft {
-        real: Real {
-            address,
-            port: None,
-            weight: 1,
-            forward: Forward::Nat,
-            u_threshold: 0,
-            l_threshold: 0,
-            drained_from: None,
-            checks: Vec::new(),
-            inhibit_on_failure: false,
-            notify_up: None,
-            notify_down: None,
-        },
+        real: Real::at(address),
         port: port.filter(|p| *p != 0),
         forward: None,
         inhibit: None,
