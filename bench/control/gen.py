@@ -44,6 +44,12 @@ def checksum(data):
 
 
 def config(a):
+    # One RX and TX queue per worker (net_pcap: one per rx_pcap/tx_pcap).
+    queues = ",".join([f"rx_pcap={a.pcap}"] * a.workers + ["tx_pcap=/dev/null"] * a.workers)
+    workers = []
+    for w in range(a.workers):
+        workers += [f"  - lcore: {1 + w}", f"    cpu: {1 if w == 0 else 0}", "    queues:",
+                    f"      - {{ port: net, queue: {w} }}"]
     lines = [
         "# written by bench/control/gen.py",
         "eal:",
@@ -52,16 +58,14 @@ def config(a):
         '  args: ["--no-huge", "-m", "1024", "--no-shconf"]',
         "ports:",
         "  - name: net",
-        f'    device: "net_pcap0,rx_pcap={a.pcap},tx_pcap=/dev/null"',
+        f'    device: "net_pcap0,{queues}"',
         f'    addresses: ["{PORT_NET}"]',
         "worker_idle:",
         "  idle_polls: 64",
         "  sleep_us: 100",
         "workers:",
-        "  - lcore: 1",
-        "    cpu: 1",
-        "    queues:",
-        "      - { port: net, queue: 0 }",
+        *workers,
+        *([f"metrics: {{ listen: {a.metrics} }}"] if a.metrics else []),
         "limits:",
         "  reals: 131072",
         "  connections: 1100000",
@@ -146,6 +150,8 @@ def main():
     p.add_argument("--socket", required=True)
     p.add_argument("--services", type=int, default=0)
     p.add_argument("--reals", type=int, default=10)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--metrics", help="metrics.listen, e.g. 127.0.0.1:9311")
     p = sub.add_parser("restore")
     p.add_argument("--services", type=int, required=True)
     p.add_argument("--reals", type=int, default=4)

@@ -857,6 +857,11 @@ pub struct WorkerView {
     pub drops: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drop_reasons: Vec<(String, u64)>,
+    /// Rounds of the worker's loop, and those that found work.
+    #[serde(default)]
+    pub polls: u64,
+    #[serde(default)]
+    pub busy_polls: u64,
 }
 
 /// A route in [`Command::ListRoutes`].

@@ -458,7 +458,7 @@ fn the_man_pages_document_every_command_and_option() {
         .get_subcommands()
         .filter(|sub| sub.get_name() != "help")
         .collect();
-    assert_eq!(subcommands.len(), 16);
+    assert_eq!(subcommands.len(), 17);
     for sub in subcommands {
         let name = format!("rvsctl-{}", sub.get_name());
         assert!(

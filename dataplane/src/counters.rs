@@ -225,6 +225,10 @@ worker_counters! {
     icmp_errors_sent,
     /// ICMP errors about a tracked connection, translated and forwarded.
     icmp_errors_forwarded,
+    /// Rounds of the worker's loop, and those that found work: their ratio
+    /// is the worker's load.
+    polls,
+    busy_polls,
 }
 
 impl WorkerCounters {

@@ -15,6 +15,7 @@ use crate::dpdk::{self, Mempool, PortConfig, PortHandle};
 use crate::engine::{Engine, EngineLimits, WorkerPlace};
 use crate::kernel::{self, KernelCounters, KernelPort};
 use crate::mesh::{self, Mesh};
+use crate::metrics;
 use crate::persist;
 use crate::supervisor::{Finished, Supervisor};
 use crate::wire::ethernet::MacAddr;
@@ -316,6 +317,8 @@ struct Running {
     kernel: Vec<KernelPort>,
     kernel_counters: Arc<[KernelCounters]>,
     kernel_thread: Option<std::thread::JoinHandle<()>>,
+    /// The Prometheus endpoint, when `metrics.listen` is set.
+    metrics: Option<metrics::http::Endpoint>,
 }
 
 /// Frames the kernel's network interface behind `device` (a vdev bound to
@@ -634,7 +637,88 @@ fn start(config: &Config) -> Result<Running, StartError> {
         kernel: kernel_ports,
         kernel_counters,
         kernel_thread,
+        metrics: None,
     })
+}
+
+/// Binds `metrics.listen`, before anything else starts: a port in use is a
+/// refusal to start, said plainly.
+fn bind_metrics(config: &Config) -> Result<Option<std::net::TcpListener>, StartError> {
+    let Some(listen) = config.metrics.listen else {
+        return Ok(None);
+    };
+    std::net::TcpListener::bind(listen)
+        .map(Some)
+        .map_err(|e| StartError(format!("rvsd: metrics.listen {listen}: cannot listen: {e}")))
+}
+
+/// Serves `/metrics` from `listener` off what `running` counts.
+fn start_metrics(
+    running: &mut Running,
+    config: &Config,
+    listener: std::net::TcpListener,
+    counters: Vec<Arc<WorkerCounters>>,
+    book: Arc<RealBook>,
+) -> Result<(), StartError> {
+    let address = listener.local_addr().ok();
+    let sources = Arc::new(metrics::Sources {
+        workers: counters,
+        book,
+        health: running.control.health_reader(),
+        ports: running
+            .ports
+            .iter()
+            .zip(&config.ports)
+            .map(|(handle, port)| {
+                (
+                    port.name.clone(),
+                    port.device.clone(),
+                    PortHandle { id: handle.id },
+                )
+            })
+            .collect(),
+        kernel: running
+            .kernel
+            .iter()
+            .enumerate()
+            .map(|(index, kernel)| {
+                (
+                    config.ports[usize::from(kernel.port)].name.clone(),
+                    kernel.name.clone(),
+                    index,
+                )
+            })
+            .collect(),
+        kernel_counters: Arc::clone(&running.kernel_counters),
+        table_capacity: u64::from(config.limits.connections),
+        mbufs: u64::from(config.mempool.mbufs),
+        ipvs_compat: config.metrics.ipvs_compat,
+    });
+    running.metrics = Some(
+        metrics::http::start(listener, sources)
+            .map_err(|e| StartError(format!("rvsd: cannot start the metrics thread: {e}")))?,
+    );
+    if let Some(address) = address {
+        eprintln!("rvsd: metrics: http://{address}/metrics");
+    }
+    Ok(())
+}
+
+/// Answers the scrapes waiting for the control thread's part.
+fn answer_scrapes(running: &Running) {
+    let Some(endpoint) = &running.metrics else {
+        return;
+    };
+    while let Ok(reply) = endpoint.requests.try_recv() {
+        let (services, reals) = running.control.metrics_rows();
+        let _ = reply.send(metrics::Frame {
+            services,
+            reals,
+            generation: running.control.generation(),
+            reload: running.control.last_reload(),
+            mbufs_free: u64::from(running.pool.available()),
+        });
+    }
 }
 
 /// Creates what the exception path needs of each port with a
@@ -796,8 +880,13 @@ pub fn run(config: &Config, config_path: &Path) -> Result<(), StartError> {
             .map_err(|e| StartError(format!("rvsd: cannot install signal handler: {e}")))?;
     }
     let mut server = bind_control_socket(config)?;
+    let metrics_listener = bind_metrics(config)?;
 
     let mut running = start(config)?;
+    if let Some(listener) = metrics_listener {
+        let (counters, book) = running.control.counters();
+        start_metrics(&mut running, config, listener, counters, book)?;
+    }
     running.control.set_config_path(config_path);
     eprintln!(
         "rvsd: ready: {} worker(s), {} service(s), VIPs {}, control socket {}",
@@ -841,6 +930,7 @@ pub fn run(config: &Config, config_path: &Path) -> Result<(), StartError> {
             }
         }
         running.control.tick();
+        answer_scrapes(&running);
         if report.swap(false, Relaxed) {
             eprintln!("rvsd: stats {}", stats_json(&running));
         }

@@ -11,6 +11,7 @@ pub mod dpdk;
 pub mod engine;
 pub mod kernel;
 pub mod mesh;
+pub mod metrics;
 pub mod neigh;
 pub mod persist;
 pub mod sched;

@@ -197,6 +197,7 @@ pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
         }
         io.flush();
 
+        bump(&setup.counters.polls, 1);
         if received == 0 {
             empty_polls = empty_polls.saturating_add(1);
             if setup.sleep_us > 0 && empty_polls >= setup.idle_polls {
@@ -205,6 +206,7 @@ pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
             }
         } else {
             empty_polls = 0;
+            bump(&setup.counters.busy_polls, 1);
         }
     }
 }

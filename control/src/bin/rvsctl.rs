@@ -10,10 +10,10 @@ use rvs_control::proto::{
     self, AddressView, ApplyReport, Command, ConfigDump, LaddrInfo, PortView, RouteView, WorkerView,
 };
 use rvs_control::rvsctl::cli::{self, Action, Cli, Invocation};
-use rvs_control::rvsctl::render;
+use rvs_control::rvsctl::{render, top};
 use serde::Serialize;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::process::ExitCode;
@@ -257,6 +257,14 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
                 out.write_all(render::health(&report).as_bytes())?;
             }
         }
+        Action::Top { iterations } => {
+            let mut client = connect(client::DEFAULT_TIMEOUT)?;
+            if io::stdout().is_terminal() {
+                drop(out);
+                return top_terminal(&mut client, iterations);
+            }
+            top_text(&mut client, iterations, &mut out)?;
+        }
         Action::Laddrs { service } => {
             let service = service.key();
             let laddrs: Vec<LaddrInfo> =
@@ -284,6 +292,145 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// One look at rvsd for `top`.
+fn sample(client: &mut Client) -> Result<top::Sample, ClientError> {
+    Ok(top::Sample {
+        services: client.call_as(Command::ListServices { service: None })?,
+        workers: client.call_as(Command::ListWorkers {})?,
+    })
+}
+
+const TOP_EVERY: Duration = Duration::from_secs(1);
+
+/// `top` as text, a frame a second.
+fn top_text(
+    client: &mut Client,
+    iterations: Option<u64>,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let mut before = (sample(client)?, std::time::Instant::now());
+    let mut shown = 0;
+    while iterations.is_none_or(|n| shown < n) {
+        std::thread::sleep(TOP_EVERY);
+        let now = (sample(client)?, std::time::Instant::now());
+        let view = top::view(&before.0, &now.0, now.1 - before.1);
+        out.write_all(top::text(&view).as_bytes())?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+        before = now;
+        shown += 1;
+    }
+    Ok(())
+}
+
+/// `top` on a terminal (ratatui): refreshed every second, q or Esc quits.
+fn top_terminal(client: &mut Client, iterations: Option<u64>) -> Result<(), Failure> {
+    use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+    use ratatui::layout::{Constraint, Layout};
+    use ratatui::style::{Modifier, Style};
+    use ratatui::widgets::{Block, Paragraph, Row, Table};
+
+    let mut before = (sample(client)?, std::time::Instant::now());
+    let mut terminal = ratatui::init();
+    let result = (|| -> Result<(), Failure> {
+        let mut view: Option<top::View> = None;
+        let mut shown = 0;
+        let mut next = std::time::Instant::now();
+        loop {
+            if std::time::Instant::now() >= next {
+                let now = (sample(client)?, std::time::Instant::now());
+                if now.1 > before.1 {
+                    view = Some(top::view(&before.0, &now.0, now.1 - before.1));
+                    shown += 1;
+                }
+                before = now;
+                next = before.1 + TOP_EVERY;
+                let frame_view = view.clone();
+                terminal.draw(|frame| {
+                    let Some(v) = &frame_view else {
+                        frame.render_widget(
+                            Paragraph::new("rvsctl top: measuring..."),
+                            frame.area(),
+                        );
+                        return;
+                    };
+                    let services = top::service_rows(v);
+                    let workers = top::worker_rows(v);
+                    let [title, upper, lower, drops] = Layout::vertical([
+                        Constraint::Length(1),
+                        Constraint::Min(4),
+                        Constraint::Length(workers.len() as u16 + 3),
+                        Constraint::Length(3),
+                    ])
+                    .areas(frame.area());
+                    frame.render_widget(
+                        Paragraph::new("rvsctl top: rates over the last second (q quits)")
+                            .style(Style::default().add_modifier(Modifier::BOLD)),
+                        title,
+                    );
+                    let header = |columns: &[&'static str]| {
+                        Row::new(columns.to_vec())
+                            .style(Style::default().add_modifier(Modifier::BOLD))
+                    };
+                    let table = Table::new(
+                        services.into_iter().map(Row::new),
+                        [
+                            Constraint::Min(28),
+                            Constraint::Length(7),
+                            Constraint::Length(8),
+                            Constraint::Length(9),
+                            Constraint::Length(9),
+                            Constraint::Length(9),
+                            Constraint::Length(9),
+                            Constraint::Length(10),
+                        ],
+                    )
+                    .header(header(&top::SERVICE_COLUMNS))
+                    .block(Block::bordered().title("services and reals"));
+                    frame.render_widget(table, upper);
+                    let table = Table::new(
+                        workers.into_iter().map(Row::new),
+                        [Constraint::Length(10); 5],
+                    )
+                    .header(header(&top::WORKER_COLUMNS))
+                    .block(Block::bordered().title("workers"));
+                    frame.render_widget(table, lower);
+                    let list: Vec<String> = v
+                        .drops
+                        .iter()
+                        .map(|(reason, rate)| format!("{reason} {}/s", top::short(*rate)))
+                        .collect();
+                    let text = if list.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        list.join(", ")
+                    };
+                    frame.render_widget(
+                        Paragraph::new(text).block(Block::bordered().title("top drop reasons")),
+                        drops,
+                    );
+                })?;
+                if iterations.is_some_and(|n| shown >= n) {
+                    return Ok(());
+                }
+            }
+            let wait = next.saturating_duration_since(std::time::Instant::now());
+            if event::poll(wait)? {
+                if let Event::Key(key) = event::read()? {
+                    let quit = matches!(key.code, KeyCode::Char('q') | KeyCode::Esc)
+                        || (key.code == KeyCode::Char('c')
+                            && key.modifiers.contains(KeyModifiers::CONTROL));
+                    if key.kind == KeyEventKind::Press && quit {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    })();
+    ratatui::restore();
+    result
 }
 
 /// Sends the file in one request when it fits, else as an upload in pieces

@@ -135,6 +135,8 @@ pub struct Config {
     pub fullnat: FullNat,
     #[serde(default)]
     pub control: Control,
+    #[serde(default, skip_serializing_if = "Metrics::is_off")]
+    pub metrics: Metrics,
     /// IPVS's expire_quiescent_template: a persistence template whose real
     /// has weight 0 is dropped, so the client is scheduled anew.
     #[serde(default)]
@@ -181,6 +183,24 @@ impl Default for Control {
             socket: "/run/rvs/rvsd.sock".to_owned(),
             group: None,
         }
+    }
+}
+
+/// The Prometheus endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Metrics {
+    /// Address and port `GET /metrics` is served on; none: no endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Also the node_exporter IPVS collector's `node_ipvs_*` series.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ipvs_compat: bool,
+}
+
+impl Metrics {
+    fn is_off(&self) -> bool {
+        *self == Metrics::default()
     }
 }
 

@@ -164,6 +164,76 @@ pub struct HealthReport {
 #[derive(Debug)]
 struct CheckerState {
     view: CheckerView,
+    kind: CheckKind,
+    /// Checks that failed, ever.
+    failed: u64,
+    /// Durations of the checks: per bucket of [`DURATION_BUCKETS`] (not
+    /// cumulative), and their sum in seconds.
+    durations: [u64; DURATION_BUCKETS.len()],
+    over: u64,
+    duration_sum: f64,
+}
+
+/// Upper bounds in seconds of the buckets of a check's duration.
+pub const DURATION_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// One checker's counters, for metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckerMetrics {
+    pub kind: CheckKind,
+    pub failed: u64,
+    /// Cumulative counts per bucket of [`DURATION_BUCKETS`].
+    pub buckets: [u64; DURATION_BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+/// One checked real's state and counters, for metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealMetrics {
+    pub key: RealKey,
+    pub alive: bool,
+    /// Transitions up or down since it was first checked.
+    pub transitions: u64,
+    pub checkers: Vec<CheckerMetrics>,
+}
+
+/// Read access to the checker's table from another thread (metrics).
+#[derive(Clone)]
+pub struct HealthReader(Arc<Shared>);
+
+impl HealthReader {
+    /// Every checked real's state and counters.
+    pub fn metrics(&self) -> Vec<RealMetrics> {
+        let table = self.0.lock();
+        table
+            .reals
+            .values()
+            .map(|entry| RealMetrics {
+                key: entry.target.key,
+                alive: entry.alive,
+                transitions: entry.transitions,
+                checkers: entry
+                    .checkers
+                    .iter()
+                    .map(|c| {
+                        let mut running = 0;
+                        let buckets = c.durations.map(|n| {
+                            running += n;
+                            running
+                        });
+                        CheckerMetrics {
+                            kind: c.kind,
+                            failed: c.failed,
+                            buckets,
+                            count: running + c.over,
+                            sum: c.duration_sum,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -172,6 +242,7 @@ struct RealEntry {
     alive: bool,
     since: SystemTime,
     weight: Option<u32>,
+    transitions: u64,
     checkers: Vec<CheckerState>,
     tasks: Vec<AbortHandle>,
 }
@@ -265,6 +336,11 @@ impl Health {
             return None;
         }
         Some(states(&table))
+    }
+
+    /// A reader of the checker's table for another thread.
+    pub fn reader(&self) -> HealthReader {
+        HealthReader(Arc::clone(&self.shared))
     }
 
     /// The state of every checked real.
@@ -400,6 +476,11 @@ fn follow(shared: &Arc<Shared>, limit: &Arc<Semaphore>, targets: Vec<Target>) {
                             last_ms: None,
                             late_ms: 0.0,
                         },
+                        kind: probe.kind,
+                        failed: 0,
+                        durations: [0; DURATION_BUCKETS.len()],
+                        over: 0,
+                        duration_sum: 0.0,
                     })
                     .collect();
                 let tasks = target
@@ -424,7 +505,8 @@ fn follow(shared: &Arc<Shared>, limit: &Arc<Semaphore>, targets: Vec<Target>) {
                         target,
                         alive,
                         since,
-                        weight: previous.and_then(|e| e.weight),
+                        weight: previous.as_ref().and_then(|e| e.weight),
+                        transitions: previous.map_or(0, |e| e.transitions),
                         checkers,
                         tasks,
                     },
@@ -513,7 +595,17 @@ fn record(
     took: Duration,
     late: Duration,
 ) -> Recorded {
-    let view = &mut entry.checkers[index].view;
+    let state = &mut entry.checkers[index];
+    let seconds = took.as_secs_f64();
+    match DURATION_BUCKETS.iter().position(|bound| seconds <= *bound) {
+        Some(bucket) => state.durations[bucket] += 1,
+        None => state.over += 1,
+    }
+    state.duration_sum += seconds;
+    if outcome.is_err() {
+        state.failed += 1;
+    }
+    let view = &mut state.view;
     view.checks += 1;
     view.last_at = Some(unix(SystemTime::now()));
     view.last_ms = Some(took.as_secs_f64() * 1000.0);
@@ -558,6 +650,7 @@ fn record(
     }
     entry.alive = alive;
     entry.since = SystemTime::now();
+    entry.transitions += 1;
     let view = &entry.checkers[index].view;
     let name = entry.target.name();
     let reason = view.last.as_deref().unwrap_or("");

@@ -109,6 +109,16 @@ pub enum Action {
     /// Health-checked reals: each checker's state, since when, last result
     /// and consecutive failures
     Health,
+    /// A live view refreshed every second: rates per service and real,
+    /// worker load, top drop reasons; q quits
+    ///
+    /// When standard output is not a terminal, prints the same as plain
+    /// text every second instead.
+    Top {
+        /// Stop after N refreshes (default: until q, or forever as text)
+        #[arg(long, value_name = "N")]
+        iterations: Option<u64>,
+    },
     /// FullNAT local addresses and their use, of one service or all
     Laddrs {
         #[command(flatten)]

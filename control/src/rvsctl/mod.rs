@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod diff;
 pub mod render;
+pub mod top;
 
 use crate::config::Config;
 use crate::proto::{ConnEntry, Protocol};

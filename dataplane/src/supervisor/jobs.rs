@@ -106,6 +106,8 @@ pub(super) enum Outcome {
     Replaced {
         file: String,
         dry_run: bool,
+        /// Re-reading rvsd's own file (SIGHUP, `rvsctl reload`).
+        reload: bool,
         result: Result<Box<Prepared>, String>,
     },
     Batched(Result<Box<PreparedBatch>, String>),
@@ -193,10 +195,12 @@ fn run(job: Job, start: Start) -> Done {
             source,
             dry_run,
         } => {
+            let reload = matches!(source, Source::File(_));
             let result = replace(&file, source, dry_run, start);
             Outcome::Replaced {
                 file,
                 dry_run,
+                reload,
                 result,
             }
         }

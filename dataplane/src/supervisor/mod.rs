@@ -45,6 +45,7 @@ use serde_json::Value;
 use crate::counters::{CountersSnapshot, RealBook, WorkerCounters};
 use crate::dpdk;
 use crate::mesh::Mesh;
+use crate::metrics;
 use crate::snapshot::{Purge, Snapshot};
 use crate::wire::ethernet::MacAddr;
 use build::Tables;
@@ -101,6 +102,9 @@ pub struct Supervisor {
     job_view: Option<Arc<HealthView>>,
     /// Checks with no kernel interface toward their real, last counted.
     unbound: usize,
+    /// The last reload of rvsd's file (SIGHUP, `rvsctl reload`): adopted or
+    /// refused, and its Unix time.
+    last_reload: Option<(bool, f64)>,
 }
 
 /// Work the control thread finished for someone waiting.
@@ -177,6 +181,7 @@ impl Supervisor {
             followed: 0,
             job_view: None,
             unbound,
+            last_reload: None,
         })
     }
 
@@ -264,7 +269,9 @@ impl Supervisor {
     /// [`Self::set_config_path`] and adopts it, on the helper; the outcome
     /// comes out of [`Self::finished`] as [`Finished::Reloaded`].
     pub fn reload(&mut self) -> Result<(), String> {
-        let task = self.reload_task(false)?;
+        let task = self.reload_task(false).inspect_err(|_| {
+            self.last_reload = Some((false, unix_now()));
+        })?;
         self.jobs.push_back(Job {
             origin: Origin::Signal,
             task,
@@ -400,11 +407,15 @@ impl Supervisor {
             Outcome::Replaced {
                 file,
                 dry_run,
+                reload,
                 result,
             } => {
                 let adopted = result.and_then(|prepared| {
                     self.adopt_replacement(file, dry_run, done.generation, prepared)
                 });
+                if reload && !dry_run {
+                    self.last_reload = Some((adopted.is_ok(), unix_now()));
+                }
                 match done.origin {
                     Origin::Signal => return Finished::Reloaded(adopted.map(|(report, _)| report)),
                     Origin::Client(_) => adopted.map(|(_, answer)| answer),
@@ -655,6 +666,86 @@ impl Supervisor {
         self.dirty = true;
     }
 
+    /// The services and reals as a scrape labels them, with what health
+    /// made of them ([`crate::metrics::Frame`]).
+    pub fn metrics_rows(&self) -> (Vec<metrics::ServiceRow>, Vec<metrics::RealRow>) {
+        let mut services = Vec::with_capacity(self.config.services.len());
+        let mut reals = Vec::new();
+        for service in &self.config.services {
+            let key = proto::ServiceKey::of(service);
+            let effective = self.view.apply(service);
+            let service_id = self.ids.service(service);
+            let index = services.len();
+            services.push(metrics::ServiceRow {
+                key,
+                usable: effective.reals.iter().filter(|r| r.weight > 0).count() as u64,
+                quorum_up: service.is_checked().then(|| !self.view.quorum_lost(&key)),
+            });
+            let scheduled = |address, port| {
+                effective
+                    .reals
+                    .iter()
+                    .find(|r| r.address == address && r.port_or(service.port) == port)
+                    .map_or(0, |r| r.weight)
+            };
+            for real in &service.reals {
+                let port = real.port_or(service.port);
+                reals.push(metrics::RealRow {
+                    service: index,
+                    address: real.address,
+                    port,
+                    forward: real.forward,
+                    id: self.ids.real(service_id, real, service.port),
+                    weight: match &effective {
+                        std::borrow::Cow::Borrowed(_) => real.weight,
+                        std::borrow::Cow::Owned(_) => scheduled(real.address, port),
+                    },
+                    up: self
+                        .view
+                        .real(&health::real_key(service, real))
+                        .map(|state| state.alive),
+                });
+            }
+            // The sorry server while it serves (or is listed, inhibited).
+            if let Some(sorry) = effective.reals.iter().find(|r| {
+                !service.reals.iter().any(|c| {
+                    c.address == r.address && c.port_or(service.port) == r.port_or(service.port)
+                })
+            }) {
+                reals.push(metrics::RealRow {
+                    service: index,
+                    address: sorry.address,
+                    port: sorry.port_or(service.port),
+                    forward: sorry.forward,
+                    id: self.ids.real(service_id, sorry, service.port),
+                    weight: sorry.weight,
+                    up: None,
+                });
+            }
+        }
+        (services, reals)
+    }
+
+    /// The workers' counters and the per-real book, for the metrics thread.
+    pub fn counters(&self) -> (Vec<Arc<WorkerCounters>>, Arc<RealBook>) {
+        (self.counters.clone(), Arc::clone(&self.book))
+    }
+
+    /// The last reload's outcome and Unix time, if any.
+    pub fn last_reload(&self) -> Option<(bool, f64)> {
+        self.last_reload
+    }
+
+    /// Configurations adopted since start.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The checker's table, for the metrics thread.
+    pub fn health_reader(&self) -> rvs_control::health::HealthReader {
+        self.health.reader()
+    }
+
     /// What rvsd's stop does for services with `omega`: the `notify_down`
     /// of their live reals and their `quorum_down`, started before the
     /// checker goes.
@@ -716,6 +807,12 @@ impl Supervisor {
         let id = self.ids.real(self.ids.service(service), real, service.port);
         self.accounts.counts(&self.book, id)
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Checks that leave by the kernel's own routes, not from a port's address.

@@ -76,6 +76,8 @@ impl Supervisor {
                     redirected: c.redirected,
                     drops: drop_reasons.iter().map(|(_, count)| count).sum(),
                     drop_reasons,
+                    polls: c.polls,
+                    busy_polls: c.busy_polls,
                 }
             })
             .collect()

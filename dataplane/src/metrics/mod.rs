@@ -1,0 +1,776 @@
+//! Prometheus metrics: `GET /metrics` on `metrics.listen`, served by a
+//! thread of its own (`rvs-metrics`, [`http`]), never a worker.
+//!
+//! Nothing is counted twice: at each scrape the control thread hands over
+//! a [`Frame`] (the services and reals as configured, what health made of
+//! them, a few numbers only it has) and the scrape reads every counter
+//! where the workers keep it ([`WorkerCounters`], the [`RealBook`], the
+//! kernel interfaces' counters, the PMDs' own), with relaxed loads: no lock
+//! is shared with a worker and nothing is added to the packet path.
+//! Encoded with prometheus-client (the Prometheus organisation's client)
+//! from one [`Collector`]: Prometheus text 0.0.4, or OpenMetrics when the
+//! scraper asks for it.
+
+pub mod http;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use rvs_control::health::{HealthReader, RealMetrics, DURATION_BUCKETS};
+use rvs_control::model::Forward;
+use rvs_control::proto::ServiceKey;
+
+use crate::counters::{DropReason, RealBook, WorkerCounters};
+use crate::dpdk::PortHandle;
+use crate::kernel::KernelCounters;
+
+/// What the scrapes read for as long as rvsd runs.
+pub struct Sources {
+    pub workers: Vec<Arc<WorkerCounters>>,
+    pub book: Arc<RealBook>,
+    pub health: HealthReader,
+    /// Per port: its name, device and DPDK port.
+    pub ports: Vec<(String, String, PortHandle)>,
+    /// Per kernel interface: its port's name, its name and its counters.
+    pub kernel: Vec<(String, String, usize)>,
+    pub kernel_counters: Arc<[KernelCounters]>,
+    /// Per-worker connection table capacity (`limits.connections`).
+    pub table_capacity: u64,
+    pub mbufs: u64,
+    pub ipvs_compat: bool,
+}
+
+/// A service as the scrape labels it.
+#[derive(Clone, Debug)]
+pub struct ServiceRow {
+    pub key: ServiceKey,
+    /// Reals that may take a new connection now (listed, weight above 0).
+    pub usable: u64,
+    /// Whether the service has its quorum; `None`: not checked.
+    pub quorum_up: Option<bool>,
+}
+
+/// A configured real of a service.
+#[derive(Clone, Debug)]
+pub struct RealRow {
+    /// Index into [`Frame::services`].
+    pub service: usize,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub forward: Forward,
+    pub id: u32,
+    /// The weight it schedules with now: 0 when taken out by its checks.
+    pub weight: u32,
+    /// `None`: not checked.
+    pub up: Option<bool>,
+}
+
+/// What only the control thread knows, handed over for one scrape.
+#[derive(Clone, Debug, Default)]
+pub struct Frame {
+    pub services: Vec<ServiceRow>,
+    pub reals: Vec<RealRow>,
+    /// Configurations adopted since start.
+    pub generation: u64,
+    /// The last reload (SIGHUP, `rvsctl reload`): success and Unix time.
+    pub reload: Option<(bool, f64)>,
+    pub mbufs_free: u64,
+}
+
+/// The text of one scrape.
+pub fn encode(sources: &Arc<Sources>, frame: Frame, openmetrics: bool) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape {
+        sources: Arc::clone(sources),
+        frame,
+    }));
+    let mut text = String::new();
+    let encoded = if openmetrics {
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+    };
+    // Writing to a String does not fail; a collector error would be ours.
+    encoded.expect("metrics encode into a String");
+    text
+}
+
+struct Scrape {
+    sources: Arc<Sources>,
+    frame: Frame,
+}
+
+impl fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Scrape")
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// A family read from one value of `T`: name, help, type, the reading.
+type Spec<T> = (&'static str, &'static str, MetricType, fn(&T) -> u64);
+
+/// One metric family being written.
+struct Family<'a> {
+    encoder: prometheus_client::encoding::MetricEncoder<'a>,
+    kind: MetricType,
+}
+
+impl Family<'_> {
+    fn sample(&mut self, labels: &Labels, value: f64) -> fmt::Result {
+        let encoder = self.encoder.encode_family(labels)?;
+        match self.kind {
+            MetricType::Counter => ConstCounter::new(value as u64).encode(encoder),
+            // Whole numbers as integers: `2`, not `2.0`.
+            _ if value.fract() == 0.0 && value.abs() < 9e15 => {
+                ConstGauge::new(value as i64).encode(encoder)
+            }
+            _ => ConstGauge::new(value).encode(encoder),
+        }
+    }
+}
+
+fn family<'a>(
+    encoder: &'a mut DescriptorEncoder<'_>,
+    name: &'a str,
+    help: &str,
+    kind: MetricType,
+) -> Result<Family<'a>, fmt::Error> {
+    Ok(Family {
+        encoder: encoder.encode_descriptor(name, help, None, kind)?,
+        kind,
+    })
+}
+
+/// The per-real counters of a real id, summed over the workers.
+#[derive(Clone, Copy, Default)]
+struct RealTotals {
+    conns: u64,
+    active: u64,
+    inactive: u64,
+    persist: u64,
+    in_packets: u64,
+    in_bytes: u64,
+    out_packets: u64,
+    out_bytes: u64,
+}
+
+fn real_totals(book: &RealBook, id: u32) -> RealTotals {
+    let mut t = RealTotals::default();
+    for worker in &book.workers {
+        if let Some(c) = worker.get(id as usize) {
+            t.conns += c.conns.load(Relaxed);
+            t.active += c.active.load(Relaxed);
+            t.inactive += c.inactive.load(Relaxed);
+            t.persist += c.persist.load(Relaxed);
+            t.in_packets += c.in_packets.load(Relaxed);
+            t.in_bytes += c.in_bytes.load(Relaxed);
+            t.out_packets += c.out_packets.load(Relaxed);
+            t.out_bytes += c.out_bytes.load(Relaxed);
+        }
+    }
+    t
+}
+
+fn service_labels(key: &ServiceKey) -> Labels {
+    match key {
+        ServiceKey::Inet {
+            protocol,
+            addr,
+            port,
+        } => vec![
+            ("vip", addr.to_string()),
+            ("port", port.to_string()),
+            ("protocol", protocol.to_string()),
+        ],
+        ServiceKey::Mark(mark) => vec![
+            ("vip", String::new()),
+            ("port", "0".to_owned()),
+            ("protocol", format!("fwmark:{mark}")),
+        ],
+    }
+}
+
+fn with(labels: &Labels, more: &[(&'static str, String)]) -> Labels {
+    let mut all = labels.clone();
+    all.extend_from_slice(more);
+    all
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let sources = &self.sources;
+        let frame = &self.frame;
+        let totals: Vec<RealTotals> = frame
+            .reals
+            .iter()
+            .map(|r| real_totals(&sources.book, r.id))
+            .collect();
+        let service_labels: Vec<Labels> = frame
+            .services
+            .iter()
+            .map(|s| service_labels(&s.key))
+            .collect();
+        let real_labels: Vec<Labels> = frame
+            .reals
+            .iter()
+            .map(|r| {
+                with(
+                    &service_labels[r.service],
+                    &[
+                        ("real", r.address.to_string()),
+                        ("real_port", r.port.to_string()),
+                        ("forward", r.forward.to_string()),
+                    ],
+                )
+            })
+            .collect();
+        let mut per_service = vec![RealTotals::default(); frame.services.len()];
+        for (row, t) in frame.reals.iter().zip(&totals) {
+            let s = &mut per_service[row.service];
+            s.conns += t.conns;
+            s.in_packets += t.in_packets;
+            s.in_bytes += t.in_bytes;
+            s.out_packets += t.out_packets;
+            s.out_bytes += t.out_bytes;
+        }
+
+        // Services.
+        let mut f = family(
+            &mut encoder,
+            "rvs_service_connections",
+            "Connections scheduled by the service.",
+            MetricType::Counter,
+        )?;
+        for (labels, t) in service_labels.iter().zip(&per_service) {
+            f.sample(labels, t.conns as f64)?;
+        }
+        for (name, help, pick) in [
+            (
+                "rvs_service_packets",
+                "Packets of the service's connections, in from clients and out from reals.",
+                (|t: &RealTotals| (t.in_packets, t.out_packets)) as fn(&RealTotals) -> (u64, u64),
+            ),
+            (
+                "rvs_service_bytes",
+                "Bytes of the service's connections, in from clients and out from reals.",
+                |t: &RealTotals| (t.in_bytes, t.out_bytes),
+            ),
+        ] {
+            let mut f = family(&mut encoder, name, help, MetricType::Counter)?;
+            for (labels, t) in service_labels.iter().zip(&per_service) {
+                let (inbound, outbound) = pick(t);
+                f.sample(
+                    &with(labels, &[("direction", "in".to_owned())]),
+                    inbound as f64,
+                )?;
+                f.sample(
+                    &with(labels, &[("direction", "out".to_owned())]),
+                    outbound as f64,
+                )?;
+            }
+        }
+        let mut f = family(
+            &mut encoder,
+            "rvs_service_reals",
+            "Reals that may take a new connection (listed, weight above 0).",
+            MetricType::Gauge,
+        )?;
+        for (labels, s) in service_labels.iter().zip(&frame.services) {
+            f.sample(labels, s.usable as f64)?;
+        }
+        let mut f = family(
+            &mut encoder,
+            "rvs_service_quorum_up",
+            "1 while a health-checked service has its quorum, 0 while its sorry server serves.",
+            MetricType::Gauge,
+        )?;
+        for (labels, s) in service_labels.iter().zip(&frame.services) {
+            if let Some(up) = s.quorum_up {
+                f.sample(labels, f64::from(u8::from(up)))?;
+            }
+        }
+
+        // Reals.
+        let real_counters: [Spec<RealTotals>; 4] = [
+            (
+                "rvs_real_connections",
+                "Connections scheduled to the real.",
+                MetricType::Counter,
+                |t| t.conns,
+            ),
+            (
+                "rvs_real_active_connections",
+                "The real's active connections (IPVS ActiveConn: TCP established).",
+                MetricType::Gauge,
+                |t| t.active,
+            ),
+            (
+                "rvs_real_inactive_connections",
+                "The real's inactive connections (IPVS InActConn).",
+                MetricType::Gauge,
+                |t| t.inactive,
+            ),
+            (
+                "rvs_real_persistent_connections",
+                "Persistence templates pointing at the real (IPVS PersistConn).",
+                MetricType::Gauge,
+                |t| t.persist,
+            ),
+        ];
+        for (name, help, kind, pick) in real_counters {
+            let mut f = family(&mut encoder, name, help, kind)?;
+            for (labels, t) in real_labels.iter().zip(&totals) {
+                f.sample(labels, pick(t) as f64)?;
+            }
+        }
+        let mut f = family(
+            &mut encoder,
+            "rvs_real_weight",
+            "The weight the real schedules with (0: quiesced, drained or taken out).",
+            MetricType::Gauge,
+        )?;
+        for (labels, r) in real_labels.iter().zip(&frame.reals) {
+            f.sample(labels, f64::from(r.weight))?;
+        }
+        for (name, help, pick) in [
+            (
+                "rvs_real_packets",
+                "Packets of the real's connections, in from clients and out from the real.",
+                (|t: &RealTotals| (t.in_packets, t.out_packets)) as fn(&RealTotals) -> (u64, u64),
+            ),
+            (
+                "rvs_real_bytes",
+                "Bytes of the real's connections, in from clients and out from the real.",
+                |t: &RealTotals| (t.in_bytes, t.out_bytes),
+            ),
+        ] {
+            let mut f = family(&mut encoder, name, help, MetricType::Counter)?;
+            for (labels, t) in real_labels.iter().zip(&totals) {
+                let (inbound, outbound) = pick(t);
+                f.sample(
+                    &with(labels, &[("direction", "in".to_owned())]),
+                    inbound as f64,
+                )?;
+                f.sample(
+                    &with(labels, &[("direction", "out".to_owned())]),
+                    outbound as f64,
+                )?;
+            }
+        }
+        self.encode_health(&mut encoder, &real_labels)?;
+        self.encode_workers(&mut encoder)?;
+        self.encode_ports(&mut encoder)?;
+        self.encode_process(&mut encoder)?;
+        if sources.ipvs_compat {
+            self.encode_ipvs(&mut encoder, &totals)?;
+        }
+        Ok(())
+    }
+}
+
+impl Scrape {
+    fn encode_health(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        real_labels: &[Labels],
+    ) -> fmt::Result {
+        let frame = &self.frame;
+        let health: Vec<RealMetrics> = self.sources.health.metrics();
+        let by_key: std::collections::HashMap<_, &RealMetrics> =
+            health.iter().map(|m| (m.key, m)).collect();
+        let checked: Vec<(&Labels, &RealMetrics)> = frame
+            .reals
+            .iter()
+            .zip(real_labels)
+            .filter_map(|(r, labels)| {
+                let key = (frame.services[r.service].key, r.address, r.port);
+                by_key.get(&key).map(|m| (labels, *m))
+            })
+            .collect();
+        let mut f = family(
+            encoder,
+            "rvs_real_up",
+            "1 while the real passes its health checks (a real without checks: always 1).",
+            MetricType::Gauge,
+        )?;
+        for (labels, r) in real_labels.iter().zip(&frame.reals) {
+            f.sample(labels, f64::from(u8::from(r.up.unwrap_or(true))))?;
+        }
+        let mut f = family(
+            encoder,
+            "rvs_real_check_failures",
+            "Health checks of the real that failed.",
+            MetricType::Counter,
+        )?;
+        for (labels, m) in &checked {
+            for c in &m.checkers {
+                f.sample(
+                    &with(labels, &[("checker", c.kind.to_string())]),
+                    c.failed as f64,
+                )?;
+            }
+        }
+        let mut f = family(
+            encoder,
+            "rvs_real_up_down",
+            "Times the real went down or came back up by its health checks.",
+            MetricType::Counter,
+        )?;
+        for (labels, m) in &checked {
+            f.sample(labels, m.transitions as f64)?;
+        }
+        let mut histogram = encoder.encode_descriptor(
+            "rvs_real_check_duration_seconds",
+            "How long the real's health checks took.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (labels, m) in &checked {
+            for c in &m.checkers {
+                let labels = with(labels, &[("checker", c.kind.to_string())]);
+                let buckets: Vec<(f64, u64)> = DURATION_BUCKETS
+                    .iter()
+                    .copied()
+                    .zip(c.buckets)
+                    .chain(std::iter::once((f64::INFINITY, c.count)))
+                    .collect();
+                histogram
+                    .encode_family(&labels)?
+                    .encode_histogram::<Labels>(c.sum, c.count, &buckets, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_workers(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let reads: Vec<_> = self.sources.workers.iter().map(|w| w.read()).collect();
+        let worker = |i: usize| vec![("worker", i.to_string())];
+        let mut f = family(
+            encoder,
+            "rvs_worker_packets",
+            "Packets a worker received (rx) and sent (tx).",
+            MetricType::Counter,
+        )?;
+        for (i, c) in reads.iter().enumerate() {
+            f.sample(
+                &with(&worker(i), &[("direction", "rx".to_owned())]),
+                c.rx_packets as f64,
+            )?;
+            f.sample(
+                &with(&worker(i), &[("direction", "tx".to_owned())]),
+                c.tx_packets as f64,
+            )?;
+        }
+        let per_worker: [Spec<crate::counters::CountersSnapshot>; 5] = [
+            (
+                "rvs_worker_polls",
+                "Rounds of a worker's loop (polls of all its queues).",
+                MetricType::Counter,
+                |c| c.polls,
+            ),
+            (
+                "rvs_worker_busy_polls",
+                "Rounds of a worker's loop that found work: busy / all polls is its load.",
+                MetricType::Counter,
+                |c| c.busy_polls,
+            ),
+            (
+                "rvs_connections",
+                "Connections a worker tracks now.",
+                MetricType::Gauge,
+                |c| c.conns_current,
+            ),
+            (
+                "rvs_redirected_packets",
+                "Packets a worker handed to the worker owning their connection.",
+                MetricType::Counter,
+                |c| c.redirected,
+            ),
+            (
+                "rvs_connections_evicted",
+                "Unverified connections ended early to make room for new ones.",
+                MetricType::Counter,
+                |c| c.conns_evicted,
+            ),
+        ];
+        for (name, help, kind, pick) in per_worker {
+            let mut f = family(encoder, name, help, kind)?;
+            for (i, c) in reads.iter().enumerate() {
+                f.sample(&worker(i), pick(c) as f64)?;
+            }
+        }
+        let mut f = family(
+            encoder,
+            "rvs_connection_table_capacity",
+            "Connections a worker's table holds at most.",
+            MetricType::Gauge,
+        )?;
+        for i in 0..reads.len() {
+            f.sample(&worker(i), self.sources.table_capacity as f64)?;
+        }
+        let mut f = family(
+            encoder,
+            "rvs_drops",
+            "Packets a worker dropped, by reason.",
+            MetricType::Counter,
+        )?;
+        for (i, c) in reads.iter().enumerate() {
+            for reason in DropReason::ALL {
+                let labels = with(&worker(i), &[("reason", reason.name().to_owned())]);
+                f.sample(&labels, c.drops_of(reason) as f64)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_ports(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let stats: Vec<_> = self
+            .sources
+            .ports
+            .iter()
+            .map(|(name, device, handle)| {
+                (
+                    vec![("port", name.clone()), ("device", device.clone())],
+                    handle.stats().unwrap_or_default(),
+                )
+            })
+            .collect();
+        type Pick = fn(&dpdk_sys::rte_eth_stats) -> u64;
+        let port_counters: [(&str, &str, Pick); 7] = [
+            (
+                "rvs_port_rx_packets",
+                "Packets the port received (PMD).",
+                |s| s.ipackets,
+            ),
+            ("rvs_port_tx_packets", "Packets the port sent (PMD).", |s| {
+                s.opackets
+            }),
+            ("rvs_port_rx_bytes", "Bytes the port received (PMD).", |s| {
+                s.ibytes
+            }),
+            ("rvs_port_tx_bytes", "Bytes the port sent (PMD).", |s| {
+                s.obytes
+            }),
+            (
+                "rvs_port_rx_missed",
+                "Packets the NIC dropped for lack of room in an RX queue.",
+                |s| s.imissed,
+            ),
+            (
+                "rvs_port_errors",
+                "Erroneous packets, received and sent (PMD).",
+                |s| s.ierrors + s.oerrors,
+            ),
+            (
+                "rvs_port_rx_no_mbuf",
+                "Receptions that failed for lack of a packet buffer.",
+                |s| s.rx_nombuf,
+            ),
+        ];
+        for (name, help, pick) in port_counters {
+            let mut f = family(encoder, name, help, MetricType::Counter)?;
+            for (labels, s) in &stats {
+                f.sample(labels, pick(s) as f64)?;
+            }
+        }
+        let kernel = &self.sources.kernel;
+        let counters = &self.sources.kernel_counters;
+        let mut f = family(
+            encoder,
+            "rvs_kernel_frames",
+            "Frames through a port's kernel interface (the exception path): to and from \
+             the kernel, and those dropped on the way.",
+            MetricType::Counter,
+        )?;
+        for (port, interface, index) in kernel {
+            let c = &counters[*index];
+            for (direction, result, value) in [
+                ("to_kernel", "passed", &c.to_kernel),
+                ("to_kernel", "dropped", &c.to_kernel_dropped),
+                ("from_kernel", "passed", &c.from_kernel),
+                ("from_kernel", "dropped", &c.from_kernel_dropped),
+            ] {
+                let labels = vec![
+                    ("port", port.clone()),
+                    ("interface", interface.clone()),
+                    ("direction", direction.to_owned()),
+                    ("result", result.to_owned()),
+                ];
+                f.sample(&labels, value.load(Relaxed) as f64)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_process(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let frame = &self.frame;
+        let none: Labels = Vec::new();
+        let mut f = family(
+            encoder,
+            "rvs_build_info",
+            "rvsd's version and the DPDK it runs on (always 1).",
+            MetricType::Gauge,
+        )?;
+        f.sample(
+            &vec![
+                ("version", env!("CARGO_PKG_VERSION").to_owned()),
+                ("dpdk", crate::dpdk::version()),
+            ],
+            1.0,
+        )?;
+        let gauges = [
+            (
+                "rvs_config_generation",
+                "Configurations adopted since rvsd started.",
+                frame.generation as f64,
+            ),
+            (
+                "rvs_mbufs_free",
+                "Packet buffers free in the pool.",
+                frame.mbufs_free as f64,
+            ),
+            (
+                "rvs_mbufs",
+                "Packet buffers in the pool.",
+                self.sources.mbufs as f64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            family(encoder, name, help, MetricType::Gauge)?.sample(&none, value)?;
+        }
+        if let Some((ok, at)) = frame.reload {
+            family(
+                encoder,
+                "rvs_config_reload_success",
+                "Whether the last reload (SIGHUP, rvsctl reload) was adopted.",
+                MetricType::Gauge,
+            )?
+            .sample(&none, f64::from(u8::from(ok)))?;
+            family(
+                encoder,
+                "rvs_config_reload_timestamp_seconds",
+                "Unix time of the last reload.",
+                MetricType::Gauge,
+            )?
+            .sample(&none, at)?;
+        }
+        Ok(())
+    }
+
+    /// node_exporter's IPVS collector's series, same names and labels.
+    fn encode_ipvs(&self, encoder: &mut DescriptorEncoder, totals: &[RealTotals]) -> fmt::Result {
+        let frame = &self.frame;
+        let none: Labels = Vec::new();
+        let mut all = RealTotals::default();
+        for t in totals {
+            all.conns += t.conns;
+            all.in_packets += t.in_packets;
+            all.out_packets += t.out_packets;
+            all.in_bytes += t.in_bytes;
+            all.out_bytes += t.out_bytes;
+        }
+        for (name, help, value) in [
+            (
+                "node_ipvs_connections",
+                "The total number of connections made.",
+                all.conns,
+            ),
+            (
+                "node_ipvs_incoming_packets",
+                "The total number of incoming packets.",
+                all.in_packets,
+            ),
+            (
+                "node_ipvs_outgoing_packets",
+                "The total number of outgoing packets.",
+                all.out_packets,
+            ),
+            (
+                "node_ipvs_incoming_bytes",
+                "The total amount of incoming data.",
+                all.in_bytes,
+            ),
+            (
+                "node_ipvs_outgoing_bytes",
+                "The total amount of outgoing data.",
+                all.out_bytes,
+            ),
+        ] {
+            family(encoder, name, help, MetricType::Counter)?.sample(&none, value as f64)?;
+        }
+        let labels: Vec<Labels> = frame
+            .reals
+            .iter()
+            .map(|r| {
+                // As node_exporter labels them: a fwmark service by its
+                // mark alone.
+                let (address, port, proto, mark) = match frame.services[r.service].key {
+                    ServiceKey::Inet {
+                        protocol,
+                        addr,
+                        port,
+                    } => (
+                        addr.to_string(),
+                        port.to_string(),
+                        protocol.to_string().to_uppercase(),
+                        String::new(),
+                    ),
+                    ServiceKey::Mark(mark) => (
+                        String::new(),
+                        "0".to_owned(),
+                        String::new(),
+                        mark.to_string(),
+                    ),
+                };
+                vec![
+                    ("local_address", address),
+                    ("local_port", port),
+                    ("local_mark", mark),
+                    ("proto", proto),
+                    ("remote_address", r.address.to_string()),
+                    ("remote_port", r.port.to_string()),
+                ]
+            })
+            .collect();
+        for (name, help, pick) in [
+            (
+                "node_ipvs_backend_connections_active",
+                "The current active connections by local and remote address.",
+                (|t: &RealTotals| t.active) as fn(&RealTotals) -> u64,
+            ),
+            (
+                "node_ipvs_backend_connections_inactive",
+                "The current inactive connections by local and remote address.",
+                |t: &RealTotals| t.inactive,
+            ),
+        ] {
+            let mut f = family(encoder, name, help, MetricType::Gauge)?;
+            for (labels, t) in labels.iter().zip(totals) {
+                f.sample(labels, pick(t) as f64)?;
+            }
+        }
+        let mut f = family(
+            encoder,
+            "node_ipvs_backend_weight",
+            "The current backend weight by local and remote address.",
+            MetricType::Gauge,
+        )?;
+        for (labels, r) in labels.iter().zip(&frame.reals) {
+            f.sample(labels, f64::from(r.weight))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
