@@ -265,6 +265,19 @@ pub struct RealCounters {
     pub out_bytes: AtomicU64,
 }
 
+/// A real's counters summed over the workers ([`RealBook::totals`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RealTotals {
+    pub conns: u64,
+    pub active: u64,
+    pub inactive: u64,
+    pub persist: u64,
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    pub out_packets: u64,
+    pub out_bytes: u64,
+}
+
 /// Everything per real that workers share: each worker's own counters (one
 /// writer each) and the IPVS OVERLOAD flag of each real, which whichever
 /// worker binds or unbinds a connection sets or clears. Indexed by real id.
@@ -295,6 +308,24 @@ impl RealBook {
             }
         }
         (active as u32, inactive as u32)
+    }
+
+    /// Every counter of real `id`, summed over the workers.
+    pub fn totals(&self, id: u32) -> RealTotals {
+        let mut t = RealTotals::default();
+        for worker in &self.workers {
+            if let Some(c) = worker.get(id as usize) {
+                t.conns += c.conns.load(Relaxed);
+                t.active += c.active.load(Relaxed);
+                t.inactive += c.inactive.load(Relaxed);
+                t.persist += c.persist.load(Relaxed);
+                t.in_packets += c.in_packets.load(Relaxed);
+                t.in_bytes += c.in_bytes.load(Relaxed);
+                t.out_packets += c.out_packets.load(Relaxed);
+                t.out_bytes += c.out_bytes.load(Relaxed);
+            }
+        }
+        t
     }
 
     #[inline]

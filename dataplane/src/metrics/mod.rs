@@ -28,7 +28,7 @@ use rvs_control::health::{HealthReader, RealMetrics, DURATION_BUCKETS};
 use rvs_control::model::Forward;
 use rvs_control::proto::ServiceKey;
 
-use crate::counters::{DropReason, RealBook, WorkerCounters};
+use crate::counters::{DropReason, RealBook, RealTotals, WorkerCounters};
 use crate::dpdk::PortHandle;
 use crate::kernel::KernelCounters;
 
@@ -151,34 +151,39 @@ fn family<'a>(
     })
 }
 
-/// The per-real counters of a real id, summed over the workers.
-#[derive(Clone, Copy, Default)]
-struct RealTotals {
-    conns: u64,
-    active: u64,
-    inactive: u64,
-    persist: u64,
-    in_packets: u64,
-    in_bytes: u64,
-    out_packets: u64,
-    out_bytes: u64,
-}
-
-fn real_totals(book: &RealBook, id: u32) -> RealTotals {
-    let mut t = RealTotals::default();
-    for worker in &book.workers {
-        if let Some(c) = worker.get(id as usize) {
-            t.conns += c.conns.load(Relaxed);
-            t.active += c.active.load(Relaxed);
-            t.inactive += c.inactive.load(Relaxed);
-            t.persist += c.persist.load(Relaxed);
-            t.in_packets += c.in_packets.load(Relaxed);
-            t.in_bytes += c.in_bytes.load(Relaxed);
-            t.out_packets += c.out_packets.load(Relaxed);
-            t.out_bytes += c.out_bytes.load(Relaxed);
+/// `rvs_{what}_packets_total` and `rvs_{what}_bytes_total`, in from
+/// clients and out from the reals, one pair of samples per label set.
+fn directional(
+    encoder: &mut DescriptorEncoder,
+    what: &str,
+    labels: &[Labels],
+    totals: &[RealTotals],
+) -> fmt::Result {
+    type Pick = fn(&RealTotals) -> (u64, u64);
+    let families: [(&str, Pick); 2] = [
+        ("packets", |t| (t.in_packets, t.out_packets)),
+        ("bytes", |t| (t.in_bytes, t.out_bytes)),
+    ];
+    for (unit, pick) in families {
+        let name = format!("rvs_{what}_{unit}");
+        let help = format!(
+            "{} of the {what}'s connections, in from clients and out from the reals.",
+            if unit == "bytes" { "Bytes" } else { "Packets" }
+        );
+        let mut f = family(encoder, &name, &help, MetricType::Counter)?;
+        for (labels, t) in labels.iter().zip(totals) {
+            let (inbound, outbound) = pick(t);
+            f.sample(
+                &with(labels, &[("direction", "in".to_owned())]),
+                inbound as f64,
+            )?;
+            f.sample(
+                &with(labels, &[("direction", "out".to_owned())]),
+                outbound as f64,
+            )?;
         }
     }
-    t
+    Ok(())
 }
 
 fn service_labels(key: &ServiceKey) -> Labels {
@@ -213,7 +218,7 @@ impl Collector for Scrape {
         let totals: Vec<RealTotals> = frame
             .reals
             .iter()
-            .map(|r| real_totals(&sources.book, r.id))
+            .map(|r| sources.book.totals(r.id))
             .collect();
         let service_labels: Vec<Labels> = frame
             .services
@@ -254,31 +259,7 @@ impl Collector for Scrape {
         for (labels, t) in service_labels.iter().zip(&per_service) {
             f.sample(labels, t.conns as f64)?;
         }
-        for (name, help, pick) in [
-            (
-                "rvs_service_packets",
-                "Packets of the service's connections, in from clients and out from reals.",
-                (|t: &RealTotals| (t.in_packets, t.out_packets)) as fn(&RealTotals) -> (u64, u64),
-            ),
-            (
-                "rvs_service_bytes",
-                "Bytes of the service's connections, in from clients and out from reals.",
-                |t: &RealTotals| (t.in_bytes, t.out_bytes),
-            ),
-        ] {
-            let mut f = family(&mut encoder, name, help, MetricType::Counter)?;
-            for (labels, t) in service_labels.iter().zip(&per_service) {
-                let (inbound, outbound) = pick(t);
-                f.sample(
-                    &with(labels, &[("direction", "in".to_owned())]),
-                    inbound as f64,
-                )?;
-                f.sample(
-                    &with(labels, &[("direction", "out".to_owned())]),
-                    outbound as f64,
-                )?;
-            }
-        }
+        directional(&mut encoder, "service", &service_labels, &per_service)?;
         let mut f = family(
             &mut encoder,
             "rvs_service_reals",
@@ -342,31 +323,7 @@ impl Collector for Scrape {
         for (labels, r) in real_labels.iter().zip(&frame.reals) {
             f.sample(labels, f64::from(r.weight))?;
         }
-        for (name, help, pick) in [
-            (
-                "rvs_real_packets",
-                "Packets of the real's connections, in from clients and out from the real.",
-                (|t: &RealTotals| (t.in_packets, t.out_packets)) as fn(&RealTotals) -> (u64, u64),
-            ),
-            (
-                "rvs_real_bytes",
-                "Bytes of the real's connections, in from clients and out from the real.",
-                |t: &RealTotals| (t.in_bytes, t.out_bytes),
-            ),
-        ] {
-            let mut f = family(&mut encoder, name, help, MetricType::Counter)?;
-            for (labels, t) in real_labels.iter().zip(&totals) {
-                let (inbound, outbound) = pick(t);
-                f.sample(
-                    &with(labels, &[("direction", "in".to_owned())]),
-                    inbound as f64,
-                )?;
-                f.sample(
-                    &with(labels, &[("direction", "out".to_owned())]),
-                    outbound as f64,
-                )?;
-            }
-        }
+        directional(&mut encoder, "real", &real_labels, &totals)?;
         self.encode_health(&mut encoder, &real_labels)?;
         self.encode_workers(&mut encoder)?;
         self.encode_ports(&mut encoder)?;

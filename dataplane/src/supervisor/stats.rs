@@ -4,7 +4,6 @@
 //! (avg += (rate - avg) / 4).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use rvs_control::listing::RealCounts;
@@ -31,21 +30,15 @@ struct Estimator {
 /// Real `id`'s counters over all workers: traffic, ActiveConn, InActConn
 /// and PersistConn.
 pub(super) fn real_totals(book: &RealBook, id: u32) -> (Stats, u64, u64, u64) {
-    let mut stats = Stats::default();
-    let (mut active, mut inactive, mut persist) = (0, 0, 0);
-    for worker in &book.workers {
-        if let Some(c) = worker.get(id as usize) {
-            stats.conns += c.conns.load(Relaxed);
-            stats.in_pkts += c.in_packets.load(Relaxed);
-            stats.out_pkts += c.out_packets.load(Relaxed);
-            stats.in_bytes += c.in_bytes.load(Relaxed);
-            stats.out_bytes += c.out_bytes.load(Relaxed);
-            active += c.active.load(Relaxed);
-            inactive += c.inactive.load(Relaxed);
-            persist += c.persist.load(Relaxed);
-        }
-    }
-    (stats, active, inactive, persist)
+    let t = book.totals(id);
+    let stats = Stats {
+        conns: t.conns,
+        in_pkts: t.in_packets,
+        out_pkts: t.out_packets,
+        in_bytes: t.in_bytes,
+        out_bytes: t.out_bytes,
+    };
+    (stats, t.active, t.inactive, t.persist)
 }
 
 impl Accounts {
