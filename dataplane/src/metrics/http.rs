@@ -4,7 +4,9 @@
 //! never sends its request or never reads the answer holds only its own
 //! thread, and only for a while. Anything but `GET /metrics` gets a proper
 //! HTTP error. The scrape asks the control thread for a [`Frame`] (answered
-//! within its next round, tens of milliseconds) and encodes off it.
+//! within its next round, tens of milliseconds) and streams the encoding to
+//! the socket as it goes (no Content-Length: the body ends with the
+//! connection).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{encode, Frame, Sources};
+use super::{write, Frame, Sources};
 
 /// Scrapes served at once, at most.
 pub const MAX_SCRAPES: usize = 16;
@@ -81,23 +83,14 @@ fn accept(listener: TcpListener, sources: Arc<Sources>, requests: Sender<FrameRe
 }
 
 fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) {
-    answer(stream, status, content_type, body, true);
-}
-
-/// The answer, its body only if `with_body` (not for HEAD).
-fn answer(stream: &mut TcpStream, status: &str, content_type: &str, body: &[u8], with_body: bool) {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes()).and_then(|()| {
-        if with_body {
-            stream.write_all(body)
-        } else {
-            Ok(())
-        }
-    });
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body));
 }
 
 /// One scrape: the request read and judged, the answer written.
@@ -180,17 +173,32 @@ fn serve(mut stream: TcpStream, sources: &Arc<Sources>, requests: &Sender<FrameR
         );
         return;
     };
-    let body = encode(sources, frame, openmetrics);
     let content_type = if openmetrics {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     } else {
         prometheus_client::encoding::prometheus_text::CONTENT_TYPE
     };
-    answer(
-        &mut stream,
-        "200 OK",
-        content_type,
-        body.as_bytes(),
-        method != "HEAD",
-    );
+    // No Content-Length: the body streams as it is encoded and ends with
+    // the connection.
+    let head =
+        format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(head.as_bytes()).is_err() || method == "HEAD" {
+        return;
+    }
+    let mut sink = Sink(std::io::BufWriter::with_capacity(64 * 1024, &stream));
+    if write(sources, frame, openmetrics, &mut sink).is_ok() {
+        let _ = sink.0.flush();
+    }
+}
+
+/// The scrape's socket as the encoder's output; a write that fails (the
+/// scraper gone, or not reading within the timeout) ends the encoding.
+struct Sink<'a>(std::io::BufWriter<&'a TcpStream>);
+
+impl std::fmt::Write for Sink<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.0
+            .write_all(text.as_bytes())
+            .map_err(|_| std::fmt::Error)
+    }
 }

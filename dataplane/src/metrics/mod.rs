@@ -87,20 +87,30 @@ pub struct Frame {
 
 /// The text of one scrape.
 pub fn encode(sources: &Arc<Sources>, frame: Frame, openmetrics: bool) -> String {
+    let mut text = String::new();
+    // Writing to a String does not fail; a collector error would be ours.
+    write(sources, frame, openmetrics, &mut text).expect("metrics encode into a String");
+    text
+}
+
+/// Writes one scrape's exposition to `out` as it is encoded (in pieces of
+/// a few KiB: a scrape of a million samples is never held whole).
+pub fn write(
+    sources: &Arc<Sources>,
+    frame: Frame,
+    openmetrics: bool,
+    out: &mut impl fmt::Write,
+) -> fmt::Result {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Scrape {
         sources: Arc::clone(sources),
         frame,
     }));
-    let mut text = String::new();
-    let encoded = if openmetrics {
-        prometheus_client::encoding::text::encode(&mut text, &registry)
+    if openmetrics {
+        prometheus_client::encoding::text::encode(out, &registry)
     } else {
-        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
-    };
-    // Writing to a String does not fail; a collector error would be ours.
-    encoded.expect("metrics encode into a String");
-    text
+        prometheus_client::encoding::prometheus_text::encode(out, &registry)
+    }
 }
 
 struct Scrape {
