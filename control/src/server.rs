@@ -135,7 +135,21 @@ pub struct PollReport {
     pub accepted: usize,
     pub refused: usize,
     pub requests: usize,
+    /// Of `requests`, those answered with an error so far.
+    pub errors: usize,
     pub closed: usize,
+}
+
+/// What the socket served since it was bound, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    /// Request lines answered (or being answered).
+    pub requests: u64,
+    /// Of those, the ones answered with an error: refused edits, unknown
+    /// commands, malformed or oversized lines.
+    pub errors: u64,
+    /// Clients refused (permission, too many clients).
+    pub refused: u64,
 }
 
 /// The listening control socket and its clients.
@@ -147,6 +161,7 @@ pub struct Server {
     clients: Vec<Client>,
     /// Device and inode of the socket file we created, to recognise it.
     file_id: (u64, u64),
+    served: Served,
 }
 
 struct Client {
@@ -243,6 +258,7 @@ impl Server {
             limits,
             clients: Vec::new(),
             file_id,
+            served: Served::default(),
         })
     }
 
@@ -253,6 +269,11 @@ impl Server {
     /// Number of connected clients.
     pub fn clients(&self) -> usize {
         self.clients.len()
+    }
+
+    /// What the socket served since it was bound.
+    pub fn served(&self) -> Served {
+        self.served
     }
 
     /// Waits up to `max_wait` for socket events, then serves whatever is
@@ -295,7 +316,7 @@ impl Server {
             if event.is_some_and(|fd| fd.readable() || fd.hung_up()) {
                 client.read(&self.limits);
             }
-            report.requests += client.serve(handler, &self.limits, now);
+            report.requests += client.serve(handler, &self.limits, now, &mut report.errors);
             client.flush(now);
             if client.waiting.is_none() && client.last_activity + self.limits.idle_timeout <= now {
                 client.dead = true;
@@ -304,6 +325,9 @@ impl Server {
         let before = self.clients.len();
         self.clients.retain(|client| !client.finished());
         report.closed = before - self.clients.len();
+        self.served.requests += report.requests as u64;
+        self.served.errors += report.errors as u64;
+        self.served.refused += report.refused as u64;
         Ok(report)
     }
 
@@ -326,7 +350,10 @@ impl Server {
         let (_, id) = client.waiting.take().expect("found waiting");
         let line = match result {
             Ok(result) => proto::encode_encoded_success(id, &result),
-            Err(error) => proto::encode_response(&Response::failure(id, error)),
+            Err(error) => {
+                self.served.errors += 1;
+                proto::encode_response(&Response::failure(id, error))
+            }
         };
         client.queue_line(id, line, limits);
         client.last_activity = now;
@@ -450,7 +477,16 @@ impl Client {
 
     /// Handles complete lines while output has room. Returns the number of
     /// requests handled.
-    fn serve(&mut self, handler: &mut dyn Handler, limits: &Limits, now: Instant) -> usize {
+    /// Answers the client's complete request lines, within the round's
+    /// limits; returns how many, and adds those answered with an error to
+    /// `errors`.
+    fn serve(
+        &mut self,
+        handler: &mut dyn Handler,
+        limits: &Limits,
+        now: Instant,
+        errors: &mut usize,
+    ) -> usize {
         let mut handled = 0;
         while !(self.dead || self.closing || self.waiting.is_some())
             && handled < limits.requests_per_round
@@ -471,6 +507,8 @@ impl Client {
                     self.input.clear();
                     self.scanned = 0;
                     self.closing = true;
+                    handled += 1;
+                    *errors += 1;
                 }
                 break;
             };
@@ -490,6 +528,8 @@ impl Client {
                 self.queue(&Response::failure(0, message), limits);
                 self.input.clear();
                 self.closing = true;
+                handled += 1;
+                *errors += 1;
                 break;
             }
             self.last_activity = now;
@@ -508,6 +548,9 @@ impl Client {
                 },
                 Err(err) => Response::failure(err.id, err.message),
             };
+            if !response.ok {
+                *errors += 1;
+            }
             self.queue(&response, limits);
         }
         handled

@@ -6,6 +6,7 @@
 //! worker (each block is cache-line aligned). Readers may see a value a few
 //! packets old, never a torn one.
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -281,9 +282,55 @@ pub struct RealTotals {
 /// Everything per real that workers share: each worker's own counters (one
 /// writer each) and the IPVS OVERLOAD flag of each real, which whichever
 /// worker binds or unbinds a connection sets or clears. Indexed by real id.
+/// Beside them, each worker's use of the FullNAT local addresses.
 pub struct RealBook {
     pub workers: Vec<Arc<[RealCounters]>>,
     pub overloaded: Box<[AtomicBool]>,
+    pub local: LocalBook,
+}
+
+/// FullNAT local ports in use, per worker (one writer each) and local
+/// address. Any address of a port may serve as a local address, and ports
+/// change only with a restart: the addresses are known at start.
+pub struct LocalBook {
+    /// Sorted; what `LocalCounters::in_use` is indexed by.
+    pub addresses: Box<[Ipv4Addr]>,
+    pub workers: Vec<Arc<LocalCounters>>,
+}
+
+/// One worker's [`LocalBook`] row.
+pub struct LocalCounters {
+    /// Local ports the worker may give out per address: its share of
+    /// `fullnat.port_min..=port_max`.
+    pub ports: AtomicU64,
+    /// Per address: ports with at least one of the worker's connections.
+    pub in_use: Box<[AtomicU64]>,
+}
+
+impl LocalBook {
+    /// A row per worker for `addresses` (any order, repeats ignored).
+    pub fn new(workers: usize, addresses: &[Ipv4Addr]) -> Self {
+        let mut addresses = addresses.to_vec();
+        addresses.sort_unstable();
+        addresses.dedup();
+        LocalBook {
+            workers: (0..workers)
+                .map(|_| {
+                    Arc::new(LocalCounters {
+                        ports: AtomicU64::new(0),
+                        in_use: addresses.iter().map(|_| AtomicU64::new(0)).collect(),
+                    })
+                })
+                .collect(),
+            addresses: addresses.into(),
+        }
+    }
+
+    /// The index of `address` in [`LocalBook::addresses`].
+    #[inline]
+    pub fn index(&self, address: Ipv4Addr) -> Option<usize> {
+        self.addresses.binary_search(&address).ok()
+    }
 }
 
 impl RealBook {
@@ -294,7 +341,14 @@ impl RealBook {
                 .map(|_| (0..reals).map(|_| RealCounters::default()).collect())
                 .collect(),
             overloaded: (0..reals).map(|_| AtomicBool::new(false)).collect(),
+            local: LocalBook::new(workers, &[]),
         }
+    }
+
+    /// The book with a [`LocalBook`] for local addresses among `addresses`.
+    pub fn with_local_addresses(mut self, addresses: &[Ipv4Addr]) -> Self {
+        self.local = LocalBook::new(self.workers.len(), addresses);
+        self
     }
 
     /// ActiveConn and InActConn of real `id` over all workers.

@@ -20,7 +20,7 @@ use crate::persist;
 use crate::supervisor::{Finished, Supervisor};
 use crate::wire::ethernet::MacAddr;
 use crate::worker::{self, RxQueue, WorkerSetup};
-use rvs_control::server::Server;
+use rvs_control::server::{Served, Server};
 
 /// A startup failure, worded for the operator.
 #[derive(Debug)]
@@ -523,10 +523,16 @@ fn start(config: &Config) -> Result<Running, StartError> {
         .iter()
         .map(|_| Arc::new(WorkerCounters::default()))
         .collect();
-    let book = Arc::new(RealBook::new(
-        config.workers.len(),
-        config.limits.reals as usize,
-    ));
+    // Any address of a port may become a FullNAT local address.
+    let port_addresses: Vec<Ipv4Addr> = config
+        .ports
+        .iter()
+        .flat_map(|p| p.addresses.iter().map(|net| net.addr()))
+        .collect();
+    let book = Arc::new(
+        RealBook::new(config.workers.len(), config.limits.reals as usize)
+            .with_local_addresses(&port_addresses),
+    );
     let mesh = Arc::new(Mesh::new(config.workers.len()));
     let kernel_counters: Arc<[KernelCounters]> = kernel_ports
         .iter()
@@ -705,7 +711,7 @@ fn start_metrics(
 }
 
 /// Answers the scrapes waiting for the control thread's part.
-fn answer_scrapes(running: &Running) {
+fn answer_scrapes(running: &Running, control: Served) {
     let Some(endpoint) = &running.metrics else {
         return;
     };
@@ -717,6 +723,8 @@ fn answer_scrapes(running: &Running) {
             generation: running.control.generation(),
             reload: running.control.last_reload(),
             mbufs_free: u64::from(running.pool.available()),
+            local_addresses: running.control.local_addresses(),
+            control,
         });
     }
 }
@@ -930,7 +938,7 @@ pub fn run(config: &Config, config_path: &Path) -> Result<(), StartError> {
             }
         }
         running.control.tick();
-        answer_scrapes(&running);
+        answer_scrapes(&running, server.served());
         if report.swap(false, Relaxed) {
             eprintln!("rvsd: stats {}", stats_json(&running));
         }

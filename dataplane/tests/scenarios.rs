@@ -6,6 +6,8 @@
 mod common;
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use common::*;
 use proptest::prelude::*;
@@ -308,6 +310,9 @@ fn fullnat_port_exhaustion_drops_new_connections_and_keeps_old_ones() {
     }
     ports.sort_unstable();
     assert_eq!(ports, [20000, 20001]);
+    let local = &h.engine.book().local.workers[0];
+    assert_eq!(local.ports.load(Relaxed), 2);
+    assert_eq!(local.in_use[0].load(Relaxed), 2, "both ports in use");
     h.rx(CLIENT_PORT, syn(41002));
     assert!(h.io.take().is_empty());
     assert_eq!(h.drops(DropReason::LaddrExhausted), 1);
@@ -341,6 +346,17 @@ fn one_local_port_serves_different_reals_at_once() {
     assert_eq!(source(&a), (lip(), 20000));
     assert_eq!(source(&b), (lip(), 20000));
     assert_ne!(destination(&a).0, destination(&b).0);
+    let local = Arc::clone(&h.engine.book().local.workers[0]);
+    assert_eq!(
+        local.in_use[0].load(Relaxed),
+        1,
+        "one port, two connections"
+    );
+    // Both half-open connections expire (SYN_RECV: 60 s): the port is free.
+    h.engine.set_now(120);
+    h.engine.tick(&mut h.io);
+    assert_eq!(h.engine.connections().len(), 0);
+    assert_eq!(local.in_use[0].load(Relaxed), 0);
 }
 
 #[test]

@@ -17,7 +17,10 @@ import time
 
 import pytest
 
-from conftest import NS_DIR, R1, R2, VIP, render_config, service
+from conftest import NS_DIR, R1, R2, VIP, real, render_config, service
+
+# The real side's own port address, as a FullNAT local address.
+LIP = "10.99.2.1"
 
 PORT = 9310
 URL = f"http://127.0.0.1:{PORT}/metrics"
@@ -140,6 +143,38 @@ def test_ipvs_compat_series_equal_rvs_series(lab, start_rvsd):
         assert value == ours
 
 
+def test_fullnat_local_ports_and_control_socket_counters(lab, start_rvsd):
+    """A FullNAT service beside the NAT one (its local address is the real
+    side's own port address, so the NAT lab's reals answer it): every
+    connection holds a local port of one worker, in use until it expires;
+    the control socket counts requests and the ones it refused."""
+    fullnat = service(8080, reals=[real(R1, port=80, forward="fullnat"),
+                                   real(R2, port=80, forward="fullnat")])
+    fullnat["local_addresses"] = [LIP]
+    d = start_rvsd(render_config([service(80, "tcp", "rr"), fullnat],
+                                 extra=f"metrics:\n  listen: 127.0.0.1:{PORT}\n"))
+    got = samples(scrape()[1])
+    (labels, free), = pick(got, "rvs_local_ports_free")
+    assert labels == {"local_address": LIP, "worker": "0"}, labels
+    assert free == 65535 - 1024 + 1, "fullnat.port_min..port_max, all free"
+    res = lab.http(30, url=f"http://{VIP}:8080/")
+    assert res["ok"] == 30, res
+    (_, before_requests), = pick(got, "rvs_control_requests_total")
+    (_, before_errors), = pick(got, "rvs_control_errors_total")
+    d.rvsadm("-L", "-n")
+    refused = d.rvsadm("-e", "-t", f"{VIP}:9999", "-r", f"{R1}:80", "-w", "2", check=False)
+    assert refused.returncode != 0, "no such service"
+    got = samples(scrape()[1])
+    # Closed connections wait in TIME_WAIT (120 s) with their ports.
+    (_, in_use), = pick(got, "rvs_local_ports_in_use", local_address=LIP)
+    (_, free), = pick(got, "rvs_local_ports_free", local_address=LIP)
+    assert in_use == 30 and free == 65535 - 1024 + 1 - 30, (in_use, free)
+    (_, requests), = pick(got, "rvs_control_requests_total")
+    (_, errors), = pick(got, "rvs_control_errors_total")
+    assert requests >= before_requests + 2, (before_requests, requests)
+    assert errors == before_errors + 1, (before_errors, errors)
+
+
 def raw(request, timeout=5):
     """Sends `request` to the endpoint from the director namespace; returns
     the status line."""
@@ -245,8 +280,12 @@ def test_every_panel_and_rule_answers_from_a_real_prometheus(lab, start_rvsd):
         pytest.fail("prometheus not installed (lab/install.sh installs Debian's prometheus)")
     s = service(80, "tcp", "rr")
     s["checks"] = [{"type": "tcp_check", "delay_loop": 1, "warmup": 0}]
+    # A FullNAT service, for the local-port panels and rules.
+    fullnat = service(8080, reals=[real(R1, port=80, forward="fullnat")])
+    fullnat["local_addresses"] = [LIP]
     extra = f"metrics:\n  listen: 127.0.0.1:{PORT}\n"
-    d = start_rvsd(render_config([s], extra=extra, kernel_interfaces=("kclient", "kreal")))
+    d = start_rvsd(render_config([s, fullnat], extra=extra,
+                                 kernel_interfaces=("kclient", "kreal")))
     rvsctl(d, "reload")
     RUN.mkdir(parents=True, exist_ok=True)
     data = RUN / "prometheus-data"

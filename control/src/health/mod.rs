@@ -359,7 +359,7 @@ impl Health {
                 addr: entry.target.key.1,
                 port: entry.target.key.2,
                 alive: entry.alive,
-                since: unix(entry.since),
+                since: unix_seconds(entry.since),
                 weight: entry.weight,
                 checkers: entry.checkers.iter().map(|c| c.view.clone()).collect(),
             })
@@ -411,7 +411,8 @@ fn states(table: &Table) -> HashMap<RealKey, RealState> {
         .collect()
 }
 
-fn unix(time: SystemTime) -> f64 {
+/// `time` as Unix seconds, to the millisecond (0 before 1970).
+pub fn unix_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| (d.as_millis() as f64) / 1000.0)
 }
@@ -607,7 +608,7 @@ fn record(
     }
     let view = &mut state.view;
     view.checks += 1;
-    view.last_at = Some(unix(SystemTime::now()));
+    view.last_at = Some(unix_seconds(SystemTime::now()));
     view.last_ms = Some(took.as_secs_f64() * 1000.0);
     view.late_ms = late.as_secs_f64() * 1000.0;
     let mut again = false;

@@ -142,13 +142,14 @@ impl<P: PacketBuf> Engine<P> {
             real_counters,
             book,
             templates,
+            locals,
             now,
             ..
         } = self;
         let mut evicted = 0;
         let id = conns
             .insert_on_probation(conn, *now, timeout, |old| {
-                forget_conn(snapshot, loads, real_counters, book, templates, old);
+                forget_conn(snapshot, loads, real_counters, book, templates, locals, old);
                 evicted += 1;
             })
             .map_err(|_| DropReason::ConnTableFull)?;

@@ -65,6 +65,7 @@ impl<P: PacketBuf> Engine<P> {
             self.purge_at = 0;
         }
         self.local_ports = LocalPorts::new(snapshot, self.place);
+        self.locals.set_ports(self.local_ports.count);
         self.lip_cursor.resize(snapshot.lips.len(), 0);
         old
     }
@@ -134,11 +135,20 @@ impl<P: PacketBuf> Engine<P> {
             real_counters,
             book,
             templates,
+            locals,
             expire_budget,
             ..
         } = self;
         let expired = conns.expire(now, *expire_budget, |conn| {
-            forget_conn(snapshot, loads, real_counters, book, templates, conn)
+            forget_conn(
+                snapshot,
+                loads,
+                real_counters,
+                book,
+                templates,
+                locals,
+                conn,
+            )
         });
         templates.sweep(now, *expire_budget, |real_id| {
             if let Some(c) = real_counters.get(real_id as usize) {

@@ -72,7 +72,7 @@ pub use steer::WorkerPlace;
 use classify::Verdict;
 use schedule::make_scheduler;
 use steer::LocalPorts;
-use xmit::Carried;
+use xmit::{Carried, LocalUse};
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -154,6 +154,8 @@ pub struct Engine<P> {
     local_ports: LocalPorts,
     /// Next port to try, per local address (index in `Snapshot::lips`).
     lip_cursor: Vec<u32>,
+    /// Local ports in use, per local address.
+    locals: LocalUse,
     /// Round robin over a service's local addresses.
     lip_turn: usize,
     /// IPv4 identification of packets rvs originates (TUN outer headers).
@@ -199,8 +201,12 @@ impl<P: PacketBuf> Engine<P> {
             .zip(&loads)
             .map(|(s, l)| make_scheduler(s, l, place))
             .collect();
+        let local_ports = LocalPorts::new(&snapshot, place);
+        let locals = LocalUse::new(&book.local, usize::from(place.index));
+        locals.set_ports(local_ports.count);
         Engine {
-            local_ports: LocalPorts::new(&snapshot, place),
+            local_ports,
+            locals,
             lip_cursor: vec![0; snapshot.lips.len()],
             lip_turn: 0,
             ident: place.index.wrapping_mul(0x1000),

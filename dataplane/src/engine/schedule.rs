@@ -11,8 +11,9 @@ use crate::counters::{add_signed, bump, decrement, DropReason, RealBook, RealCou
 use crate::persist::{TemplateKey, Templates};
 use crate::sched::{Client, RealLoad, Scheduler, Thresholds};
 use crate::snapshot::{ServiceInfo, Snapshot};
-use rvs_control::model::SchedulerKind;
+use rvs_control::model::{Forward, SchedulerKind};
 
+use super::xmit::LocalUse;
 use super::{Engine, WorkerPlace};
 
 impl<P: PacketBuf> Engine<P> {
@@ -142,10 +143,13 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     /// Counts a new connection, just inserted, to its real: the loads
-    /// schedulers read, the hold on its persistence template, the real's
-    /// overload flag once it reaches its upper threshold (IPVS bind), and
-    /// the counters.
+    /// schedulers read, the hold on its persistence template and its
+    /// FullNAT local port, the real's overload flag once it reaches its
+    /// upper threshold (IPVS bind), and the counters.
     pub(super) fn bind(&mut self, conn: &Conn, thresholds: Thresholds) {
+        if conn.forward == Forward::FullNat {
+            self.locals.take(conn.local, conn.local_port);
+        }
         if conn.template != u32::MAX {
             self.templates.control(conn.template);
         }
@@ -176,6 +180,7 @@ impl<P: PacketBuf> Engine<P> {
             &self.real_counters,
             &self.book,
             &mut self.templates,
+            &mut self.locals,
             conn,
         );
         bump(&self.counters.conns_expired, 1);
@@ -199,16 +204,20 @@ impl<P: PacketBuf> Engine<P> {
 }
 
 /// Everything that goes when a connection goes: its share of the real's
-/// counts, its hold on its persistence template, and perhaps the real's
-/// overload flag (IPVS unbind).
+/// counts, its hold on its persistence template and its FullNAT local
+/// port, and perhaps the real's overload flag (IPVS unbind).
 pub(super) fn forget_conn(
     snapshot: &Snapshot,
     loads: &mut [Vec<RealLoad>],
     real_counters: &[RealCounters],
     book: &RealBook,
     templates: &mut Templates,
+    locals: &mut LocalUse,
     conn: &Conn,
 ) {
+    if conn.forward == Forward::FullNat {
+        locals.release(conn.local, conn.local_port);
+    }
     if conn.is_active() {
         adjust_load(snapshot, loads, real_counters, conn.real_id, -1, 0);
     } else {

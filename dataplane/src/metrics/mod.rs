@@ -13,13 +13,16 @@
 
 pub mod http;
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelEncoder, LabelSetEncoder,
+    NoLabelSet,
+};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -27,6 +30,7 @@ use prometheus_client::registry::Registry;
 use rvs_control::health::{HealthReader, RealMetrics, DURATION_BUCKETS};
 use rvs_control::model::Forward;
 use rvs_control::proto::ServiceKey;
+use rvs_control::server::Served;
 
 use crate::counters::{DropReason, RealBook, RealTotals, WorkerCounters};
 use crate::dpdk::PortHandle;
@@ -83,6 +87,10 @@ pub struct Frame {
     /// The last reload (SIGHUP, `rvsctl reload`): success and Unix time.
     pub reload: Option<(bool, f64)>,
     pub mbufs_free: u64,
+    /// The FullNAT local addresses the services list now, sorted.
+    pub local_addresses: Vec<Ipv4Addr>,
+    /// What the control socket served.
+    pub control: Served,
 }
 
 /// The text of one scrape.
@@ -124,7 +132,138 @@ impl fmt::Debug for Scrape {
     }
 }
 
-type Labels = Vec<(&'static str, String)>;
+/// A label whose value is written as it is encoded, never held: a scrape
+/// of a million samples allocates no label strings.
+struct Label<'a>(&'static str, Value<'a>);
+
+/// A label's value. Numbers and addresses are written by hand into a
+/// buffer on the stack: `fmt`'s machinery for them is most of a large
+/// scrape's time.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Text(&'a str),
+    Number(u64),
+    Address(Ipv4Addr),
+    /// A mark group as the protocol label gives it: `fwmark:N`.
+    Mark(u32),
+}
+
+impl Value<'_> {
+    fn write(self, out: &mut impl fmt::Write) -> fmt::Result {
+        match self {
+            Value::Text(text) => out.write_str(text),
+            Value::Number(n) => out.write_str(itoa::Buffer::new().format(n)),
+            Value::Address(address) => {
+                let mut buffer = [0u8; 15];
+                let mut len = 0;
+                for (i, octet) in address.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        buffer[len] = b'.';
+                        len += 1;
+                    }
+                    let mut digits = itoa::Buffer::new();
+                    let digits = digits.format(octet).as_bytes();
+                    buffer[len..len + digits.len()].copy_from_slice(digits);
+                    len += digits.len();
+                }
+                // Digits and dots only.
+                out.write_str(std::str::from_utf8(&buffer[..len]).map_err(|_| fmt::Error)?)
+            }
+            Value::Mark(mark) => {
+                out.write_str("fwmark:")?;
+                out.write_str(itoa::Buffer::new().format(mark))
+            }
+        }
+    }
+}
+
+impl EncodeLabel for Label<'_> {
+    fn encode(&self, mut encoder: LabelEncoder) -> fmt::Result {
+        let mut key = encoder.encode_label_key()?;
+        key.write_str(self.0)?;
+        let mut value = key.encode_label_value()?;
+        self.1.write(&mut value)?;
+        value.finish()
+    }
+}
+
+/// A service's labels: vip, port, protocol (a mark group: `fwmark:N`).
+#[derive(Clone, Copy)]
+struct ServiceLabels<'a>(&'a ServiceKey);
+
+impl EncodeLabelSet for ServiceLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
+        let (vip, port, protocol) = match *self.0 {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } => (Value::Address(addr), port, Value::Text(protocol.name())),
+            ServiceKey::Mark(mark) => (Value::Text(""), 0, Value::Mark(mark)),
+        };
+        [
+            Label("vip", vip),
+            Label("port", Value::Number(port.into())),
+            Label("protocol", protocol),
+        ]
+        .as_slice()
+        .encode(encoder)
+    }
+}
+
+/// A real's labels: its service's, then real, real_port, forward.
+#[derive(Clone, Copy)]
+struct RealLabels<'a> {
+    service: &'a ServiceKey,
+    real: &'a RealRow,
+}
+
+impl EncodeLabelSet for RealLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
+        ServiceLabels(self.service).encode(encoder)?;
+        let real = self.real;
+        [
+            Label("real", Value::Address(real.address)),
+            Label("real_port", Value::Number(real.port.into())),
+            Label("forward", Value::Text(real.forward.name())),
+        ]
+        .as_slice()
+        .encode(encoder)
+    }
+}
+
+/// A real as node_exporter's IPVS collector labels it: a fwmark service by
+/// its mark alone, the protocol in capitals.
+struct IpvsLabels<'a>(RealLabels<'a>);
+
+impl EncodeLabelSet for IpvsLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
+        let RealLabels { service, real } = self.0;
+        let (address, port, mark, proto) = match *service {
+            ServiceKey::Inet {
+                protocol,
+                addr,
+                port,
+            } => (
+                Value::Address(addr),
+                port,
+                Value::Text(""),
+                protocol.upper(),
+            ),
+            ServiceKey::Mark(mark) => (Value::Text(""), 0, Value::Number(mark.into()), ""),
+        };
+        [
+            Label("local_address", address),
+            Label("local_port", Value::Number(port.into())),
+            Label("local_mark", mark),
+            Label("proto", Value::Text(proto)),
+            Label("remote_address", Value::Address(real.address)),
+            Label("remote_port", Value::Number(real.port.into())),
+        ]
+        .as_slice()
+        .encode(encoder)
+    }
+}
 
 /// A family read from one value of `T`: name, help, type, the reading.
 type Spec<T> = (&'static str, &'static str, MetricType, fn(&T) -> u64);
@@ -136,7 +275,7 @@ struct Family<'a> {
 }
 
 impl Family<'_> {
-    fn sample(&mut self, labels: &Labels, value: f64) -> fmt::Result {
+    fn sample(&mut self, labels: &impl EncodeLabelSet, value: f64) -> fmt::Result {
         let encoder = self.encoder.encode_family(labels)?;
         match self.kind {
             MetricType::Counter => ConstCounter::new(value as u64).encode(encoder),
@@ -162,12 +301,11 @@ fn family<'a>(
 }
 
 /// `rvs_{what}_packets_total` and `rvs_{what}_bytes_total`, in from
-/// clients and out from the reals, one pair of samples per label set.
-fn directional(
+/// clients and out from the reals, one pair of samples per row.
+fn directional<'a, L: EncodeLabelSet + Copy, I: Iterator<Item = (L, &'a RealTotals)>>(
     encoder: &mut DescriptorEncoder,
     what: &str,
-    labels: &[Labels],
-    totals: &[RealTotals],
+    rows: impl Fn() -> I,
 ) -> fmt::Result {
     type Pick = fn(&RealTotals) -> (u64, u64);
     let families: [(&str, Pick); 2] = [
@@ -181,44 +319,13 @@ fn directional(
             if unit == "bytes" { "Bytes" } else { "Packets" }
         );
         let mut f = family(encoder, &name, &help, MetricType::Counter)?;
-        for (labels, t) in labels.iter().zip(totals) {
+        for (labels, t) in rows() {
             let (inbound, outbound) = pick(t);
-            f.sample(
-                &with(labels, &[("direction", "in".to_owned())]),
-                inbound as f64,
-            )?;
-            f.sample(
-                &with(labels, &[("direction", "out".to_owned())]),
-                outbound as f64,
-            )?;
+            f.sample(&(labels, [("direction", "in")]), inbound as f64)?;
+            f.sample(&(labels, [("direction", "out")]), outbound as f64)?;
         }
     }
     Ok(())
-}
-
-fn service_labels(key: &ServiceKey) -> Labels {
-    match key {
-        ServiceKey::Inet {
-            protocol,
-            addr,
-            port,
-        } => vec![
-            ("vip", addr.to_string()),
-            ("port", port.to_string()),
-            ("protocol", protocol.to_string()),
-        ],
-        ServiceKey::Mark(mark) => vec![
-            ("vip", String::new()),
-            ("port", "0".to_owned()),
-            ("protocol", format!("fwmark:{mark}")),
-        ],
-    }
-}
-
-fn with(labels: &Labels, more: &[(&'static str, String)]) -> Labels {
-    let mut all = labels.clone();
-    all.extend_from_slice(more);
-    all
 }
 
 impl Collector for Scrape {
@@ -230,25 +337,6 @@ impl Collector for Scrape {
             .iter()
             .map(|r| sources.book.totals(r.id))
             .collect();
-        let service_labels: Vec<Labels> = frame
-            .services
-            .iter()
-            .map(|s| service_labels(&s.key))
-            .collect();
-        let real_labels: Vec<Labels> = frame
-            .reals
-            .iter()
-            .map(|r| {
-                with(
-                    &service_labels[r.service],
-                    &[
-                        ("real", r.address.to_string()),
-                        ("real_port", r.port.to_string()),
-                        ("forward", r.forward.to_string()),
-                    ],
-                )
-            })
-            .collect();
         let mut per_service = vec![RealTotals::default(); frame.services.len()];
         for (row, t) in frame.reals.iter().zip(&totals) {
             let s = &mut per_service[row.service];
@@ -258,6 +346,14 @@ impl Collector for Scrape {
             s.out_packets += t.out_packets;
             s.out_bytes += t.out_bytes;
         }
+        let services = || {
+            frame
+                .services
+                .iter()
+                .map(|s| ServiceLabels(&s.key))
+                .zip(&per_service)
+        };
+        let reals = || frame.reals.iter().map(|r| self.real_labels(r)).zip(&totals);
 
         // Services.
         let mut f = family(
@@ -266,18 +362,18 @@ impl Collector for Scrape {
             "Connections scheduled by the service.",
             MetricType::Counter,
         )?;
-        for (labels, t) in service_labels.iter().zip(&per_service) {
-            f.sample(labels, t.conns as f64)?;
+        for (labels, t) in services() {
+            f.sample(&labels, t.conns as f64)?;
         }
-        directional(&mut encoder, "service", &service_labels, &per_service)?;
+        directional(&mut encoder, "service", services)?;
         let mut f = family(
             &mut encoder,
             "rvs_service_reals",
             "Reals that may take a new connection (listed, weight above 0).",
             MetricType::Gauge,
         )?;
-        for (labels, s) in service_labels.iter().zip(&frame.services) {
-            f.sample(labels, s.usable as f64)?;
+        for s in &frame.services {
+            f.sample(&ServiceLabels(&s.key), s.usable as f64)?;
         }
         let mut f = family(
             &mut encoder,
@@ -285,9 +381,9 @@ impl Collector for Scrape {
             "1 while a health-checked service has its quorum, 0 while its sorry server serves.",
             MetricType::Gauge,
         )?;
-        for (labels, s) in service_labels.iter().zip(&frame.services) {
+        for s in &frame.services {
             if let Some(up) = s.quorum_up {
-                f.sample(labels, f64::from(u8::from(up)))?;
+                f.sample(&ServiceLabels(&s.key), f64::from(u8::from(up)))?;
             }
         }
 
@@ -320,8 +416,8 @@ impl Collector for Scrape {
         ];
         for (name, help, kind, pick) in real_counters {
             let mut f = family(&mut encoder, name, help, kind)?;
-            for (labels, t) in real_labels.iter().zip(&totals) {
-                f.sample(labels, pick(t) as f64)?;
+            for (labels, t) in reals() {
+                f.sample(&labels, pick(t) as f64)?;
             }
         }
         let mut f = family(
@@ -330,12 +426,13 @@ impl Collector for Scrape {
             "The weight the real schedules with (0: quiesced, drained or taken out).",
             MetricType::Gauge,
         )?;
-        for (labels, r) in real_labels.iter().zip(&frame.reals) {
-            f.sample(labels, f64::from(r.weight))?;
+        for r in &frame.reals {
+            f.sample(&self.real_labels(r), f64::from(r.weight))?;
         }
-        directional(&mut encoder, "real", &real_labels, &totals)?;
-        self.encode_health(&mut encoder, &real_labels)?;
+        directional(&mut encoder, "real", reals)?;
+        self.encode_health(&mut encoder)?;
         self.encode_workers(&mut encoder)?;
+        self.encode_local_ports(&mut encoder)?;
         self.encode_ports(&mut encoder)?;
         self.encode_process(&mut encoder)?;
         if sources.ipvs_compat {
@@ -346,22 +443,25 @@ impl Collector for Scrape {
 }
 
 impl Scrape {
-    fn encode_health(
-        &self,
-        encoder: &mut DescriptorEncoder,
-        real_labels: &[Labels],
-    ) -> fmt::Result {
+    /// The labels of the real of `row`.
+    fn real_labels<'a>(&'a self, row: &'a RealRow) -> RealLabels<'a> {
+        RealLabels {
+            service: &self.frame.services[row.service].key,
+            real: row,
+        }
+    }
+
+    fn encode_health(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let frame = &self.frame;
         let health: Vec<RealMetrics> = self.sources.health.metrics();
         let by_key: std::collections::HashMap<_, &RealMetrics> =
             health.iter().map(|m| (m.key, m)).collect();
-        let checked: Vec<(&Labels, &RealMetrics)> = frame
+        let checked: Vec<(RealLabels, &RealMetrics)> = frame
             .reals
             .iter()
-            .zip(real_labels)
-            .filter_map(|(r, labels)| {
+            .filter_map(|r| {
                 let key = (frame.services[r.service].key, r.address, r.port);
-                by_key.get(&key).map(|m| (labels, *m))
+                by_key.get(&key).map(|m| (self.real_labels(r), *m))
             })
             .collect();
         let mut f = family(
@@ -370,8 +470,11 @@ impl Scrape {
             "1 while the real passes its health checks (a real without checks: always 1).",
             MetricType::Gauge,
         )?;
-        for (labels, r) in real_labels.iter().zip(&frame.reals) {
-            f.sample(labels, f64::from(u8::from(r.up.unwrap_or(true))))?;
+        for r in &frame.reals {
+            f.sample(
+                &self.real_labels(r),
+                f64::from(u8::from(r.up.unwrap_or(true))),
+            )?;
         }
         let mut f = family(
             encoder,
@@ -381,8 +484,9 @@ impl Scrape {
         )?;
         for (labels, m) in &checked {
             for c in &m.checkers {
+                let kind = c.kind.to_string();
                 f.sample(
-                    &with(labels, &[("checker", c.kind.to_string())]),
+                    &(*labels, [Label("checker", Value::Text(&kind))]),
                     c.failed as f64,
                 )?;
             }
@@ -404,7 +508,7 @@ impl Scrape {
         )?;
         for (labels, m) in &checked {
             for c in &m.checkers {
-                let labels = with(labels, &[("checker", c.kind.to_string())]);
+                let kind = c.kind.to_string();
                 let buckets: Vec<(f64, u64)> = DURATION_BUCKETS
                     .iter()
                     .copied()
@@ -412,8 +516,8 @@ impl Scrape {
                     .chain(std::iter::once((f64::INFINITY, c.count)))
                     .collect();
                 histogram
-                    .encode_family(&labels)?
-                    .encode_histogram::<Labels>(c.sum, c.count, &buckets, None)?;
+                    .encode_family(&(*labels, [Label("checker", Value::Text(&kind))]))?
+                    .encode_histogram::<NoLabelSet>(c.sum, c.count, &buckets, None)?;
             }
         }
         Ok(())
@@ -421,7 +525,7 @@ impl Scrape {
 
     fn encode_workers(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let reads: Vec<_> = self.sources.workers.iter().map(|w| w.read()).collect();
-        let worker = |i: usize| vec![("worker", i.to_string())];
+        let worker = |i: usize| [("worker", i)];
         let mut f = family(
             encoder,
             "rvs_worker_packets",
@@ -429,14 +533,8 @@ impl Scrape {
             MetricType::Counter,
         )?;
         for (i, c) in reads.iter().enumerate() {
-            f.sample(
-                &with(&worker(i), &[("direction", "rx".to_owned())]),
-                c.rx_packets as f64,
-            )?;
-            f.sample(
-                &with(&worker(i), &[("direction", "tx".to_owned())]),
-                c.tx_packets as f64,
-            )?;
+            f.sample(&(worker(i), [("direction", "rx")]), c.rx_packets as f64)?;
+            f.sample(&(worker(i), [("direction", "tx")]), c.tx_packets as f64)?;
         }
         let per_worker: [Spec<crate::counters::CountersSnapshot>; 5] = [
             (
@@ -493,8 +591,52 @@ impl Scrape {
         )?;
         for (i, c) in reads.iter().enumerate() {
             for reason in DropReason::ALL {
-                let labels = with(&worker(i), &[("reason", reason.name().to_owned())]);
+                let labels = (worker(i), [("reason", reason.name())]);
                 f.sample(&labels, c.drops_of(reason) as f64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Per FullNAT local address the services list (or that connections
+    /// still use) and worker: its ports in use and free.
+    fn encode_local_ports(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let book = &self.sources.book.local;
+        let rows: Vec<(usize, usize, u64, u64)> = book
+            .workers
+            .iter()
+            .enumerate()
+            .flat_map(|(worker, counters)| {
+                let ports = counters.ports.load(Relaxed);
+                counters
+                    .in_use
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, used)| (worker, i, ports, used.load(Relaxed)))
+            })
+            .filter(|&(_, i, _, used)| {
+                used > 0 || self.frame.local_addresses.contains(&book.addresses[i])
+            })
+            .collect();
+        for (name, help, pick) in [
+            (
+                "rvs_local_ports_in_use",
+                "FullNAT local ports of the address that a worker's connections use.",
+                (|_, used| used) as fn(u64, u64) -> u64,
+            ),
+            (
+                "rvs_local_ports_free",
+                "FullNAT local ports of the address free on a worker (used by no connection).",
+                |ports, used| ports.saturating_sub(used),
+            ),
+        ] {
+            let mut f = family(encoder, name, help, MetricType::Gauge)?;
+            for &(worker, i, ports, used) in &rows {
+                let labels = (
+                    [Label("local_address", Value::Address(book.addresses[i]))],
+                    [("worker", worker)],
+                );
+                f.sample(&labels, pick(ports, used) as f64)?;
             }
         }
         Ok(())
@@ -507,7 +649,7 @@ impl Scrape {
             .iter()
             .map(|(name, device, handle)| {
                 (
-                    vec![("port", name.clone()), ("device", device.clone())],
+                    [("port", name.as_str()), ("device", device.as_str())],
                     handle.stats().unwrap_or_default(),
                 )
             })
@@ -567,11 +709,11 @@ impl Scrape {
                 ("from_kernel", "passed", &c.from_kernel),
                 ("from_kernel", "dropped", &c.from_kernel_dropped),
             ] {
-                let labels = vec![
-                    ("port", port.clone()),
-                    ("interface", interface.clone()),
-                    ("direction", direction.to_owned()),
-                    ("result", result.to_owned()),
+                let labels = [
+                    ("port", port.as_str()),
+                    ("interface", interface.as_str()),
+                    ("direction", direction),
+                    ("result", result),
                 ];
                 f.sample(&labels, value.load(Relaxed) as f64)?;
             }
@@ -581,17 +723,18 @@ impl Scrape {
 
     fn encode_process(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let frame = &self.frame;
-        let none: Labels = Vec::new();
+        let none: [(&str, &str); 0] = [];
         let mut f = family(
             encoder,
             "rvs_build_info",
             "rvsd's version and the DPDK it runs on (always 1).",
             MetricType::Gauge,
         )?;
+        let dpdk = crate::dpdk::version();
         f.sample(
-            &vec![
-                ("version", env!("CARGO_PKG_VERSION").to_owned()),
-                ("dpdk", crate::dpdk::version()),
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("dpdk", dpdk.as_str()),
             ],
             1.0,
         )?;
@@ -615,6 +758,27 @@ impl Scrape {
         for (name, help, value) in gauges {
             family(encoder, name, help, MetricType::Gauge)?.sample(&none, value)?;
         }
+        let control = frame.control;
+        for (name, help, value) in [
+            (
+                "rvs_control_requests",
+                "Requests the control socket answered (rvsadm, rvsctl).",
+                control.requests,
+            ),
+            (
+                "rvs_control_errors",
+                "Requests the control socket answered with an error (refused edits, \
+                 malformed requests).",
+                control.errors,
+            ),
+            (
+                "rvs_control_clients_refused",
+                "Control clients refused (permission, too many clients).",
+                control.refused,
+            ),
+        ] {
+            family(encoder, name, help, MetricType::Counter)?.sample(&none, value as f64)?;
+        }
         if let Some((ok, at)) = frame.reload {
             family(
                 encoder,
@@ -637,7 +801,7 @@ impl Scrape {
     /// node_exporter's IPVS collector's series, same names and labels.
     fn encode_ipvs(&self, encoder: &mut DescriptorEncoder, totals: &[RealTotals]) -> fmt::Result {
         let frame = &self.frame;
-        let none: Labels = Vec::new();
+        let none: [(&str, &str); 0] = [];
         let mut all = RealTotals::default();
         for t in totals {
             all.conns += t.conns;
@@ -675,40 +839,6 @@ impl Scrape {
         ] {
             family(encoder, name, help, MetricType::Counter)?.sample(&none, value as f64)?;
         }
-        let labels: Vec<Labels> = frame
-            .reals
-            .iter()
-            .map(|r| {
-                // As node_exporter labels them: a fwmark service by its
-                // mark alone.
-                let (address, port, proto, mark) = match frame.services[r.service].key {
-                    ServiceKey::Inet {
-                        protocol,
-                        addr,
-                        port,
-                    } => (
-                        addr.to_string(),
-                        port.to_string(),
-                        protocol.to_string().to_uppercase(),
-                        String::new(),
-                    ),
-                    ServiceKey::Mark(mark) => (
-                        String::new(),
-                        "0".to_owned(),
-                        String::new(),
-                        mark.to_string(),
-                    ),
-                };
-                vec![
-                    ("local_address", address),
-                    ("local_port", port),
-                    ("local_mark", mark),
-                    ("proto", proto),
-                    ("remote_address", r.address.to_string()),
-                    ("remote_port", r.port.to_string()),
-                ]
-            })
-            .collect();
         for (name, help, pick) in [
             (
                 "node_ipvs_backend_connections_active",
@@ -722,8 +852,8 @@ impl Scrape {
             ),
         ] {
             let mut f = family(encoder, name, help, MetricType::Gauge)?;
-            for (labels, t) in labels.iter().zip(totals) {
-                f.sample(labels, pick(t) as f64)?;
+            for (r, t) in frame.reals.iter().zip(totals) {
+                f.sample(&IpvsLabels(self.real_labels(r)), pick(t) as f64)?;
             }
         }
         let mut f = family(
@@ -732,8 +862,8 @@ impl Scrape {
             "The current backend weight by local and remote address.",
             MetricType::Gauge,
         )?;
-        for (labels, r) in labels.iter().zip(&frame.reals) {
-            f.sample(labels, f64::from(r.weight))?;
+        for r in &frame.reals {
+            f.sample(&IpvsLabels(self.real_labels(r)), f64::from(r.weight))?;
         }
         Ok(())
     }

@@ -270,7 +270,7 @@ impl Supervisor {
     /// comes out of [`Self::finished`] as [`Finished::Reloaded`].
     pub fn reload(&mut self) -> Result<(), String> {
         let task = self.reload_task(false).inspect_err(|_| {
-            self.last_reload = Some((false, unix_now()));
+            self.last_reload = Some((false, health::unix_seconds(std::time::SystemTime::now())));
         })?;
         self.jobs.push_back(Job {
             origin: Origin::Signal,
@@ -414,7 +414,10 @@ impl Supervisor {
                     self.adopt_replacement(file, dry_run, done.generation, prepared)
                 });
                 if reload && !dry_run {
-                    self.last_reload = Some((adopted.is_ok(), unix_now()));
+                    self.last_reload = Some((
+                        adopted.is_ok(),
+                        health::unix_seconds(std::time::SystemTime::now()),
+                    ));
                 }
                 match done.origin {
                     Origin::Signal => return Finished::Reloaded(adopted.map(|(report, _)| report)),
@@ -726,6 +729,19 @@ impl Supervisor {
         (services, reals)
     }
 
+    /// The FullNAT local addresses the services list, sorted, once each.
+    pub fn local_addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        let mut all: Vec<_> = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.local_addresses.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
     /// The workers' counters and the per-real book, for the metrics thread.
     pub fn counters(&self) -> (Vec<Arc<WorkerCounters>>, Arc<RealBook>) {
         (self.counters.clone(), Arc::clone(&self.book))
@@ -807,12 +823,6 @@ impl Supervisor {
         let id = self.ids.real(self.ids.service(service), real, service.port);
         self.accounts.counts(&self.book, id)
     }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Checks that leave by the kernel's own routes, not from a port's address.

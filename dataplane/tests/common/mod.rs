@@ -240,10 +240,10 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
             .with_reject_closed_ports(setup.reject_closed_ports),
     );
     let counters = Arc::new(WorkerCounters::default());
-    let book = Arc::new(RealBook::new(
-        usize::from(setup.place.index) + 1,
-        snapshot.real_id_bound(),
-    ));
+    let book = Arc::new(
+        RealBook::new(usize::from(setup.place.index) + 1, snapshot.real_id_bound())
+            .with_local_addresses(&[lip()]),
+    );
     let real_counters = Arc::clone(&book.workers[usize::from(setup.place.index)]);
     let mut engine = Engine::new(
         snapshot,

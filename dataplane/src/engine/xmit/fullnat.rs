@@ -10,10 +10,12 @@
 //! (LIP, port, real, real port): one LIP:port serves several reals at once.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::conn::{Conn, ConnKey};
-use crate::counters::DropReason;
+use crate::counters::{bump, decrement, DropReason, LocalBook, LocalCounters};
 
 use super::{rewrite, Carried};
 use crate::engine::icmp::{error_to_client, translate_error};
@@ -61,6 +63,62 @@ pub(super) fn to_client<P: PacketBuf>(
         Carried::IcmpError => error_to_client(&mut packet, conn)?,
     }
     engine.forward(packet, conn.client, io)
+}
+
+/// This worker's local ports in use: per local address, its connections
+/// per port, and the number of ports with any, published to its
+/// [`LocalCounters`] for the metrics. Touched once when a connection is
+/// made and once when it goes, never per packet.
+pub(in crate::engine) struct LocalUse {
+    addresses: Box<[Ipv4Addr]>,
+    /// Per address of `addresses`, indexed by port: empty until first used.
+    refs: Vec<Box<[u32]>>,
+    counters: Arc<LocalCounters>,
+}
+
+impl LocalUse {
+    pub(in crate::engine) fn new(book: &LocalBook, worker: usize) -> Self {
+        LocalUse {
+            addresses: book.addresses.clone(),
+            refs: book.addresses.iter().map(|_| Box::default()).collect(),
+            counters: Arc::clone(&book.workers[worker]),
+        }
+    }
+
+    /// Publishes how many ports this worker gives out per address.
+    pub(in crate::engine) fn set_ports(&self, count: u32) {
+        self.counters.ports.store(u64::from(count), Relaxed);
+    }
+
+    /// A connection now uses `address:port`.
+    pub(in crate::engine) fn take(&mut self, address: Ipv4Addr, port: u16) {
+        let Ok(i) = self.addresses.binary_search(&address) else {
+            return;
+        };
+        let refs = &mut self.refs[i];
+        if refs.is_empty() {
+            *refs = vec![0; usize::from(u16::MAX) + 1].into_boxed_slice();
+        }
+        let count = &mut refs[usize::from(port)];
+        if *count == 0 {
+            bump(&self.counters.in_use[i], 1);
+        }
+        *count += 1;
+    }
+
+    /// A connection that used `address:port` went.
+    pub(in crate::engine) fn release(&mut self, address: Ipv4Addr, port: u16) {
+        let Ok(i) = self.addresses.binary_search(&address) else {
+            return;
+        };
+        let Some(count) = self.refs[i].get_mut(usize::from(port)) else {
+            return;
+        };
+        if *count == 1 {
+            decrement(&self.counters.in_use[i], 1);
+        }
+        *count = count.saturating_sub(1);
+    }
 }
 
 impl<P: PacketBuf> Engine<P> {

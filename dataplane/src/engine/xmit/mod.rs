@@ -21,6 +21,7 @@
 
 mod dr;
 mod fullnat;
+pub(in crate::engine) use fullnat::LocalUse;
 mod nat;
 mod tun;
 
