@@ -7,7 +7,9 @@
       service 10.201.0.1:80 -> 10.200.0.2 for the SYNs; with --services N,
       N more services of M reals each (what `rvsctl apply` is timed on):
       VIPs 10.202.x.y:80 (then 10.204.x.y past 62,500), reals spread over
-      the port's /16.
+      the port's /16. With --infinite the port replays FILE for ever
+      (infinite_rx=1): after the first pass every packet is established
+      traffic (bench/metrics.sh's throughput while scraping).
   gen.py restore --services N --reals M > restore.txt
       The same N services of M reals as `rvsadm -R` lines (what -R is
       timed on): N * (M + 1) lines.
@@ -45,7 +47,8 @@ def checksum(data):
 
 def config(a):
     # One RX and TX queue per worker (net_pcap: one per rx_pcap/tx_pcap).
-    queues = ",".join([f"rx_pcap={a.pcap}"] * a.workers + ["tx_pcap=/dev/null"] * a.workers)
+    queues = ",".join([f"rx_pcap={a.pcap}"] * a.workers + ["tx_pcap=/dev/null"] * a.workers
+                      + (["infinite_rx=1"] if a.infinite else []))
     workers = []
     for w in range(a.workers):
         workers += [f"  - lcore: {1 + w}", f"    cpu: {1 if w == 0 else 0}", "    queues:",
@@ -152,6 +155,9 @@ def main():
     p.add_argument("--reals", type=int, default=10)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--metrics", help="metrics.listen, e.g. 127.0.0.1:9311")
+    p.add_argument("--infinite", action="store_true",
+                   help="replay the pcap for ever (infinite_rx=1): after the first pass, "
+                        "established traffic")
     p = sub.add_parser("restore")
     p.add_argument("--services", type=int, required=True)
     p.add_argument("--reals", type=int, default=4)

@@ -112,6 +112,7 @@ pub fn write(
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Scrape {
         sources: Arc::clone(sources),
+        texts: Texts::new(&frame),
         frame,
     }));
     if openmetrics {
@@ -124,6 +125,7 @@ pub fn write(
 struct Scrape {
     sources: Arc<Sources>,
     frame: Frame,
+    texts: Texts,
 }
 
 impl fmt::Debug for Scrape {
@@ -136,16 +138,13 @@ impl fmt::Debug for Scrape {
 /// of a million samples allocates no label strings.
 struct Label<'a>(&'static str, Value<'a>);
 
-/// A label's value. Numbers and addresses are written by hand into a
-/// buffer on the stack: `fmt`'s machinery for them is most of a large
-/// scrape's time.
+/// A label's value: text, or a number or address written without `fmt`'s
+/// machinery (for the few labels not in [`Texts`]).
 #[derive(Clone, Copy)]
 enum Value<'a> {
     Text(&'a str),
     Number(u64),
     Address(Ipv4Addr),
-    /// A mark group as the protocol label gives it: `fwmark:N`.
-    Mark(u32),
 }
 
 impl Value<'_> {
@@ -169,10 +168,6 @@ impl Value<'_> {
                 // Digits and dots only.
                 out.write_str(std::str::from_utf8(&buffer[..len]).map_err(|_| fmt::Error)?)
             }
-            Value::Mark(mark) => {
-                out.write_str("fwmark:")?;
-                out.write_str(itoa::Buffer::new().format(mark))
-            }
         }
     }
 }
@@ -187,24 +182,68 @@ impl EncodeLabel for Label<'_> {
     }
 }
 
-/// A service's labels: vip, port, protocol (a mark group: `fwmark:N`).
+/// The label values of the services and reals (addresses, ports), written
+/// once per scrape into one string rather than for each of their samples.
+struct Texts {
+    arena: String,
+    /// Per service: vip, port, protocol (a mark group: "", "0", `fwmark:N`).
+    services: Vec<[Span; 3]>,
+    /// Per real: address, port.
+    reals: Vec<[Span; 2]>,
+}
+
+/// A piece of [`Texts::arena`].
+type Span = (u32, u32);
+
+impl Texts {
+    fn new(frame: &Frame) -> Self {
+        let mut arena = String::with_capacity(24 * (frame.services.len() + frame.reals.len()));
+        let mut put = |value: &dyn fmt::Display| {
+            let start = arena.len() as u32;
+            // Writing to a String does not fail.
+            let _ = write!(arena, "{value}");
+            (start, arena.len() as u32)
+        };
+        let services = frame
+            .services
+            .iter()
+            .map(|s| match s.key {
+                ServiceKey::Inet {
+                    protocol,
+                    addr,
+                    port,
+                } => [put(&addr), put(&port), put(&protocol)],
+                ServiceKey::Mark(mark) => [put(&""), put(&0), put(&format_args!("fwmark:{mark}"))],
+            })
+            .collect();
+        let reals = frame
+            .reals
+            .iter()
+            .map(|r| [put(&r.address), put(&r.port)])
+            .collect();
+        Texts {
+            arena,
+            services,
+            reals,
+        }
+    }
+
+    fn get(&self, (start, end): Span) -> &str {
+        &self.arena[start as usize..end as usize]
+    }
+}
+
+/// A service's labels: vip, port, protocol.
 #[derive(Clone, Copy)]
-struct ServiceLabels<'a>(&'a ServiceKey);
+struct ServiceLabels<'a>([&'a str; 3]);
 
 impl EncodeLabelSet for ServiceLabels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
-        let (vip, port, protocol) = match *self.0 {
-            ServiceKey::Inet {
-                protocol,
-                addr,
-                port,
-            } => (Value::Address(addr), port, Value::Text(protocol.name())),
-            ServiceKey::Mark(mark) => (Value::Text(""), 0, Value::Mark(mark)),
-        };
+        let [vip, port, protocol] = self.0;
         [
-            Label("vip", vip),
-            Label("port", Value::Number(port.into())),
-            Label("protocol", protocol),
+            Label("vip", Value::Text(vip)),
+            Label("port", Value::Text(port)),
+            Label("protocol", Value::Text(protocol)),
         ]
         .as_slice()
         .encode(encoder)
@@ -214,18 +253,20 @@ impl EncodeLabelSet for ServiceLabels<'_> {
 /// A real's labels: its service's, then real, real_port, forward.
 #[derive(Clone, Copy)]
 struct RealLabels<'a> {
-    service: &'a ServiceKey,
-    real: &'a RealRow,
+    service: ServiceLabels<'a>,
+    key: &'a ServiceKey,
+    address: &'a str,
+    port: &'a str,
+    forward: Forward,
 }
 
 impl EncodeLabelSet for RealLabels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
-        ServiceLabels(self.service).encode(encoder)?;
-        let real = self.real;
+        self.service.encode(encoder)?;
         [
-            Label("real", Value::Address(real.address)),
-            Label("real_port", Value::Number(real.port.into())),
-            Label("forward", Value::Text(real.forward.name())),
+            Label("real", Value::Text(self.address)),
+            Label("real_port", Value::Text(self.port)),
+            Label("forward", Value::Text(self.forward.name())),
         ]
         .as_slice()
         .encode(encoder)
@@ -238,27 +279,19 @@ struct IpvsLabels<'a>(RealLabels<'a>);
 
 impl EncodeLabelSet for IpvsLabels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
-        let RealLabels { service, real } = self.0;
-        let (address, port, mark, proto) = match *service {
-            ServiceKey::Inet {
-                protocol,
-                addr,
-                port,
-            } => (
-                Value::Address(addr),
-                port,
-                Value::Text(""),
-                protocol.upper(),
-            ),
-            ServiceKey::Mark(mark) => (Value::Text(""), 0, Value::Number(mark.into()), ""),
+        let real = &self.0;
+        let [vip, port, _] = real.service.0;
+        let (mark, proto) = match *real.key {
+            ServiceKey::Inet { protocol, .. } => (Value::Text(""), protocol.upper()),
+            ServiceKey::Mark(mark) => (Value::Number(mark.into()), ""),
         };
         [
-            Label("local_address", address),
-            Label("local_port", Value::Number(port.into())),
+            Label("local_address", Value::Text(vip)),
+            Label("local_port", Value::Text(port)),
             Label("local_mark", mark),
             Label("proto", Value::Text(proto)),
-            Label("remote_address", Value::Address(real.address)),
-            Label("remote_port", Value::Number(real.port.into())),
+            Label("remote_address", Value::Text(real.address)),
+            Label("remote_port", Value::Text(real.port)),
         ]
         .as_slice()
         .encode(encoder)
@@ -350,10 +383,15 @@ impl Collector for Scrape {
             frame
                 .services
                 .iter()
-                .map(|s| ServiceLabels(&s.key))
+                .enumerate()
+                .map(|(i, _)| self.service_labels(i))
                 .zip(&per_service)
         };
-        let reals = || frame.reals.iter().map(|r| self.real_labels(r)).zip(&totals);
+        let reals = || {
+            (0..frame.reals.len())
+                .map(|i| self.real_labels(i))
+                .zip(&totals)
+        };
 
         // Services.
         let mut f = family(
@@ -372,8 +410,8 @@ impl Collector for Scrape {
             "Reals that may take a new connection (listed, weight above 0).",
             MetricType::Gauge,
         )?;
-        for s in &frame.services {
-            f.sample(&ServiceLabels(&s.key), s.usable as f64)?;
+        for (i, s) in frame.services.iter().enumerate() {
+            f.sample(&self.service_labels(i), s.usable as f64)?;
         }
         let mut f = family(
             &mut encoder,
@@ -381,9 +419,9 @@ impl Collector for Scrape {
             "1 while a health-checked service has its quorum, 0 while its sorry server serves.",
             MetricType::Gauge,
         )?;
-        for s in &frame.services {
+        for (i, s) in frame.services.iter().enumerate() {
             if let Some(up) = s.quorum_up {
-                f.sample(&ServiceLabels(&s.key), f64::from(u8::from(up)))?;
+                f.sample(&self.service_labels(i), f64::from(u8::from(up)))?;
             }
         }
 
@@ -426,8 +464,8 @@ impl Collector for Scrape {
             "The weight the real schedules with (0: quiesced, drained or taken out).",
             MetricType::Gauge,
         )?;
-        for r in &frame.reals {
-            f.sample(&self.real_labels(r), f64::from(r.weight))?;
+        for (i, r) in frame.reals.iter().enumerate() {
+            f.sample(&self.real_labels(i), f64::from(r.weight))?;
         }
         directional(&mut encoder, "real", reals)?;
         self.encode_health(&mut encoder)?;
@@ -443,11 +481,21 @@ impl Collector for Scrape {
 }
 
 impl Scrape {
-    /// The labels of the real of `row`.
-    fn real_labels<'a>(&'a self, row: &'a RealRow) -> RealLabels<'a> {
+    /// The labels of service `index` of the frame.
+    fn service_labels(&self, index: usize) -> ServiceLabels<'_> {
+        ServiceLabels(self.texts.services[index].map(|span| self.texts.get(span)))
+    }
+
+    /// The labels of real `index` of the frame.
+    fn real_labels(&self, index: usize) -> RealLabels<'_> {
+        let row = &self.frame.reals[index];
+        let [address, port] = self.texts.reals[index];
         RealLabels {
-            service: &self.frame.services[row.service].key,
-            real: row,
+            service: self.service_labels(row.service),
+            key: &self.frame.services[row.service].key,
+            address: self.texts.get(address),
+            port: self.texts.get(port),
+            forward: row.forward,
         }
     }
 
@@ -459,9 +507,10 @@ impl Scrape {
         let checked: Vec<(RealLabels, &RealMetrics)> = frame
             .reals
             .iter()
-            .filter_map(|r| {
+            .enumerate()
+            .filter_map(|(i, r)| {
                 let key = (frame.services[r.service].key, r.address, r.port);
-                by_key.get(&key).map(|m| (self.real_labels(r), *m))
+                by_key.get(&key).map(|m| (self.real_labels(i), *m))
             })
             .collect();
         let mut f = family(
@@ -470,9 +519,9 @@ impl Scrape {
             "1 while the real passes its health checks (a real without checks: always 1).",
             MetricType::Gauge,
         )?;
-        for r in &frame.reals {
+        for (i, r) in frame.reals.iter().enumerate() {
             f.sample(
-                &self.real_labels(r),
+                &self.real_labels(i),
                 f64::from(u8::from(r.up.unwrap_or(true))),
             )?;
         }
@@ -852,8 +901,8 @@ impl Scrape {
             ),
         ] {
             let mut f = family(encoder, name, help, MetricType::Gauge)?;
-            for (r, t) in frame.reals.iter().zip(totals) {
-                f.sample(&IpvsLabels(self.real_labels(r)), pick(t) as f64)?;
+            for (i, t) in totals.iter().enumerate() {
+                f.sample(&IpvsLabels(self.real_labels(i)), pick(t) as f64)?;
             }
         }
         let mut f = family(
@@ -862,8 +911,8 @@ impl Scrape {
             "The current backend weight by local and remote address.",
             MetricType::Gauge,
         )?;
-        for r in &frame.reals {
-            f.sample(&IpvsLabels(self.real_labels(r)), f64::from(r.weight))?;
+        for (i, r) in frame.reals.iter().enumerate() {
+            f.sample(&IpvsLabels(self.real_labels(i)), f64::from(r.weight))?;
         }
         Ok(())
     }
