@@ -20,7 +20,6 @@ use crate::wire::udp::UdpPacket;
 use rvs_control::model::Forward;
 
 use super::classify::Flow;
-use super::schedule::forget_conn;
 use super::xmit::Carried;
 use super::{Engine, PacketIo, ETH_LEN};
 
@@ -135,21 +134,12 @@ impl<P: PacketBuf> Engine<P> {
         };
         // On probation until verified: a flood of one-packet flows evicts
         // its own kind, never a verified conn (see conn.rs).
-        let Engine {
-            conns,
-            snapshot,
-            loads,
-            real_counters,
-            book,
-            templates,
-            locals,
-            now,
-            ..
-        } = self;
+        let now = self.now;
+        let (conns, mut holds) = self.conns_and_holds();
         let mut evicted = 0;
         let id = conns
-            .insert_on_probation(conn, *now, timeout, |old| {
-                forget_conn(snapshot, loads, real_counters, book, templates, locals, old);
+            .insert_on_probation(conn, now, timeout, |old| {
+                holds.release(old);
                 evicted += 1;
             })
             .map_err(|_| DropReason::ConnTableFull)?;

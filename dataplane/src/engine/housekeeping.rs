@@ -12,7 +12,7 @@ use crate::sched::{RealLoad, Scheduler};
 use crate::snapshot::{Purge, Snapshot};
 use crate::wire::ethernet::MacAddr;
 
-use super::schedule::{forget_conn, make_scheduler};
+use super::schedule::make_scheduler;
 use super::steer::LocalPorts;
 use super::{ConnDump, Engine, PacketIo};
 
@@ -65,7 +65,7 @@ impl<P: PacketBuf> Engine<P> {
             self.purge_at = 0;
         }
         self.local_ports = LocalPorts::new(snapshot, self.place);
-        self.locals.set_ports(self.local_ports.count);
+        self.locals.prepare(&snapshot.lips, self.local_ports.count);
         self.lip_cursor.resize(snapshot.lips.len(), 0);
         old
     }
@@ -126,38 +126,18 @@ impl<P: PacketBuf> Engine<P> {
     /// connections (bounded work per call) and, once a second, ages packets
     /// waiting for ARP and re-sends requests.
     pub fn tick(&mut self, io: &mut impl PacketIo<P>) {
-        let now = self.now;
-        let Engine {
-            snapshot,
-            conns,
-            loads,
-            counters,
-            real_counters,
-            book,
-            templates,
-            locals,
-            expire_budget,
-            ..
-        } = self;
-        let expired = conns.expire(now, *expire_budget, |conn| {
-            forget_conn(
-                snapshot,
-                loads,
-                real_counters,
-                book,
-                templates,
-                locals,
-                conn,
-            )
-        });
-        templates.sweep(now, *expire_budget, |real_id| {
+        let (now, budget) = (self.now, self.expire_budget);
+        let (conns, mut holds) = self.conns_and_holds();
+        let expired = conns.expire(now, budget, |conn| holds.release(conn));
+        let real_counters = holds.real_counters;
+        holds.templates.sweep(now, budget, |real_id| {
             if let Some(c) = real_counters.get(real_id as usize) {
                 add_signed(&c.persist, -1);
             }
         });
         if expired > 0 {
-            bump(&counters.conns_expired, expired as u64);
-            decrement(&counters.conns_current, expired as u64);
+            bump(&self.counters.conns_expired, expired as u64);
+            decrement(&self.counters.conns_current, expired as u64);
         }
         if !self.purging.is_empty() {
             self.purge_some();

@@ -202,8 +202,8 @@ impl<P: PacketBuf> Engine<P> {
             .map(|(s, l)| make_scheduler(s, l, place))
             .collect();
         let local_ports = LocalPorts::new(&snapshot, place);
-        let locals = LocalUse::new(&book.local, usize::from(place.index));
-        locals.set_ports(local_ports.count);
+        let mut locals = LocalUse::new(&book.local, usize::from(place.index));
+        locals.prepare(&snapshot.lips, local_ports.count);
         Engine {
             local_ports,
             locals,

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
-use crate::conn::{Conn, ConnKey};
+use crate::conn::{Conn, ConnKey, ConnTable};
 use crate::counters::{add_signed, bump, decrement, DropReason, RealBook, RealCounters};
 use crate::persist::{TemplateKey, Templates};
 use crate::sched::{Client, RealLoad, Scheduler, Thresholds};
@@ -174,15 +174,7 @@ impl<P: PacketBuf> Engine<P> {
 
     /// Takes a connection that is going away out of the scheduler counts.
     pub(super) fn forget(&mut self, conn: &Conn) {
-        forget_conn(
-            &self.snapshot,
-            &mut self.loads,
-            &self.real_counters,
-            &self.book,
-            &mut self.templates,
-            &mut self.locals,
-            conn,
-        );
+        self.conns_and_holds().1.release(conn);
         bump(&self.counters.conns_expired, 1);
         decrement(&self.counters.conns_current, 1);
     }
@@ -203,42 +195,73 @@ impl<P: PacketBuf> Engine<P> {
     }
 }
 
-/// Everything that goes when a connection goes: its share of the real's
-/// counts, its hold on its persistence template and its FullNAT local
-/// port, and perhaps the real's overload flag (IPVS unbind).
-pub(super) fn forget_conn(
-    snapshot: &Snapshot,
-    loads: &mut [Vec<RealLoad>],
-    real_counters: &[RealCounters],
-    book: &RealBook,
-    templates: &mut Templates,
-    locals: &mut LocalUse,
-    conn: &Conn,
-) {
-    if conn.forward == Forward::FullNat {
-        locals.release(conn.local, conn.local_port);
+/// What a connection holds besides its table entry, borrowed apart from
+/// the table ([`Engine::conns_and_holds`]) so that the table's expiry and
+/// eviction can give back each connection that goes.
+pub(super) struct Holds<'a> {
+    snapshot: &'a Snapshot,
+    loads: &'a mut [Vec<RealLoad>],
+    pub(super) real_counters: &'a [RealCounters],
+    book: &'a RealBook,
+    pub(super) templates: &'a mut Templates,
+    locals: &'a mut LocalUse,
+}
+
+impl<P: PacketBuf> Engine<P> {
+    /// The connection table, and apart from it what its connections hold.
+    pub(super) fn conns_and_holds(&mut self) -> (&mut ConnTable, Holds<'_>) {
+        (
+            &mut self.conns,
+            Holds {
+                snapshot: &self.snapshot,
+                loads: &mut self.loads,
+                real_counters: &self.real_counters,
+                book: &self.book,
+                templates: &mut self.templates,
+                locals: &mut self.locals,
+            },
+        )
     }
-    if conn.is_active() {
-        adjust_load(snapshot, loads, real_counters, conn.real_id, -1, 0);
-    } else {
-        adjust_load(snapshot, loads, real_counters, conn.real_id, 0, -1);
-    }
-    if conn.template != u32::MAX {
-        templates.release(conn.template);
-    }
-    if let Some((s, r)) = snapshot.real_position(conn.real_id) {
-        let thresholds = snapshot.services[s].reals[r].thresholds;
-        if book.is_overloaded(conn.real_id) {
-            let (active, inactive) = book.connections(conn.real_id);
-            let mut load = RealLoad {
-                weight: 0,
-                active,
-                inactive,
-                overloaded: true,
-            };
-            thresholds.after_unbind(&mut load);
-            if !load.overloaded {
-                book.set_overloaded(conn.real_id, false);
+}
+
+impl Holds<'_> {
+    /// Everything that goes when `conn` goes: its share of the real's
+    /// counts, its hold on its persistence template and its FullNAT local
+    /// port, and perhaps the real's overload flag (IPVS unbind).
+    pub(super) fn release(&mut self, conn: &Conn) {
+        let Holds {
+            snapshot,
+            loads,
+            real_counters,
+            book,
+            templates,
+            locals,
+        } = self;
+        if conn.forward == Forward::FullNat {
+            locals.release(conn.local, conn.local_port);
+        }
+        if conn.is_active() {
+            adjust_load(snapshot, loads, real_counters, conn.real_id, -1, 0);
+        } else {
+            adjust_load(snapshot, loads, real_counters, conn.real_id, 0, -1);
+        }
+        if conn.template != u32::MAX {
+            templates.release(conn.template);
+        }
+        if let Some((s, r)) = snapshot.real_position(conn.real_id) {
+            let thresholds = snapshot.services[s].reals[r].thresholds;
+            if book.is_overloaded(conn.real_id) {
+                let (active, inactive) = book.connections(conn.real_id);
+                let mut load = RealLoad {
+                    weight: 0,
+                    active,
+                    inactive,
+                    overloaded: true,
+                };
+                thresholds.after_unbind(&mut load);
+                if !load.overloaded {
+                    book.set_overloaded(conn.real_id, false);
+                }
             }
         }
     }

@@ -71,7 +71,8 @@ pub(super) fn to_client<P: PacketBuf>(
 /// made and once when it goes, never per packet.
 pub(in crate::engine) struct LocalUse {
     addresses: Box<[Ipv4Addr]>,
-    /// Per address of `addresses`, indexed by port: empty until first used.
+    /// Per address of `addresses`, indexed by port: empty until a snapshot
+    /// lists the address as a local address ([`LocalUse::prepare`]).
     refs: Vec<Box<[u32]>>,
     counters: Arc<LocalCounters>,
 }
@@ -85,9 +86,18 @@ impl LocalUse {
         }
     }
 
-    /// Publishes how many ports this worker gives out per address.
-    pub(in crate::engine) fn set_ports(&self, count: u32) {
-        self.counters.ports.store(u64::from(count), Relaxed);
+    /// Readies the counts of the local addresses of a snapshot taking
+    /// effect (between bursts: never an allocation per packet), and
+    /// publishes how many ports this worker gives out per address.
+    pub(in crate::engine) fn prepare(&mut self, lips: &[Ipv4Addr], ports: u32) {
+        for lip in lips {
+            if let Ok(i) = self.addresses.binary_search(lip) {
+                if self.refs[i].is_empty() {
+                    self.refs[i] = vec![0; usize::from(u16::MAX) + 1].into_boxed_slice();
+                }
+            }
+        }
+        self.counters.ports.store(u64::from(ports), Relaxed);
     }
 
     /// A connection now uses `address:port`.
@@ -95,11 +105,10 @@ impl LocalUse {
         let Ok(i) = self.addresses.binary_search(&address) else {
             return;
         };
-        let refs = &mut self.refs[i];
-        if refs.is_empty() {
-            *refs = vec![0; usize::from(u16::MAX) + 1].into_boxed_slice();
-        }
-        let count = &mut refs[usize::from(port)];
+        // Prepared: the address is one of the snapshot's.
+        let Some(count) = self.refs[i].get_mut(usize::from(port)) else {
+            return;
+        };
         if *count == 0 {
             bump(&self.counters.in_use[i], 1);
         }
