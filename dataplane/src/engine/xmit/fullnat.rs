@@ -102,31 +102,31 @@ impl LocalUse {
 
     /// A connection now uses `address:port`.
     pub(in crate::engine) fn take(&mut self, address: Ipv4Addr, port: u16) {
-        let Ok(i) = self.addresses.binary_search(&address) else {
-            return;
-        };
-        // Prepared: the address is one of the snapshot's.
-        let Some(count) = self.refs[i].get_mut(usize::from(port)) else {
-            return;
-        };
-        if *count == 0 {
-            bump(&self.counters.in_use[i], 1);
-        }
-        *count += 1;
+        self.adjust(address, port, 1);
     }
 
     /// A connection that used `address:port` went.
     pub(in crate::engine) fn release(&mut self, address: Ipv4Addr, port: u16) {
+        self.adjust(address, port, -1);
+    }
+
+    /// Adds `delta` to the connections on `address:port`, and keeps the
+    /// count of ports in use as it becomes, or stops being, one of them.
+    fn adjust(&mut self, address: Ipv4Addr, port: u16, delta: i32) {
         let Ok(i) = self.addresses.binary_search(&address) else {
             return;
         };
+        // Prepared: the address is one of a snapshot's.
         let Some(count) = self.refs[i].get_mut(usize::from(port)) else {
             return;
         };
-        if *count == 1 {
-            decrement(&self.counters.in_use[i], 1);
+        let was_used = *count > 0;
+        *count = count.saturating_add_signed(delta);
+        match (was_used, *count > 0) {
+            (false, true) => bump(&self.counters.in_use[i], 1),
+            (true, false) => decrement(&self.counters.in_use[i], 1),
+            _ => {}
         }
-        *count = count.saturating_sub(1);
     }
 }
 
