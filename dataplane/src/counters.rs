@@ -325,12 +325,6 @@ impl LocalBook {
             addresses: addresses.into(),
         }
     }
-
-    /// The index of `address` in [`LocalBook::addresses`].
-    #[inline]
-    pub fn index(&self, address: Ipv4Addr) -> Option<usize> {
-        self.addresses.binary_search(&address).ok()
-    }
 }
 
 impl RealBook {

@@ -723,7 +723,7 @@ fn answer_scrapes(running: &Running, control: Served) {
             generation: running.control.generation(),
             reload: running.control.last_reload(),
             mbufs_free: u64::from(running.pool.available()),
-            local_addresses: running.control.local_addresses(),
+            local_addresses: running.control.snapshot().lips.clone(),
             control,
         });
     }

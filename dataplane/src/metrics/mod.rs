@@ -87,7 +87,7 @@ pub struct Frame {
     /// The last reload (SIGHUP, `rvsctl reload`): success and Unix time.
     pub reload: Option<(bool, f64)>,
     pub mbufs_free: u64,
-    /// The FullNAT local addresses the services list now, sorted.
+    /// The FullNAT local addresses the services list now (`Snapshot::lips`).
     pub local_addresses: Vec<Ipv4Addr>,
     /// What the control socket served.
     pub control: Served,

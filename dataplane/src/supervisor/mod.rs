@@ -729,19 +729,6 @@ impl Supervisor {
         (services, reals)
     }
 
-    /// The FullNAT local addresses the services list, sorted, once each.
-    pub fn local_addresses(&self) -> Vec<std::net::Ipv4Addr> {
-        let mut all: Vec<_> = self
-            .config
-            .services
-            .iter()
-            .flat_map(|s| s.local_addresses.iter().copied())
-            .collect();
-        all.sort_unstable();
-        all.dedup();
-        all
-    }
-
     /// The workers' counters and the per-real book, for the metrics thread.
     pub fn counters(&self) -> (Vec<Arc<WorkerCounters>>, Arc<RealBook>) {
         (self.counters.clone(), Arc::clone(&self.book))
