@@ -162,13 +162,16 @@ def cmd_download(a):
                 break
             h.update(chunk)
             n += len(chunk)
+        ended = time.monotonic()
         conn.close()
     except Exception as e:  # noqa: BLE001
         out({"error": f"{type(e).__name__}: {e}", "bytes": n, "status": status,
              "sha256": None, "seconds": round(time.monotonic() - t0, 3)})
         return 1
+    # ended: CLOCK_MONOTONIC at the end of the body, comparable with the
+    # caller's time.monotonic() (one clock for all network namespaces).
     out({"sha256": h.hexdigest(), "bytes": n, "status": status, "real": real,
-         "seconds": round(time.monotonic() - t0, 3)})
+         "seconds": round(ended - t0, 3), "ended": ended})
     return 0
 
 
