@@ -74,8 +74,12 @@ fn minimal_config_gets_documented_defaults() {
     );
     assert!(config.routes.is_empty());
     assert_eq!(
-        (config.worker_idle.idle_polls, config.worker_idle.sleep_us),
-        (64, 100)
+        (
+            config.worker_idle.idle_polls,
+            config.worker_idle.sleep_us,
+            config.worker_idle.min_sleep_us
+        ),
+        (64, 100, 5)
     );
     assert_eq!(config.workers[0].cpu, None);
     assert_eq!(config.worker_cpu(&config.workers[0]), 1);

@@ -19,7 +19,7 @@ use crate::metrics;
 use crate::persist;
 use crate::supervisor::{Finished, Supervisor};
 use crate::wire::ethernet::MacAddr;
-use crate::worker::{self, RxQueue, WorkerSetup};
+use crate::worker::{self, Backoff, RxQueue, WorkerSetup};
 use rvs_control::server::{Served, Server};
 
 /// A startup failure, worded for the operator.
@@ -123,6 +123,27 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// Says what memory a worker's connection table got: on hugepages, or why
+/// not (then TLB misses cost it throughput at large connection counts).
+fn report_table_memory(worker: usize, table: &conn::ConnTable) {
+    let mb = table.memory_bytes() as f64 / 1e6;
+    match table.backing() {
+        (dpdk::Backing::Hugepages, _) => {
+            eprintln!("rvsd: worker {worker}: connection table {mb:.0} MB on 2 MiB hugepages")
+        }
+        (dpdk::Backing::Small, _) => {
+            eprintln!("rvsd: worker {worker}: connection table {mb:.1} MB")
+        }
+        (dpdk::Backing::Transparent, errno) => eprintln!(
+            "rvsd: warning: worker {worker}: connection table {mb:.0} MB not on reserved hugepages ({}); \
+             on ordinary pages with transparent hugepages asked for, slower at large connection counts; \
+             reserve {} more 2 MiB pages (/proc/sys/vm/nr_hugepages) to fix",
+            std::io::Error::from_raw_os_error(errno.unwrap_or(0)),
+            table.memory_bytes().div_ceil(dpdk::HUGEPAGE_BYTES)
+        ),
+    }
+}
+
 /// Bytes of one worker's connection table and persistence templates for
 /// `connections`, all allocated by `Engine::new`.
 pub fn table_bytes(connections: usize) -> u64 {
@@ -141,12 +162,9 @@ fn index_bytes(items: usize, slot: usize) -> u64 {
 }
 
 /// `conn::ConnTable::new(connections).memory_bytes()` without allocating
-/// it: entries (with their probation ring), an index of `u32` tags sized
-/// for four per connection, the wheel (see conn.rs's module documentation).
+/// it (see conn's module documentation).
 fn connection_table_bytes(connections: usize) -> u64 {
-    (connections * conn::CONNECTION_BYTES) as u64
-        + index_bytes(4 * connections, std::mem::size_of::<u32>())
-        + (conn::WHEEL_SLOTS * std::mem::size_of::<u32>()) as u64
+    conn::table_bytes(connections) as u64
 }
 
 /// `persist::Templates::new(templates)`: slots, a free list, an index
@@ -600,6 +618,7 @@ fn start(config: &Config) -> Result<Running, StartError> {
             Arc::clone(&worker_counters),
             Arc::clone(&book),
         );
+        report_table_memory(index, engine.connections());
         let rx = worker
             .queues
             .iter()
@@ -619,8 +638,11 @@ fn start(config: &Config) -> Result<Running, StartError> {
             pool,
             counters: Arc::clone(&worker_counters),
             stop: Arc::clone(&stop),
-            idle_polls: config.worker_idle.idle_polls,
-            sleep_us: config.worker_idle.sleep_us,
+            idle: Backoff::new(
+                config.worker_idle.idle_polls,
+                config.worker_idle.min_sleep_us,
+                config.worker_idle.sleep_us,
+            ),
             tsc_start,
             tsc_hz,
             mesh: Arc::clone(&mesh),

@@ -1,5 +1,5 @@
 //! The worker loop on a DPDK lcore: poll the assigned RX queues in bursts, run
-//! each packet through the [`Engine`], flush buffered TX, do housekeeping
+//! each burst through the [`Engine`] ([`Engine::handle_burst`]), flush buffered TX, do housekeeping
 //! about once a millisecond, and back off when idle.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -34,8 +34,8 @@ pub struct WorkerSetup {
     pub pool: Mempool,
     pub counters: Arc<WorkerCounters>,
     pub stop: Arc<AtomicBool>,
-    pub idle_polls: u32,
-    pub sleep_us: u32,
+    /// How the worker waits when its queues are empty.
+    pub idle: Backoff,
     /// TSC value that counts as second 0, and TSC ticks per second.
     pub tsc_start: u64,
     pub tsc_hz: u64,
@@ -130,8 +130,12 @@ pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
     let mut rx = RxBurst::default();
     let tick_every = (setup.tsc_hz / 1000).max(1);
     let mut next_tick = 0u64;
-    let mut empty_polls = 0u32;
-    let idle_sleep = Duration::from_micros(u64::from(setup.sleep_us));
+    let mut idle = setup.idle;
+    if idle.sleeps() {
+        // Sleeps as short as asked: the default slack of 50 µs would
+        // stretch every short sleep of the back-off to 55 µs or more.
+        dpdk::set_timer_slack_ns(1000);
+    }
 
     while !setup.stop.load(Relaxed) {
         let now_tsc = dpdk::tsc();
@@ -179,17 +183,22 @@ pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
             }
         }
         for queue in &setup.rx {
-            received += rx.receive(queue.dpdk_port, queue.queue);
-            io.in_port = queue.port;
-            while let Some(packet) = rx.next_packet() {
-                match packet {
-                    Ok(mbuf) => engine.handle(mbuf, queue.port, &mut io),
-                    Err(segmented) => {
-                        drop(segmented);
-                        setup.counters.count_drop(DropReason::MultiSegment);
-                    }
-                }
+            let arrived = rx.receive(queue.dpdk_port, queue.queue);
+            if arrived == 0 {
+                continue;
             }
+            received += arrived;
+            io.in_port = queue.port;
+            let counters = &setup.counters;
+            let packets = std::iter::from_fn(|| rx.next_packet()).filter_map(|packet| {
+                packet
+                    .map_err(|segmented| {
+                        drop(segmented);
+                        counters.count_drop(DropReason::MultiSegment);
+                    })
+                    .ok()
+            });
+            engine.handle_burst(packets, queue.port, &mut io);
         }
         if now_tsc >= next_tick {
             next_tick = now_tsc + tick_every;
@@ -198,15 +207,110 @@ pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
         io.flush();
 
         bump(&setup.counters.polls, 1);
-        if received == 0 {
-            empty_polls = empty_polls.saturating_add(1);
-            if setup.sleep_us > 0 && empty_polls >= setup.idle_polls {
-                // Idle only: a syscall here costs nothing a packet waits for.
-                std::thread::sleep(idle_sleep);
-            }
-        } else {
-            empty_polls = 0;
+        if received > 0 {
             bump(&setup.counters.busy_polls, 1);
         }
+        if let Some(nap) = idle.after_poll(received) {
+            // Idle only: a syscall here costs nothing a packet waits for.
+            std::thread::sleep(nap);
+        }
+    }
+}
+
+/// How a worker waits when its queues are empty, adapting to the traffic:
+/// while packets keep coming it polls without pause; after `idle_polls`
+/// empty polls in a row it sleeps, first `min_sleep` and then twice as
+/// long after each further empty poll, up to `max_sleep`; the first poll
+/// that finds packets starts it spinning again. A pause in the traffic
+/// thus costs the packet that ends it at most about the sleep then under
+/// way — short sleeps early on, while a burst is likely to follow — and a
+/// worker with nothing to do sleeps the longest sleep and leaves its CPU
+/// to others (a small director shares its CPUs with the kernel and, in the
+/// lab, with clients and reals).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    idle_polls: u32,
+    min_sleep: Duration,
+    max_sleep: Duration,
+    empty: u32,
+    next_sleep: Duration,
+}
+
+impl Backoff {
+    /// Spin `idle_polls` empty polls, then sleep from `min_sleep_us` up to
+    /// `sleep_us` microseconds (`sleep_us` 0: never sleep; `min_sleep_us`
+    /// is at most `sleep_us`).
+    pub fn new(idle_polls: u32, min_sleep_us: u32, sleep_us: u32) -> Self {
+        let max_sleep = Duration::from_micros(u64::from(sleep_us));
+        let min_sleep =
+            Duration::from_micros(u64::from(min_sleep_us.clamp(1, sleep_us.max(1)))).min(max_sleep);
+        Backoff {
+            idle_polls,
+            min_sleep,
+            max_sleep,
+            empty: 0,
+            next_sleep: min_sleep,
+        }
+    }
+
+    /// Whether the worker ever sleeps.
+    pub fn sleeps(&self) -> bool {
+        !self.max_sleep.is_zero()
+    }
+
+    /// After a poll that received `received` packets: how long to sleep
+    /// before the next poll; none: poll again at once.
+    #[inline]
+    pub fn after_poll(&mut self, received: usize) -> Option<Duration> {
+        if received > 0 {
+            self.empty = 0;
+            self.next_sleep = self.min_sleep;
+            return None;
+        }
+        self.empty = self.empty.saturating_add(1);
+        if !self.sleeps() || self.empty < self.idle_polls {
+            return None;
+        }
+        let nap = self.next_sleep;
+        self.next_sleep = (nap * 2).min(self.max_sleep);
+        Some(nap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naps(backoff: &mut Backoff, polls: &[usize]) -> Vec<u64> {
+        polls
+            .iter()
+            .map(|&received| {
+                backoff
+                    .after_poll(received)
+                    .map_or(0, |d| d.as_micros() as u64)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn backoff_spins_then_doubles_its_sleep_and_starts_over_on_traffic() {
+        let mut b = Backoff::new(3, 5, 100);
+        assert!(b.sleeps());
+        assert_eq!(
+            naps(&mut b, &[4, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            [0, 0, 0, 5, 10, 20, 40, 80, 100, 100]
+        );
+        // One packet: spinning again, and the next pause starts short.
+        assert_eq!(naps(&mut b, &[1, 0, 0, 0, 0]), [0, 0, 0, 5, 10]);
+
+        // min = max: the fixed sleep of before.
+        let mut fixed = Backoff::new(1, 100, 100);
+        assert_eq!(naps(&mut fixed, &[0, 0, 2, 0]), [100, 100, 0, 100]);
+        // A first sleep above the longest is cut to it.
+        assert_eq!(naps(&mut Backoff::new(1, 500, 100), &[0]), [100]);
+        // sleep_us 0: busy polling, whatever else is set.
+        let mut busy = Backoff::new(0, 5, 0);
+        assert!(!busy.sleeps());
+        assert_eq!(naps(&mut busy, &[0, 0, 0]), [0, 0, 0]);
     }
 }

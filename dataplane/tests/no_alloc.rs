@@ -90,20 +90,32 @@ impl PacketIo<VecBuf> for Preallocated {
 
 #[test]
 fn the_packet_path_does_not_allocate() {
-    packets_allocate_nothing(&[real(r1(), 8080, 1), real(r2(), 8080, 2)]);
+    packets_allocate_nothing(&[real(r1(), 8080, 1), real(r2(), 8080, 2)], false);
+}
+
+/// The same frames in bursts, as a worker hands them over
+/// (`Engine::handle_burst` and its stages).
+#[test]
+fn the_burst_packet_path_does_not_allocate() {
+    packets_allocate_nothing(&[real(r1(), 8080, 1), real(r2(), 8080, 2)], true);
 }
 
 /// FullNAT: a local port taken by each new connection and given back by
 /// each that goes.
 #[test]
 fn the_fullnat_packet_path_does_not_allocate() {
-    packets_allocate_nothing(&[
-        real_via(Forward::FullNat, r1(), 8080, 1),
-        real_via(Forward::FullNat, r2(), 8080, 2),
-    ]);
+    packets_allocate_nothing(
+        &[
+            real_via(Forward::FullNat, r1(), 8080, 1),
+            real_via(Forward::FullNat, r2(), 8080, 2),
+        ],
+        true,
+    );
 }
 
-fn packets_allocate_nothing(reals: &[Real]) {
+/// Frames one at a time through `Engine::handle`, or with `bursts` each run
+/// of frames from one port (at most 32) through `Engine::handle_burst`.
+fn packets_allocate_nothing(reals: &[Real], bursts: bool) {
     const CONNS: u16 = 2000;
     let mut h = harness(SchedulerKind::Wlc, reals, 4096);
 
@@ -207,8 +219,20 @@ fn packets_allocate_nothing(reals: &[Real]) {
     };
 
     WATCHING.with(|w| w.set(true));
-    for (port, frame) in frames.drain(..) {
-        h.engine.handle(frame, port, &mut io);
+    let mut frames = frames.drain(..).peekable();
+    while let Some((port, frame)) = frames.next() {
+        if !bursts {
+            h.engine.handle(frame, port, &mut io);
+            continue;
+        }
+        let mut run = 1;
+        let rest = std::iter::from_fn(|| {
+            let next = frames.next_if(|(p, _)| *p == port && run < 32)?;
+            run += 1;
+            Some(next.1)
+        });
+        h.engine
+            .handle_burst(std::iter::once(frame).chain(rest), port, &mut io);
     }
     for now in [2, 30, 200, 1000, 2000] {
         h.engine.set_now(now);

@@ -309,14 +309,19 @@ pub struct Route {
     pub port: Option<String>,
 }
 
-/// How an idle worker backs off.
+/// How an idle worker backs off: it spins through `idle_polls` empty
+/// polls, then sleeps `min_sleep_us`, twice as long after each further
+/// empty poll, up to `sleep_us`; a poll that finds packets starts over.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerIdle {
     /// Consecutive empty polls of all its queues before a worker sleeps.
     pub idle_polls: u32,
-    /// Sleep in microseconds; 0 = pure busy polling.
+    /// The longest sleep in microseconds; 0 = pure busy polling.
     pub sleep_us: u32,
+    /// The first sleep in microseconds (at most `sleep_us`; equal to it:
+    /// every sleep is `sleep_us`, no back-off).
+    pub min_sleep_us: u32,
 }
 
 impl Default for WorkerIdle {
@@ -324,6 +329,7 @@ impl Default for WorkerIdle {
         WorkerIdle {
             idle_polls: 64,
             sleep_us: 100,
+            min_sleep_us: 5,
         }
     }
 }

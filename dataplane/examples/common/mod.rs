@@ -70,18 +70,31 @@ pub fn local_addresses(mode: Forward) -> Vec<(Ipv4Addr, u32)> {
 pub enum Traffic {
     /// SYNs, every one a new tuple: each creates a connection.
     New,
-    /// ACKs cycling over `flows` connections created before measuring.
-    Established { flows: u64 },
+    /// ACKs cycling over `flows` connections created before measuring, in
+    /// a scattered order (see [`Traffic::flow`]).
+    Established { flows: u64, stride: u64 },
 }
 
 impl Traffic {
     pub fn parse(kind: &str, flows: u64) -> Result<Traffic, String> {
         match kind {
             "new" => Ok(Traffic::New),
-            "est" | "established" if flows > 0 => Ok(Traffic::Established { flows }),
+            "est" | "established" if flows > 0 => Ok(Traffic::established(flows)),
             "est" | "established" => Err("established traffic needs --flows N > 0".into()),
             other => Err(format!("unknown traffic `{other}` (expected new or est)")),
         }
+    }
+
+    /// Established traffic over `flows` connections.
+    pub fn established(flows: u64) -> Traffic {
+        // About flows / golden ratio, made coprime with flows: n * stride
+        // mod flows then visits every flow once per round, consecutive
+        // packets far apart in the table, as a director's packets are.
+        let mut stride = ((flows as f64 * 0.618_033_988_7) as u64).max(1);
+        while gcd(stride, flows) != 1 {
+            stride += 1;
+        }
+        Traffic::Established { flows, stride }
     }
 
     pub fn name(self) -> &'static str {
@@ -94,18 +107,30 @@ impl Traffic {
     pub fn flows(self) -> u64 {
         match self {
             Traffic::New => 0,
-            Traffic::Established { flows } => flows,
+            Traffic::Established { flows, .. } => flows,
         }
     }
 
-    /// Flow number of the `n`th generated packet.
+    /// Flow number of the `n`th generated packet: for established traffic
+    /// every flow once per round of `flows` packets, but not in the order
+    /// they were created (which is the order of the connection table's
+    /// slab, and would let the hardware prefetcher hide its misses).
     #[inline]
     pub fn flow(self, n: u64) -> u64 {
         match self {
             Traffic::New => n,
-            Traffic::Established { flows } => n % flows,
+            Traffic::Established { flows, stride } => {
+                ((u128::from(n % flows) * u128::from(stride)) % u128::from(flows)) as u64
+            }
         }
     }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// The snapshot every benchmark runs against: one TCP service VIP:80, rr over
@@ -282,8 +307,10 @@ impl FrameWriter {
 }
 
 /// Writes a classic libpcap file (microsecond timestamps, Ethernet) holding one
-/// frame of `writer` per flow in `0..flows`.
+/// frame of `writer` per flow in `0..flows`, in the order of
+/// [`Traffic::flow`].
 pub fn write_pcap(path: &str, writer: &FrameWriter, flows: u64) -> std::io::Result<()> {
+    let traffic = Traffic::established(flows.max(1));
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     out.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
@@ -294,8 +321,8 @@ pub fn write_pcap(path: &str, writer: &FrameWriter, flows: u64) -> std::io::Resu
     out.write_all(&65535u32.to_le_bytes())?;
     out.write_all(&1u32.to_le_bytes())?; // LINKTYPE_ETHERNET
     let mut frame = [0u8; FRAME_LEN];
-    for flow in 0..flows {
-        writer.write(&mut frame, flow);
+    for n in 0..flows {
+        writer.write(&mut frame, traffic.flow(n));
         out.write_all(&0u32.to_le_bytes())?;
         out.write_all(&0u32.to_le_bytes())?;
         out.write_all(&(FRAME_LEN as u32).to_le_bytes())?;

@@ -8,16 +8,36 @@
 //!
 //! # Layout
 //!
-//! - A slab of entries, `capacity` of them, each a [`Conn`] plus its timer
-//!   links; unused entries form a free list threaded through the same links.
-//! - One hash index holding two `u32` tags per connection: the slab index
-//!   shifted left once, with the low bit saying which key the tag stands for
-//!   (0 = the INPUT key client→vip, 1 = the OUTPUT key real→client). Keys are
-//!   not stored in the index: a probe compares against the conn in the slab,
-//!   which the caller reads next anyway. This keeps a hash bucket at 5 bytes
-//!   (tag + control byte) instead of 21 for a `HashMap<ConnKey, u32>`.
+//! - A slab of entries, `capacity` of them, each one 64-byte cache line: a
+//!   [`Conn`] (everything a packet of the connection reads: its keys, real,
+//!   mode, state and deadline) plus its timer links and probation stamp,
+//!   which only inserts, removals and expiry touch. Unused entries form a
+//!   free list threaded through the same links. A packet of a tracked
+//!   connection thus reads two lines of the table: its index bucket and its
+//!   entry. Per-real counters and persistence templates live apart, in the
+//!   engine.
+//! - One hash index ([`index`]) holding two `u32` tags per connection: the
+//!   slab index shifted left once, with the low bit saying which key the tag
+//!   stands for (0 = the INPUT key client→vip, 1 = the OUTPUT key
+//!   real→client). Keys are not stored in the index: a probe compares
+//!   against the conn in the slab, which the caller reads next anyway.
 //! - A timing wheel of [`WHEEL_SLOTS`] one-second slots, each an intrusive
 //!   doubly linked list of slab indices.
+//!
+//! The slab and the index are [`HugeArray`]s: on 2 MiB hugepages where the
+//! pool has room, so that a random read misses the TLB rarely; see
+//! [`ConnTable::backing`].
+//!
+//! # Bursts
+//!
+//! A worker handles packets a burst at a time, and at a million connections
+//! nearly every bucket and entry it reads is a cache miss. So the table lets
+//! a burst ask for its lines before it reads any: [`ConnTable::key_hash`]
+//! once per packet, [`ConnTable::prefetch_bucket`] for all, then
+//! [`ConnTable::prefetch_entry`] for all (it reads the bucket, now arriving,
+//! and asks for the entry it points to), then the lookups
+//! ([`ConnTable::lookup_hashed`]) in order, which find the lines in cache.
+//! Prefetches are hints: results do not depend on them.
 //!
 //! # Probation
 //!
@@ -36,25 +56,20 @@
 //!
 //! # No reallocation
 //!
-//! The index is created with room for `4 * capacity` tags although it never
-//! holds more than `2 * capacity`. hashbrown reuses a removed bucket only if
-//! its probe group still had an empty slot; otherwise it leaves a tombstone
-//! that uses up spare room. When the room runs out, hashbrown rehashes in place
-//! (no allocation) if the live items fit in half of the table's capacity, and
-//! only otherwise grows (`RawTableInner::reserve_rehash_inner` in hashbrown
-//! 0.15). Reserving twice the maximum keeps us always on the in-place side.
-//! An in-place rehash is O(table size) once, after many removals; with the
-//! index at most 44 % full, groups are rarely full and tombstones are rare.
+//! The index never grows and never rehashes: its buckets are fixed when the
+//! table is made, sized for the `2 * capacity` tags it can hold at most 70 %
+//! full, and a removal leaves no tombstone (see [`index`]).
 //!
 //! # Memory
 //!
-//! An entry is 60 bytes (`Conn` 44 + prev, next, slot, probation stamp 4
-//! each), and the probation ring 8 bytes per conn. The index has
-//! `b = (4 * capacity * 8 / 7).next_power_of_two()` buckets of 5 bytes, i.e.
-//! 23 to 46 bytes per connection depending on where `capacity` falls between
-//! powers of two (1 M connections: 8 Mi buckets, 42 bytes). In all: 91 to 114
-//! bytes per connection, plus 4 KiB for the wheel. [`ConnTable::memory_bytes`]
-//! gives the exact figure.
+//! An entry is 64 bytes (`Conn` 44 + prev, next, slot, probation stamp 4
+//! each, padded to the line), and the probation ring 8 bytes per conn. The
+//! index has `(2 * capacity / 7).next_power_of_two()` buckets of 64 bytes,
+//! i.e. 18 to 37 bytes per connection depending on where `capacity` falls
+//! between powers of two (1 M connections: 512 Ki buckets, 34 bytes). In
+//! all: 90 to 109 bytes per connection, plus 4 KiB for the wheel; the big
+//! arrays are rounded up to whole hugepages. [`ConnTable::memory_bytes`]
+//! gives the exact figure, [`table_bytes`] the same without making one.
 //!
 //! # Expiry
 //!
@@ -68,10 +83,13 @@
 //! expired before `expires`, and one call with an unbounded budget leaves no
 //! conn with `expires <= now`.
 
+pub mod index;
+
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use crate::dpdk::{prefetch, Backing, HugeArray};
+use index::Index;
 
 use crate::tcp_state::{Direction, StateTimeouts, TcpState};
 use rvs_control::model::Forward;
@@ -191,6 +209,12 @@ impl Conn {
     }
 }
 
+/// The hash a [`ConnKey`] is filed under in one [`ConnTable`] (each table
+/// has its own random seed): computed once per packet and handed to the
+/// prefetches and the lookup.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct KeyHash(u64);
+
 /// A handle to a conn in one [`ConnTable`]. Valid until that conn is removed
 /// or expired; after that it may name a different conn.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
@@ -230,6 +254,7 @@ impl std::error::Error for InsertError {}
 pub const CONNECTION_BYTES: usize = size_of::<Entry>() + size_of::<(u32, u32)>();
 
 #[derive(Clone, Copy)]
+#[repr(align(64))]
 struct Entry {
     conn: Conn,
     /// Previous entry in the wheel slot (`NIL` at the head), or `FREE`.
@@ -243,26 +268,11 @@ struct Entry {
     probation: u32,
 }
 
-/// An empty index with room for `capacity` tags whose memory is already
-/// touched: filling it once and clearing it keeps the pages resident, so new
-/// connections later do not pay a page fault each time they reach an untouched
-/// page of buckets (measured: 16k faults per 2M new connections without this).
-fn prefaulted_index(capacity: usize) -> HashTable<u32> {
-    let mut index = HashTable::with_capacity(capacity);
-    for i in 0..capacity as u64 {
-        // Spread over every bucket: the hash decides the bucket.
-        let hash = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        index.insert_unique(hash, i as u32, |_| hash);
-    }
-    index.clear();
-    index
-}
-
 /// A worker's connection table. See the module documentation.
 pub struct ConnTable {
-    entries: Vec<Entry>,
-    index: HashTable<u32>,
-    hasher: DefaultHashBuilder,
+    entries: HugeArray<Entry>,
+    index: Index,
+    seed: Seed,
     /// Head of each wheel slot's list.
     slots: Vec<u32>,
     free: u32,
@@ -312,24 +322,24 @@ impl ConnTable {
             state: TcpState::None,
             expires: 0,
         };
-        // Entry i's free-list successor is i + 1; the last one ends the list.
-        let entries = (0..capacity as u32)
-            .map(|i| Entry {
+        let mut entries = HugeArray::new(
+            capacity,
+            Entry {
                 conn: unused,
                 prev: FREE,
-                next: if i as usize + 1 == capacity {
-                    NIL
-                } else {
-                    i + 1
-                },
+                next: NIL,
                 slot: 0,
                 probation: 0,
-            })
-            .collect();
+            },
+        );
+        // Entry i's free-list successor is i + 1; the last one ends the list.
+        for i in 1..capacity {
+            entries[i - 1].next = i as u32;
+        }
         ConnTable {
             entries,
-            index: prefaulted_index(4 * capacity),
-            hasher: DefaultHashBuilder::default(),
+            index: Index::with_room(2 * capacity),
+            seed: Seed::random(),
             slots: vec![NIL; WHEEL_SLOTS],
             free: if capacity == 0 { NIL } else { 0 },
             len: 0,
@@ -454,10 +464,23 @@ impl ConnTable {
 
     /// Bytes of memory the table holds, all of it allocated by `new`.
     pub fn memory_bytes(&self) -> usize {
-        self.entries.capacity() * size_of::<Entry>()
+        self.entries.mapped_bytes()
             + self.ring.capacity() * size_of::<(u32, u32)>()
-            + self.index.allocation_size()
+            + self.index.memory_bytes()
             + self.slots.capacity() * size_of::<u32>()
+    }
+
+    /// What memory the slab and index lie on: hugepages, or why not (an
+    /// errno from `MAP_HUGETLB`, ENOMEM when the pool is short). A table
+    /// under a hugepage in size is [`Backing::Small`].
+    pub fn backing(&self) -> (Backing, Option<i32>) {
+        let (entries, index) = (self.entries.backing(), self.index.backing());
+        let fallback = self.entries.fallback().or(index.1);
+        match (entries, index.0) {
+            (Backing::Hugepages, Backing::Hugepages | Backing::Small) => (Backing::Hugepages, None),
+            (Backing::Small, Backing::Small) => (Backing::Small, None),
+            _ => (Backing::Transparent, fallback),
+        }
     }
 
     /// Starts tracking `conn`, expiring at `now + timeout`, under both its
@@ -495,13 +518,8 @@ impl ConnTable {
         self.link(id, self.arm_at(conn.expires));
         self.len += 1;
 
-        // The conn is in the slab before its tags go in: a rehash reads it.
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        let rehash = |&tag: &u32| hash_key(hasher, &tag_key(entries, tag));
-        self.index
-            .insert_unique(input_hash, id << 1 | TAG_INPUT, rehash);
-        self.index
-            .insert_unique(output_hash, id << 1 | TAG_OUTPUT, rehash);
+        self.index.insert(input_hash, id << 1 | TAG_INPUT);
+        self.index.insert(output_hash, id << 1 | TAG_OUTPUT);
         Ok(ConnId(id))
     }
 
@@ -509,7 +527,13 @@ impl ConnTable {
     /// [`Direction::Input`] for the client's side, [`Direction::Output`] for the
     /// real's.
     pub fn lookup(&self, key: &ConnKey) -> Option<(ConnId, Direction)> {
-        let tag = self.find(self.hash(key), key)?;
+        self.lookup_hashed(key, self.key_hash(key))
+    }
+
+    /// [`ConnTable::lookup`] of a key whose [`ConnTable::key_hash`] is known.
+    #[inline]
+    pub fn lookup_hashed(&self, key: &ConnKey, hash: KeyHash) -> Option<(ConnId, Direction)> {
+        let tag = self.find(hash.0, key)?;
         let direction = if tag & 1 == TAG_INPUT {
             Direction::Input
         } else {
@@ -648,7 +672,39 @@ impl ConnTable {
     }
 
     fn hash(&self, key: &ConnKey) -> u64 {
-        hash_key(&self.hasher, key)
+        hash_key(&self.seed, key)
+    }
+
+    /// The hash `key` is filed under in this table.
+    #[inline]
+    pub fn key_hash(&self, key: &ConnKey) -> KeyHash {
+        KeyHash(self.hash(key))
+    }
+
+    /// Starts fetching the index bucket a lookup of `hash` reads first.
+    #[inline]
+    pub fn prefetch_bucket(&self, hash: KeyHash) {
+        self.index.prefetch(hash.0);
+    }
+
+    /// Starts fetching the entry a lookup of `hash` most likely reads; best
+    /// called a while after [`ConnTable::prefetch_bucket`], as it reads the
+    /// bucket. A miss asks for nothing.
+    #[inline]
+    pub fn prefetch_entry(&self, hash: KeyHash) {
+        if let Some(tag) = self.index.first_candidate(hash.0) {
+            if let Some(entry) = self.entries.get((tag >> 1) as usize) {
+                prefetch(entry);
+            }
+        }
+    }
+
+    /// Starts fetching the entry the next insert takes.
+    #[inline]
+    pub fn prefetch_free(&self) {
+        if let Some(entry) = self.entries.get(self.free as usize) {
+            prefetch(entry);
+        }
     }
 
     /// The hashes of `conn`'s INPUT and OUTPUT keys, or why it cannot go in.
@@ -668,8 +724,7 @@ impl ConnTable {
 
     fn find(&self, hash: u64, key: &ConnKey) -> Option<u32> {
         self.index
-            .find(hash, |&tag| tag_key(&self.entries, tag) == *key)
-            .copied()
+            .find(hash, |tag| tag_key(&self.entries, tag) == *key)
     }
 
     /// The second whose processing will reach `slot`.
@@ -720,9 +775,7 @@ impl ConnTable {
             (conn.output_key(), id << 1 | TAG_OUTPUT),
         ] {
             let hash = self.hash(&key);
-            if let Ok(bucket) = self.index.find_entry(hash, |&t| t == tag) {
-                bucket.remove();
-            }
+            self.index.remove(hash, tag);
         }
         self.unlink(id);
         let entry = &mut self.entries[id as usize];
@@ -747,6 +800,20 @@ impl fmt::Debug for ConnTable {
     }
 }
 
+/// [`ConnTable::memory_bytes`] of a table of `capacity`, without making it.
+pub fn table_bytes(capacity: usize) -> usize {
+    let entries = capacity * size_of::<Entry>();
+    let entries = if entries >= crate::dpdk::HUGEPAGE_BYTES {
+        entries.next_multiple_of(crate::dpdk::HUGEPAGE_BYTES)
+    } else {
+        entries.max(1).next_multiple_of(4096)
+    };
+    entries
+        + capacity * size_of::<(u32, u32)>()
+        + index::memory_bytes_for(2 * capacity)
+        + WHEEL_SLOTS * size_of::<u32>()
+}
+
 fn slot_of(second: u64) -> usize {
     (second % WHEEL_SLOTS as u64) as usize
 }
@@ -760,11 +827,41 @@ fn tag_key(entries: &[Entry], tag: u32) -> ConnKey {
     }
 }
 
-fn hash_key(hasher: &DefaultHashBuilder, key: &ConnKey) -> u64 {
-    use std::hash::BuildHasher;
+/// A key's hash under `seed`: the 13 bytes of the key in two words, each
+/// mixed with its half of the seed by a 64×64→128-bit multiply whose halves
+/// are folded together (as wyhash and foldhash do), then folded once more so
+/// that every key bit reaches the low bits (the bucket) and the high bits
+/// (the signature) alike. The seed is random per table: which keys collide
+/// cannot be known from outside.
+#[inline]
+fn hash_key(seed: &Seed, key: &ConnKey) -> u64 {
     let addresses = u64::from(key.src.to_bits()) << 32 | u64::from(key.dst.to_bits());
     let rest = u64::from(key.src_port) << 24 | u64::from(key.dst_port) << 8 | u64::from(key.proto);
-    hasher.hash_one((addresses, rest))
+    let mixed = folded_multiply(addresses ^ seed.0[0], rest ^ seed.0[1]);
+    folded_multiply(mixed ^ seed.0[2], seed.0[3])
+}
+
+#[inline(always)]
+fn folded_multiply(x: u64, y: u64) -> u64 {
+    let full = u128::from(x) * u128::from(y);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+/// A table's random hash seed.
+struct Seed([u64; 4]);
+
+impl Seed {
+    fn random() -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        let state = RandomState::new();
+        // Odd multipliers: a multiply by an even one loses a bit.
+        Seed([
+            state.hash_one(1u8),
+            state.hash_one(2u8),
+            state.hash_one(3u8),
+            state.hash_one(4u8) | 1,
+        ])
+    }
 }
 
 #[cfg(test)]
@@ -1100,9 +1197,12 @@ mod tests {
     #[test]
     fn conn_memory_per_connection() {
         assert_eq!(size_of::<Conn>(), 44);
-        assert_eq!(size_of::<Entry>(), 60);
+        // One cache line, aligned to one.
+        assert_eq!(size_of::<Entry>(), 64);
+        assert_eq!(align_of::<Entry>(), 64);
         for capacity in [1000, 65_536, 100_000, 1 << 20] {
             let table = ConnTable::new(capacity);
+            assert_eq!(table.memory_bytes(), table_bytes(capacity));
             let per_conn = table.memory_bytes() as f64 / capacity as f64;
             assert!(per_conn <= 128.0, "{capacity}: {per_conn} bytes per conn");
         }

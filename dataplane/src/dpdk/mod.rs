@@ -3,17 +3,29 @@
 //! Every C return code goes through [`check`], which turns it into a
 //! `Result` with `rte_errno` read at once. Everything above this module works
 //! with owned, safe types: [`Mbuf`] frees itself on drop, bursts live in fixed
-//! arrays, and ports and pools are plain handles.
+//! arrays, and ports and pools are plain handles. The hugepage memory the
+//! connection tables live on ([`HugeArray`]) and cache prefetches are here
+//! too: they are the same kind of unsafe, and what DPDK would give.
 #![allow(unsafe_code)]
 
+mod huge;
 mod mbuf;
 mod port;
 
+pub use huge::{lanes_equal, prefetch, Backing, HugeArray, HUGEPAGE_BYTES};
 pub use mbuf::{Mbuf, RxBurst, TxBuffer, BURST};
 pub use port::{Mempool, PortConfig, PortHandle};
 
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::fmt;
+
+/// Sets how late the kernel may wake this thread from a sleep (its timer
+/// slack; 50 µs by default), in nanoseconds. Best effort: a refusal leaves
+/// the default.
+pub fn set_timer_slack_ns(ns: u64) {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) };
+}
 
 /// A failed DPDK call: what was attempted and DPDK's error.
 #[derive(Debug, Clone)]

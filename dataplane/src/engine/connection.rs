@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
-use crate::conn::{Conn, ConnId, ConnKey};
+use crate::conn::{Conn, ConnId, ConnKey, KeyHash};
 use crate::counters::{bump, decrement, DropReason};
 use crate::tcp_state::{self, Direction, TcpState};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
@@ -30,10 +30,11 @@ impl<P: PacketBuf> Engine<P> {
         packet: P,
         in_port: u16,
         flow: &Flow,
+        hash: KeyHash,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
         let key = &flow.key;
-        if let Some((id, direction)) = self.conns.lookup(key) {
+        if let Some((id, direction)) = self.conns.lookup_hashed(key, hash) {
             let conn = self.conns.get(id);
             let reused = direction == Direction::Input
                 && key.proto == protocol::TCP

@@ -2,7 +2,9 @@
 //!
 //! One packet's way through it, each step in its own file, in order:
 //!
-//! 1. [`Engine::handle`] counts it and hands it to `process` (here).
+//! 1. [`Engine::handle`] counts it and hands it to `process` (here);
+//!    [`Engine::handle_burst`] takes a whole burst through the same steps
+//!    in stages, so that the memory reads of its packets overlap (`burst`).
 //! 2. `classify`: Ethernet, ARP or IPv4, then TCP/UDP or ICMP, parsed once
 //!    into a [`classify::Verdict`]: what the packet is and the connection
 //!    key it carries. Anything rvs cannot take is a [`DropReason`] here.
@@ -56,6 +58,7 @@
 //! that arrives at another worker's queue is handed to its owner through a
 //! bounded ring ([`PacketIo::redirect`]).
 
+mod burst;
 mod classify;
 mod connection;
 mod housekeeping;
@@ -78,7 +81,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
-use crate::conn::{Conn, ConnTable};
+use crate::conn::{Conn, ConnTable, KeyHash};
 use crate::counters::{bump, DropReason, RealBook, RealCounters, WorkerCounters};
 use crate::neigh::Neighbours;
 use crate::persist::Templates;
@@ -169,6 +172,8 @@ pub struct Engine<P> {
     purge_at: usize,
     now: u32,
     last_tick: u32,
+    /// A burst between its stages (`burst`); empty between bursts.
+    staged: Vec<burst::Staged<P>>,
 }
 
 impl<P: PacketBuf> Engine<P> {
@@ -225,6 +230,7 @@ impl<P: PacketBuf> Engine<P> {
             purge_at: 0,
             now: 0,
             last_tick: 0,
+            staged: Vec::with_capacity(burst::STAGE),
             snapshot,
         }
     }
@@ -281,7 +287,27 @@ impl<P: PacketBuf> Engine<P> {
         steer: bool,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
-        let verdict = match self.classify(&mut packet, in_port) {
+        let verdict = self.classify(&mut packet, in_port);
+        let hash = match &verdict {
+            Ok(Verdict::Flow(flow)) => self.conns.key_hash(&flow.key),
+            _ => KeyHash::default(),
+        };
+        self.dispatch(packet, in_port, verdict, hash, steer, io)
+    }
+
+    /// The steps after classification, from the packet's verdict and, for
+    /// a flow, its key's hash in the connection table.
+    #[inline]
+    fn dispatch(
+        &mut self,
+        packet: P,
+        in_port: u16,
+        verdict: Result<Verdict, DropReason>,
+        hash: KeyHash,
+        steer: bool,
+        io: &mut impl PacketIo<P>,
+    ) -> Result<(), DropReason> {
+        let verdict = match verdict {
             Ok(verdict) => verdict,
             Err(reason) => return self.unowned_frame(packet, in_port, reason, io),
         };
@@ -293,7 +319,7 @@ impl<P: PacketBuf> Engine<P> {
         match &verdict {
             Verdict::Arp => self.arp(packet, in_port, io),
             Verdict::Echo { src_mac } => self.echo(packet, in_port, *src_mac, io),
-            Verdict::Flow(flow) => self.flow(packet, in_port, flow, io),
+            Verdict::Flow(flow) => self.flow(packet, in_port, flow, hash, io),
             Verdict::IcmpError { quoted } => match self.icmp_error(quoted) {
                 Ok((conn, direction)) => {
                     self.xmit(packet, &conn, direction, Carried::IcmpError, io)
