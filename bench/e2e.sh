@@ -2,7 +2,10 @@
 # bench/e2e.sh OUT.jsonl [SECONDS] — end to end in the namespace lab: wrk from
 # the client against nginx on both reals through the VIP, three ways on the
 # same topology, one JSON line each appended to OUT.jsonl:
-#   1. rvsd NAT (net_af_packet on d0/d1, bench/e2e/rvsd.yaml)
+#   1. rvsd NAT (net_af_packet on d0/d1, bench/e2e/rvsd.yaml), once per idle
+#      strategy in RVS_IDLE: adaptive (the default back-off: spin 64 empty
+#      polls, sleep 5 µs doubling to 100 µs), fixed (sleep 100 µs after 64
+#      empty polls, the back-off of before) and busy (never sleep)
 #   2. nftables DNAT load balancing in the director namespace (kernel forwarding)
 #   3. HAProxy in TCP mode in the director namespace
 # The lab is lab/lab.sh with LAB=rvsbench (its own namespaces); nginx replaces
@@ -10,7 +13,7 @@
 # the lab torn down on every exit. Needs root.
 #
 # Environment: RVSD (default target/release/rvsd), WRK_THREADS (2),
-# WRK_CONNECTIONS (50).
+# WRK_CONNECTIONS (50), RVS_IDLE ("adaptive fixed busy").
 set -eEuo pipefail
 
 OUT=${1:?usage: bench/e2e.sh OUT.jsonl [SECONDS]}
@@ -22,6 +25,7 @@ LAB_RUN=$ROOT/lab/run/$LAB
 RVSD=${RVSD:-$ROOT/target/release/rvsd}
 THREADS=${WRK_THREADS:-2}
 CONNECTIONS=${WRK_CONNECTIONS:-50}
+IDLE_VARIANTS=${RVS_IDLE:-adaptive fixed busy}
 NS_DIR=$LAB-dir
 NS_CLIENT=$LAB-client
 VIP=10.99.1.100
@@ -119,21 +123,31 @@ done
 wait_tcp "$LAB-r1" 10.99.2.11 80 nginx
 wait_tcp "$LAB-r2" 10.99.2.12 80 nginx
 
-# 1. rvsd NAT
-setsid ip netns exec "$NS_DIR" "$RVSD" --config "$ROOT/bench/e2e/rvsd.yaml" </dev/null \
-    2>"$RUN/rvsd.log" &
-RVSD_PID=$!
-PIDS+=("$RVSD_PID")
-for i in $(seq 300); do
-    grep -q "rvsd: ready" "$RUN/rvsd.log" && break
-    kill -0 "$RVSD_PID" 2>/dev/null || { cat "$RUN/rvsd.log" >&2; log "rvsd died"; exit 1; }
-    sleep 0.1
+# 1. rvsd NAT, once per idle strategy
+for idle in $IDLE_VARIANTS; do
+    case $idle in
+        adaptive) min=5 max=100 ;;
+        fixed) min=100 max=100 ;;
+        busy) min=0 max=0 ;;
+        *) log "unknown idle strategy $idle"; exit 2 ;;
+    esac
+    sed -e "s/^  sleep_us: .*/  sleep_us: $max/" -e "s/^  min_sleep_us: .*/  min_sleep_us: $min/" \
+        "$ROOT/bench/e2e/rvsd.yaml" >"$RUN/rvsd-$idle.yaml"
+    setsid ip netns exec "$NS_DIR" "$RVSD" --config "$RUN/rvsd-$idle.yaml" </dev/null \
+        2>"$RUN/rvsd.log" &
+    RVSD_PID=$!
+    PIDS+=("$RVSD_PID")
+    for i in $(seq 300); do
+        grep -q "rvsd: ready" "$RUN/rvsd.log" && break
+        kill -0 "$RVSD_PID" 2>/dev/null || { cat "$RUN/rvsd.log" >&2; log "rvsd died"; exit 1; }
+        sleep 0.1
+    done
+    grep -q "rvsd: ready" "$RUN/rvsd.log" || { cat "$RUN/rvsd.log" >&2; log "rvsd not ready"; exit 1; }
+    wait_tcp "$NS_CLIENT" "$VIP" 80 "rvs VIP"
+    run_wrk "rvs-nat-$idle"
+    stop_pid "$RVSD_PID"
+    grep "rvsd: stats" "$RUN/rvsd.log" | tail -1 | cut -c1-300 >&2 || true
 done
-grep -q "rvsd: ready" "$RUN/rvsd.log" || { cat "$RUN/rvsd.log" >&2; log "rvsd not ready"; exit 1; }
-wait_tcp "$NS_CLIENT" "$VIP" 80 "rvs VIP"
-run_wrk rvs-nat
-stop_pid "$RVSD_PID"
-grep "rvsd: stats" "$RUN/rvsd.log" | tail -1 | cut -c1-300 >&2 || true
 
 # 2. nftables DNAT: the kernel owns d0/d1 now.
 ip -n "$NS_DIR" link set d0 arp on

@@ -2,7 +2,7 @@
 # bench/ir.sh [--packets N] [--modes "nat dr tun fullnat"] [--cases "new:0 est:1000"] [--raw FILE]
 # Instructions per packet of the packet path: valgrind callgrind on
 # bench_inmem (the same Engine rvsd runs, on in-memory buffers), counting only
-# the engine call per packet (`--toggle-collect='*measured_handle*'`).
+# the engine calls, one per burst of 32 (`--toggle-collect='*measured_handle*'`).
 # Instruction counts are repeatable for one binary, whatever else the machine
 # does, so this is the number to compare before and after a change of the
 # packet path. Prints one line per case; with --raw, also appends JSON lines

@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """bench/report.py RAW.jsonl PREFIX — turns bench/run.sh's JSON lines into
 PREFIX.csv (one row per figure), PREFIX.md (the table, the machine, the date,
-the command) and PREFIX.png (a chart), and prints the table.
+the command), PREFIX.png (a chart of every figure), PREFIX-flows.png (Mpps
+against the number of flows, per mode) and PREFIX-readme.md (the summary
+table of the README: modes as columns, targets beside), and prints the table.
 
-Targets (one worker, 64-byte frames): established NAT >= 8 Mpps, new
-connections >= 3 Mpps, <= 128 bytes per tracked connection.
+Targets (one worker, 64-byte frames; issue 13): established >= 8 Mpps in
+every mode at 1M flows and >= 0.8 of the mode's 1k-flow rate; at 1k flows
+DR/TUN >= 14, NAT/FullNAT >= 12 Mpps; new connections >= 3 M/s; <= 400
+instructions per established packet, <= 900 per new connection; <= 128 bytes
+per tracked connection.
 """
 import csv
 import json
@@ -118,7 +123,7 @@ def markdown(rows, meta):
         "- (a) one worker lcore; 64-byte frames; ring-gen: a generator lcore on another CPU "
         "feeds net_ring0, ceiling = io-forward with the same generator; pcap: net_pcap "
         "infinite_rx, ceiling = dpdk-testpmd io on the same vdevs. Ratio = rvs / ceiling.",
-        "- (b) callgrind counts only the per-packet engine call (`measured_handle`); "
+        "- (b) callgrind counts only the engine calls, a burst of 32 each (`measured_handle_burst`), per packet; "
         "wall-clock rows are the same loop run natively.",
         "- (d) client, director and both reals share this machine's CPUs.",
         "",
@@ -179,6 +184,115 @@ def chart(rows, path):
     fig.savefig(path, dpi=110)
 
 
+MODES = ["nat", "dr", "tun", "fullnat"]
+MODE_NAMES = {"nat": "NAT", "dr": "DR", "tun": "TUN", "fullnat": "FullNAT"}
+
+
+def fmt(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def readme_table(records, meta):
+    """The README's summary: one row per figure, one column per mode."""
+    tput = [r for r in records if r.get("part") == "throughput"]
+    rvs = {(r["source"], r["traffic"], r["flows"], r["mode"]): r for r in tput if r["engine"] == "rvs"}
+    ceil = {}
+    for r in tput:
+        if r["engine"] == "iofwd":
+            ceil[("ring-gen", r["traffic"], r["flows"])] = f"io-forward {r['mpps']:.1f}"
+        elif r["engine"] == "testpmd":
+            ceil[("pcap", r["traffic"], r["flows"])] = f"testpmd io {r['mpps']:.1f}"
+    per = {}
+    for r in records:
+        if r.get("part") in ("ir", "inmem"):
+            per[(r["part"], r["mode"], r["traffic"], r["flows"])] = r
+        elif r.get("part") == "memory":
+            per[("memory", r["mode"])] = r
+    out = [f"| one worker, 64-byte frames | {' | '.join(MODE_NAMES[m] for m in MODES)} | ceiling | target |",
+           "|---|" + "---|" * (len(MODES) + 2)]
+
+    def row(label, cells, ceiling="", target=""):
+        out.append(f"| {label} | {' | '.join(cells)} | {ceiling} | {target} |")
+
+    flows = sorted({f for (src, t, f, _) in rvs if src == "ring-gen" and t == "est"})
+    for f in flows:
+        target = "≥ 14 DR/TUN, ≥ 12 NAT/FullNAT" if f == 1000 else ("≥ 8 and ≥ 0.8 × 1k" if f >= 1_000_000 else "")
+        row(f"established, {flows_label(f)} flows, Mpps (ring generator)",
+            [fmt(rvs.get(("ring-gen", "est", f, m), {}).get("mpps")) for m in MODES],
+            ceil.get(("ring-gen", "est", f), ""), target)
+    if 1000 in flows and 1_000_000 in flows:
+        cells = []
+        for m in MODES:
+            a, b = rvs.get(("ring-gen", "est", 1000, m)), rvs.get(("ring-gen", "est", 1_000_000, m))
+            cells.append(fmt(b["mpps"] / a["mpps"]) if a and b and a["mpps"] else "-")
+        row("1M flows ÷ 1k flows (ring generator)", cells, "", "≥ 0.8")
+    for f in sorted({f for (src, t, f, _) in rvs if src == "pcap"}):
+        row(f"established, {flows_label(f)} flows, Mpps (net_pcap replay)",
+            [fmt(rvs.get(("pcap", "est", f, m), {}).get("mpps")) for m in MODES],
+            ceil.get(("pcap", "est", f), ""))
+    new = [rvs.get(("ring-gen", "new", 0, m)) for m in MODES]
+    if any(new):
+        row("new connections, M/s (every SYN distinct)",
+            [fmt(r["conns_per_s"] / 1e6) if r else "-" for r in new], ceil.get(("ring-gen", "new", 0), ""), "≥ 3")
+    for traffic, flows_, label, target in [("est", 1000, "instructions per established packet (callgrind)", "≤ 400"),
+                                           ("new", 0, "instructions per new connection (callgrind)", "≤ 900")]:
+        cells = [per.get(("ir", m, traffic, flows_)) for m in MODES]
+        if any(cells):
+            row(label, [fmt(c["ir_per_packet"], 0) if c else "-" for c in cells], "", target)
+    inmem_flows = sorted({k[3] for k in per if k[0] == "inmem" and k[2] == "est"})
+    for f in inmem_flows:
+        row(f"engine alone in memory, {flows_label(f)} flows, ns/packet",
+            [fmt(per.get(("inmem", m, "est", f), {}).get("ns_per_packet"), 0) for m in MODES])
+    cells = [per.get(("inmem", m, "new", 0)) for m in MODES]
+    if any(cells):
+        row("engine alone in memory, new connection, ns", [fmt(c["ns_per_packet"], 0) if c else "-" for c in cells])
+    cells = [per.get(("memory", m)) for m in MODES]
+    if any(cells):
+        row("bytes per tracked connection at 1M (table)",
+            [fmt(c["bytes_per_conn"], 1) if c else "-" for c in cells], "", "≤ 128")
+    for r in records:
+        if r.get("part") == "e2e":
+            out.append(f"| e2e wrk → nginx via {r['lb']}: {r['requests_per_s'] / 1000:.1f}k req/s, "
+                       f"p99 {r['p99_ms']:.2f} ms | | | | | | |")
+    head = [f"`{meta.get('command', 'bash bench/run.sh')}`, {meta.get('date', '?')}: "
+            f"{meta.get('cpu', '?')}, {meta.get('cpus', '?')} CPUs, DPDK {meta.get('dpdk', '?')}.", ""]
+    return "\n".join(head + out) + "\n"
+
+
+def flows_chart(records, path):
+    """Mpps against the number of flows, per mode: the curve of cache misses."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    tput = [r for r in records if r.get("part") == "throughput" and r["traffic"] == "est"
+            and r["source"] == "ring-gen"]
+    inmem = [r for r in records if r.get("part") == "inmem" and r["traffic"] == "est"]
+    if not tput and not inmem:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, rows, title in [(axes[0], tput, "DPDK, ring generator → net_null, one worker"),
+                            (axes[1], inmem, "engine alone, in memory")]:
+        for m in MODES:
+            pts = sorted((r["flows"], r["mpps"]) for r in rows if r.get("engine", "rvs") == "rvs" and r["mode"] == m)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=MODE_NAMES[m])
+        ceiling = sorted((r["flows"], r["mpps"]) for r in rows if r.get("engine") == "iofwd")
+        if ceiling:
+            ax.plot([p[0] for p in ceiling], [p[1] for p in ceiling], ls=":", color="grey", label="io-forward")
+        ax.axhline(TARGET_EST_MPPS, color="green", ls="--", lw=1, label="target 8")
+        ax.set_xscale("log")
+        ax.set_xlabel("established flows")
+        ax.set_ylabel("Mpps")
+        ax.set_ylim(bottom=0)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main():
     raw, prefix = sys.argv[1], sys.argv[2]
     records = [json.loads(line) for line in open(raw) if line.strip().startswith("{")]
@@ -192,6 +306,9 @@ def main():
     with open(prefix + ".md", "w") as f:
         f.write(md)
     chart(rows, prefix + ".png")
+    flows_chart(records, prefix + "-flows.png")
+    with open(prefix + "-readme.md", "w") as f:
+        f.write(readme_table(records, meta))
     print(md)
     print(f"wrote {prefix}.csv {prefix}.md {prefix}.png", file=sys.stderr)
 

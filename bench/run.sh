@@ -11,7 +11,8 @@
 #       - pcap: net_pcap0,infinite_rx=1 replaying the flows → net_null0.
 #         Ceiling: dpdk-testpmd --forward-mode=io on the same two vdevs.
 #       per mode × traffic: new connections (SYN, every tuple distinct) and
-#       established (ACKs over N existing connections, N = 1k, 100k, 1M).
+#       established (ACKs over N existing connections, visited in a scattered
+#       order, N = 1k, 10k, 100k, 1M, 4M; pcap: 1k and 100k).
 #   (b) instructions per packet of the packet path: valgrind callgrind on
 #       bench_inmem (the same Engine on in-memory buffers), counting only the
 #       engine call per packet.
@@ -45,10 +46,11 @@ GEN_CPU=${BENCH_GEN_CPU:-0}
 EXTRA_EAL=${BENCH_EAL:-}
 if [ "$QUICK" = 1 ]; then
     WARMUP=0.5; SECONDS_PER_RUN=2; FLOWS="1000 100000"; IR_PACKETS=20000
-    E2E_SECONDS=5; INMEM_PACKETS=1000000
+    E2E_SECONDS=5; INMEM_PACKETS=1000000; INMEM_CASES="new:0 est:1000 est:100000"
 else
-    WARMUP=1; SECONDS_PER_RUN=5; FLOWS="1000 100000 1000000"; IR_PACKETS=200000
+    WARMUP=1; SECONDS_PER_RUN=5; FLOWS="1000 10000 100000 1000000 4000000"; IR_PACKETS=200000
     E2E_SECONDS=10; INMEM_PACKETS=4000000
+    INMEM_CASES="new:0 est:1000 est:10000 est:100000 est:1000000 est:4000000"
 fi
 
 RESULTS=$ROOT/bench/results
@@ -140,7 +142,12 @@ EOF
 # --------------------------------------------------------------- (a)
 log "(a) throughput, one worker on CPU $WORKER_CPU, generator on CPU $GEN_CPU"
 for flows in new $FLOWS; do
-    if [ "$flows" = new ]; then traffic=(--traffic new); else traffic=(--traffic est --flows "$flows"); fi
+    if [ "$flows" = new ]; then
+        traffic=(--traffic new)
+    else
+        # room for every flow: the default table holds 2M
+        traffic=(--traffic est --flows "$flows" --conns $(( flows > 1900000 ? flows + flows / 4 : 2097152 )))
+    fi
     dpdk_run iofwd "${traffic[@]}"
     for mode in $MODES; do
         dpdk_run rvs --mode "$mode" "${traffic[@]}"
@@ -163,7 +170,7 @@ bash "$ROOT/bench/ir.sh" --packets "$IR_PACKETS" --modes "$MODES" --cases "$IR_C
     while read -r line; do log "  $line"; done || log "  some callgrind runs failed (see above)"
 for mode in $MODES; do
     # the same runs natively: wall-clock ns per packet of the engine alone
-    for case in new:0 est:1000 est:1000000; do
+    for case in $INMEM_CASES; do
         traffic=${case%%:*} flows=${case#*:}
         "$INMEM" run --mode "$mode" --traffic "$traffic" --flows "$flows" --packets "$INMEM_PACKETS" >>"$RAW" ||
             log "  bench_inmem $mode $traffic $flows failed"
