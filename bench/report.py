@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""bench/report.py RAW.jsonl PREFIX — turns bench/run.sh's JSON lines into
+"""bench/report.py RAW.jsonl PREFIX [BEFORE.jsonl] — turns bench/run.sh's JSON lines into
 PREFIX.csv (one row per figure), PREFIX.md (the table, the machine, the date,
 the command), PREFIX.png (a chart of every figure), PREFIX-flows.png (Mpps
-against the number of flows, per mode) and PREFIX-readme.md (the summary
+against the number of flows, per mode; with BEFORE.jsonl, an earlier run
+drawn dashed beside) and PREFIX-readme.md (the summary
 table of the README: modes as columns, targets beside), and prints the table.
 
 Targets (one worker, 64-byte frames; issue 13): established >= 8 Mpps in
@@ -259,26 +260,38 @@ def readme_table(records, meta):
     return "\n".join(head + out) + "\n"
 
 
-def flows_chart(records, path):
-    """Mpps against the number of flows, per mode: the curve of cache misses."""
+def flows_chart(records, path, before=()):
+    """Mpps against the number of flows, per mode: the curve of cache misses;
+    `before`, records of an earlier run, drawn dashed beside."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    tput = [r for r in records if r.get("part") == "throughput" and r["traffic"] == "est"
-            and r["source"] == "ring-gen"]
-    inmem = [r for r in records if r.get("part") == "inmem" and r["traffic"] == "est"]
+    def curves(recs):
+        tput = [r for r in recs if r.get("part") == "throughput" and r["traffic"] == "est"
+                and r["source"] == "ring-gen"]
+        inmem = [r for r in recs if r.get("part") == "inmem" and r["traffic"] == "est"]
+        return tput, inmem
+
+    tput, inmem = curves(records)
+    old_tput, old_inmem = curves(before)
     if not tput and not inmem:
         return
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, rows, title in [(axes[0], tput, "DPDK, ring generator → net_null, one worker"),
-                            (axes[1], inmem, "engine alone, in memory")]:
+    colours = dict(zip(MODES, ["tab:blue", "tab:orange", "tab:green", "tab:red"]))
+    for ax, rows, old, title in [(axes[0], tput, old_tput, "DPDK, ring generator → net_null, one worker"),
+                                 (axes[1], inmem, old_inmem, "engine alone, in memory")]:
         for m in MODES:
             pts = sorted((r["flows"], r["mpps"]) for r in rows if r.get("engine", "rvs") == "rvs" and r["mode"] == m)
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=MODE_NAMES[m])
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colours[m],
+                        label=MODE_NAMES[m])
+            pts = sorted((r["flows"], r["mpps"]) for r in old if r.get("engine", "rvs") == "rvs" and r["mode"] == m)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", ls="--", color=colours[m],
+                        alpha=0.6, label=f"{MODE_NAMES[m]} before")
         ceiling = sorted((r["flows"], r["mpps"]) for r in rows if r.get("engine") == "iofwd")
         if ceiling:
             ax.plot([p[0] for p in ceiling], [p[1] for p in ceiling], ls=":", color="grey", label="io-forward")
@@ -295,6 +308,9 @@ def flows_chart(records, path):
 
 def main():
     raw, prefix = sys.argv[1], sys.argv[2]
+    before = []
+    if len(sys.argv) > 3:  # an earlier run's raw file, drawn beside in the flows chart
+        before = [json.loads(line) for line in open(sys.argv[3]) if line.strip().startswith("{")]
     records = [json.loads(line) for line in open(raw) if line.strip().startswith("{")]
     meta = next((r for r in records if r.get("part") == "meta"), {})
     rows = rows_of(records)
@@ -306,7 +322,7 @@ def main():
     with open(prefix + ".md", "w") as f:
         f.write(md)
     chart(rows, prefix + ".png")
-    flows_chart(records, prefix + "-flows.png")
+    flows_chart(records, prefix + "-flows.png", before)
     with open(prefix + "-readme.md", "w") as f:
         f.write(readme_table(records, meta))
     print(md)

@@ -119,6 +119,11 @@ impl Traffic {
     pub fn flow(self, n: u64) -> u64 {
         match self {
             Traffic::New => n,
+            // Below 2^32 flows the product fits in 64 bits: no 128-bit
+            // division on the generator's path.
+            Traffic::Established { flows, stride } if flows <= u64::from(u32::MAX) => {
+                (n % flows) * stride % flows
+            }
             Traffic::Established { flows, stride } => {
                 ((u128::from(n % flows) * u128::from(stride)) % u128::from(flows)) as u64
             }
