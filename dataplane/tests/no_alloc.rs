@@ -131,20 +131,7 @@ fn packets_allocate_nothing(reals: &[Real], bursts: bool) {
         // Replies come from whichever real was picked; both are offered and
         // the one that matches no connection is dropped (also a path).
         for (mac, addr) in [(R1_MAC, r1()), (R2_MAC, r2())] {
-            push(
-                REAL_PORT,
-                from_real(
-                    mac,
-                    tcp(
-                        addr,
-                        8080,
-                        client(),
-                        sport,
-                        TcpFlags::SYN | TcpFlags::ACK,
-                        &[],
-                    ),
-                ),
-            );
+            push(REAL_PORT, syn_ack(mac, addr, sport));
         }
         push(
             CLIENT_PORT,

@@ -477,17 +477,7 @@ fn mixed_bursts() -> Vec<(u16, Vec<Vec<u8>>)> {
     let mut replies = Vec::new();
     for sport in 1000..1024u16 {
         for (mac, addr) in [(R1_MAC, r1()), (R2_MAC, r2())] {
-            replies.push(from_real(
-                mac,
-                tcp(
-                    addr,
-                    8080,
-                    client(),
-                    sport,
-                    TcpFlags::SYN | TcpFlags::ACK,
-                    &[],
-                ),
-            ));
+            replies.push(syn_ack(mac, addr, sport));
         }
     }
     for chunk in replies.chunks(32) {

@@ -211,9 +211,26 @@ impl Conn {
 
 /// The hash a [`ConnKey`] is filed under in one [`ConnTable`] (each table
 /// has its own random seed): computed once per packet and handed to the
-/// prefetches and the lookup.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub struct KeyHash(u64);
+/// prefetches and the lookup. [`ConnTable::prefetch_entry`] adds the tag
+/// it prefetched for, which the lookup tries first (and checks: a stale one
+/// costs only the check).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct KeyHash {
+    hash: u64,
+    hint: u32,
+}
+
+/// No tag to try first.
+const NO_HINT: u32 = u32::MAX;
+
+impl Default for KeyHash {
+    fn default() -> Self {
+        KeyHash {
+            hash: 0,
+            hint: NO_HINT,
+        }
+    }
+}
 
 /// A handle to a conn in one [`ConnTable`]. Valid until that conn is removed
 /// or expired; after that it may name a different conn.
@@ -533,7 +550,16 @@ impl ConnTable {
     /// [`ConnTable::lookup`] of a key whose [`ConnTable::key_hash`] is known.
     #[inline]
     pub fn lookup_hashed(&self, key: &ConnKey, hash: KeyHash) -> Option<(ConnId, Direction)> {
-        let tag = self.find(hash.0, key)?;
+        // The prefetched candidate, if it is (still) a live conn under this
+        // key in that direction: keys are unique, so it is the one.
+        let hinted = self
+            .entries
+            .get((hash.hint >> 1) as usize)
+            .filter(|entry| entry.prev != FREE && key_of(&entry.conn, hash.hint) == *key);
+        let tag = match hinted {
+            Some(_) => hash.hint,
+            None => self.find(hash.hash, key)?,
+        };
         let direction = if tag & 1 == TAG_INPUT {
             Direction::Input
         } else {
@@ -678,23 +704,28 @@ impl ConnTable {
     /// The hash `key` is filed under in this table.
     #[inline]
     pub fn key_hash(&self, key: &ConnKey) -> KeyHash {
-        KeyHash(self.hash(key))
+        KeyHash {
+            hash: self.hash(key),
+            hint: NO_HINT,
+        }
     }
 
     /// Starts fetching the index bucket a lookup of `hash` reads first.
     #[inline]
     pub fn prefetch_bucket(&self, hash: KeyHash) {
-        self.index.prefetch(hash.0);
+        self.index.prefetch(hash.hash);
     }
 
-    /// Starts fetching the entry a lookup of `hash` most likely reads; best
-    /// called a while after [`ConnTable::prefetch_bucket`], as it reads the
-    /// bucket. A miss asks for nothing.
+    /// Starts fetching the entry a lookup of `hash` most likely reads, and
+    /// notes it in `hash` for the lookup to try first; best called a while
+    /// after [`ConnTable::prefetch_bucket`], as it reads the bucket. A miss
+    /// asks for nothing.
     #[inline]
-    pub fn prefetch_entry(&self, hash: KeyHash) {
-        if let Some(tag) = self.index.first_candidate(hash.0) {
+    pub fn prefetch_entry(&self, hash: &mut KeyHash) {
+        if let Some(tag) = self.index.first_candidate(hash.hash) {
             if let Some(entry) = self.entries.get((tag >> 1) as usize) {
                 prefetch(entry);
+                hash.hint = tag;
             }
         }
     }
@@ -819,7 +850,12 @@ fn slot_of(second: u64) -> usize {
 }
 
 fn tag_key(entries: &[Entry], tag: u32) -> ConnKey {
-    let conn = &entries[(tag >> 1) as usize].conn;
+    key_of(&entries[(tag >> 1) as usize].conn, tag)
+}
+
+/// The key of `conn` that `tag` (of its slot) stands for.
+#[inline]
+fn key_of(conn: &Conn, tag: u32) -> ConnKey {
     if tag & 1 == TAG_INPUT {
         conn.input_key()
     } else {
@@ -947,6 +983,39 @@ mod tests {
         *state = TcpState::Established;
         assert_eq!(table.get(id).state, TcpState::Established);
         assert_eq!(table.iter().collect::<Vec<_>>(), [(id, table.get(id))]);
+    }
+
+    /// The entry a prefetch noted is tried first, and only taken while it
+    /// still holds the key: removed, or reused by another conn, it is not.
+    #[test]
+    fn conn_lookup_checks_the_prefetched_hint() {
+        let mut table = ConnTable::new(4);
+        let a = conn(1, 1000, 1);
+        let id = table.insert(a, 0, 60).unwrap();
+        let mut hash = table.key_hash(&a.input_key());
+        table.prefetch_bucket(hash);
+        table.prefetch_entry(&mut hash);
+        assert_eq!(hash.hint, id.0 << 1 | TAG_INPUT);
+        assert_eq!(
+            table.lookup_hashed(&a.input_key(), hash),
+            Some((id, Direction::Input))
+        );
+        table.remove(id).unwrap();
+        assert_eq!(table.lookup_hashed(&a.input_key(), hash), None);
+        // The same slot, another conn.
+        let b = conn(2, 2000, 2);
+        assert_eq!(table.insert(b, 0, 60).unwrap(), id);
+        assert_eq!(table.lookup_hashed(&a.input_key(), hash), None);
+        let mut other = table.key_hash(&b.output_key());
+        table.prefetch_entry(&mut other);
+        assert_eq!(
+            table.lookup_hashed(&b.output_key(), other),
+            Some((id, Direction::Output))
+        );
+        // A hint for the wrong key is passed over.
+        let mut wrong = table.key_hash(&a.input_key());
+        wrong.hint = other.hint;
+        assert_eq!(table.lookup_hashed(&a.input_key(), wrong), None);
     }
 
     #[test]

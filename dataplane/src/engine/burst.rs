@@ -11,7 +11,8 @@
 //! 2. classify each (the one parse, kept as its verdict), hash its
 //!    connection key, and ask for the key's index bucket;
 //! 3. read each bucket (arrived meanwhile) and ask for the entry it points
-//!    to; a SYN's miss asks instead for the free entry its insert will take;
+//!    to, noting it for the lookup to try first; a SYN also asks for the
+//!    free entry its insert will take;
 //! 4. process each packet, in order, from its verdict and hash: the lookup
 //!    and everything after it as for a single packet, finding its lines in
 //!    cache.
@@ -75,12 +76,12 @@ impl<P: PacketBuf> Engine<P> {
                     self.conns.prefetch_bucket(s.hash);
                 }
             }
-            for s in &staged {
+            for s in staged.iter_mut() {
                 if let Ok(Verdict::Flow(flow)) = &s.verdict {
                     if flow.is_opening_syn() {
                         self.conns.prefetch_free();
                     }
-                    self.conns.prefetch_entry(s.hash);
+                    self.conns.prefetch_entry(&mut s.hash);
                 }
             }
             for s in staged.drain(..) {

@@ -459,6 +459,21 @@ pub fn syn(sport: u16) -> Vec<u8> {
     from_client(tcp(client(), sport, vip(), 80, TcpFlags::SYN, &[]))
 }
 
+/// The SYN/ACK real `addr` (at `mac`, port 8080) answers [`syn`] with.
+pub fn syn_ack(mac: MacAddr, addr: Ipv4Addr, sport: u16) -> Vec<u8> {
+    from_real(
+        mac,
+        tcp(
+            addr,
+            8080,
+            client(),
+            sport,
+            TcpFlags::SYN | TcpFlags::ACK,
+            &[],
+        ),
+    )
+}
+
 /// The real (address, port) a client → VIP frame was sent to.
 pub fn destination(frame: &[u8]) -> (Ipv4Addr, u16) {
     let packet = Ipv4Packet::new_checked(&frame[14..]).unwrap();
