@@ -90,6 +90,9 @@ pub struct Neighbours<P> {
     evicted: u64,
     held: Vec<Option<Held<P>>>,
     held_count: usize,
+    /// Changes whenever an entry is learned, forgotten or goes unresolved:
+    /// what callers cached from [`Self::fresh`] holds while it stays.
+    generation: u64,
 }
 
 impl<P> Neighbours<P> {
@@ -106,7 +109,25 @@ impl<P> Neighbours<P> {
             evicted: 0,
             held,
             held_count: 0,
+            generation: 0,
         }
+    }
+
+    /// See the `generation` field.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// `ip`'s MAC behind `port` and the second it was confirmed at, while
+    /// [`Self::lookup`] would answer it without a refresh (for
+    /// [`REACHABLE_SECS`] after that second, and while
+    /// [`Self::generation`] stays): what a cache of next hops may keep.
+    pub fn fresh(&self, ip: Ipv4Addr, port: u16, now: u32) -> Option<(MacAddr, u32)> {
+        let slot = *self.index.get(&(port, ip))?;
+        let entry = self.slots[slot as usize]?;
+        let mac = entry.mac?;
+        (now.wrapping_sub(entry.confirmed) < REACHABLE_SECS).then_some((mac, entry.confirmed))
     }
 
     /// Looks up `ip` behind `port` and says whether to probe.
@@ -135,6 +156,7 @@ impl<P> Neighbours<P> {
                 }
                 _ => {
                     entry.mac = None;
+                    self.generation += 1;
                     if probe_due {
                         entry.probed = Some(now);
                     }
@@ -163,6 +185,7 @@ impl<P> Neighbours<P> {
     /// `ip` may be added (the ARP packet was addressed to us). Returns true
     /// when packets are waiting for it (call [`Self::release`]).
     pub fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr, port: u16, now: u32, create: bool) -> bool {
+        self.generation += 1;
         match self.index.get(&(port, ip)) {
             Some(&slot) => {
                 let entry = self.slots[slot as usize]
@@ -218,6 +241,7 @@ impl<P> Neighbours<P> {
 
     fn remove(&mut self, slot: usize) {
         if let Some(entry) = self.slots[slot].take() {
+            self.generation += 1;
             self.index.remove(&(entry.port, entry.ip));
             self.free.push(slot as u32);
         }

@@ -554,3 +554,36 @@ fn a_burst_is_handled_exactly_as_its_packets_one_by_one() {
         assert_eq!(format!("{one:?}"), format!("{many:?}"), "{forward:?}");
     }
 }
+
+/// Packets to a real reuse its route and MAC, but the moment the real is
+/// heard at another MAC (it moved, or failed over), the next packet goes
+/// there; and time past the neighbour's reachable period brings the
+/// refresh (an ARP request) back, as without the reuse.
+#[test]
+fn a_real_heard_at_a_new_mac_gets_the_next_packet_there() {
+    let mut h = harness(SchedulerKind::Rr, &[real(r1(), 8080, 1)], 16);
+    let dst_mac = |frame: &[u8]| EthernetFrame::new_checked(frame).unwrap().dst();
+    let (_, out) = h.one(CLIENT_PORT, syn(40000));
+    assert_eq!(dst_mac(&out), R1_MAC);
+    let ack = || from_client(tcp(client(), 40000, vip(), 80, TcpFlags::ACK, b"x"));
+    assert_eq!(dst_mac(&h.one(CLIENT_PORT, ack()).1), R1_MAC);
+    let moved = MacAddr([0x02, 0x11, 0, 0, 0, 0x99]);
+    h.rx(
+        REAL_PORT,
+        arp_frame(ArpOperation::REQUEST, moved, r1(), MacAddr::ZERO, r2()),
+    );
+    h.io.take();
+    assert_eq!(dst_mac(&h.one(CLIENT_PORT, ack()).1), moved);
+    assert_eq!(dst_mac(&h.one(CLIENT_PORT, ack()).1), moved);
+    // Past the reachable period: still sent there, and an ARP request asks.
+    h.engine
+        .set_now(1 + rvs_dataplane::neigh::REACHABLE_SECS + 1);
+    h.rx(CLIENT_PORT, ack());
+    let sent = h.io.take();
+    assert_eq!(sent.len(), 2, "the packet and a refresh: {sent:?}");
+    assert!(sent.iter().any(|(_, f)| dst_mac(f) == moved));
+    assert!(sent.iter().any(
+        |(_, f)| EthernetFrame::new_checked(&f[..]).unwrap().ethertype()
+            == rvs_dataplane::wire::ethernet::EtherType::ARP
+    ));
+}

@@ -26,6 +26,7 @@ impl<P: PacketBuf> Engine<P> {
     /// reals, not of connections.
     pub fn swap_snapshot(&mut self, new: Arc<Snapshot>) -> Arc<Snapshot> {
         let old = std::mem::replace(&mut self.snapshot, new);
+        self.next_hops.clear();
         let mut old_schedulers: Vec<Option<Scheduler>> = std::mem::take(&mut self.schedulers)
             .into_iter()
             .map(Some)

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use crate::buf::PacketBuf;
 use crate::counters::{bump, DropReason, WorkerCounters};
-use crate::neigh::Lookup;
+use crate::neigh::{Lookup, REACHABLE_SECS};
 use crate::wire::arp::{self, ArpOperation, ArpPacket};
 use crate::wire::ethernet::{EtherType, EthernetFrame, MacAddr};
 
@@ -100,6 +100,11 @@ impl<P: PacketBuf> Engine<P> {
         dst: Ipv4Addr,
         io: &mut impl PacketIo<P>,
     ) -> Result<(), DropReason> {
+        let generation = self.neighbours.generation();
+        if let Some(hop) = self.next_hops.get(dst, generation, self.now) {
+            transmit(&self.counters, io, hop.port, hop.port_mac, hop.mac, packet);
+            return Ok(());
+        }
         let (port, next_hop) = self.snapshot.route(dst).ok_or(DropReason::NoRoute)?;
         let port_mac = self.snapshot.ports[usize::from(port)].mac;
         match self.neighbours.lookup(next_hop, port, self.now) {
@@ -107,6 +112,17 @@ impl<P: PacketBuf> Engine<P> {
                 transmit(&self.counters, io, port, port_mac, mac, packet);
                 if refresh {
                     self.arp_request(next_hop, port, io);
+                } else if let Some((mac, confirmed)) =
+                    self.neighbours.fresh(next_hop, port, self.now)
+                {
+                    self.next_hops.put(NextHop {
+                        dst,
+                        port,
+                        port_mac,
+                        mac,
+                        confirmed,
+                        generation,
+                    });
                 }
                 Ok(())
             }
@@ -179,4 +195,57 @@ pub(super) fn transmit<P: PacketBuf>(
     bump(&counters.tx_packets, 1);
     bump(&counters.tx_bytes, packet.len() as u64);
     io.send(port, packet);
+}
+
+/// Where packets to one destination went: its route's port and the next
+/// hop's MAC, as of neighbour-table generation `generation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct NextHop {
+    dst: Ipv4Addr,
+    port: u16,
+    port_mac: MacAddr,
+    mac: MacAddr,
+    /// When the neighbour was confirmed: the answer holds for
+    /// [`REACHABLE_SECS`] from then.
+    confirmed: u32,
+    generation: u64,
+}
+
+/// The next hops of the last destinations, so that a packet to one of them
+/// skips the route and neighbour lookups: a few slots by the destination's
+/// low bits. An entry is used only while it is what those lookups would
+/// answer without side effects: the same snapshot (emptied when one is
+/// swapped in), the same neighbour-table generation (any learning,
+/// forgetting or failure changes it) and the neighbour still reachable (no
+/// refresh due). Otherwise the lookups run and may fill the slot again.
+#[derive(Clone, Debug, Default)]
+pub(super) struct NextHops {
+    slots: [Option<NextHop>; NEXT_HOP_SLOTS],
+}
+
+const NEXT_HOP_SLOTS: usize = 8;
+
+impl NextHops {
+    #[inline]
+    fn slot(dst: Ipv4Addr) -> usize {
+        dst.to_bits() as usize % NEXT_HOP_SLOTS
+    }
+
+    #[inline]
+    fn get(&self, dst: Ipv4Addr, generation: u64, now: u32) -> Option<NextHop> {
+        self.slots[Self::slot(dst)].filter(|hop| {
+            hop.dst == dst
+                && hop.generation == generation
+                && now.wrapping_sub(hop.confirmed) < REACHABLE_SECS
+        })
+    }
+
+    fn put(&mut self, hop: NextHop) {
+        self.slots[Self::slot(hop.dst)] = Some(hop);
+    }
+
+    /// Forgets every next hop (a new snapshot may route differently).
+    pub(super) fn clear(&mut self) {
+        self.slots = [None; NEXT_HOP_SLOTS];
+    }
 }

@@ -148,6 +148,8 @@ pub struct Engine<P> {
     /// Per service, per real (list order): what schedulers read.
     loads: Vec<Vec<RealLoad>>,
     neighbours: Neighbours<P>,
+    /// Route and neighbour of the last destinations (`l2`).
+    next_hops: l2::NextHops,
     counters: Arc<WorkerCounters>,
     /// Per-real counters of every worker and the shared overload flags.
     book: Arc<RealBook>,
@@ -221,6 +223,7 @@ impl<P: PacketBuf> Engine<P> {
             schedulers,
             loads,
             neighbours: Neighbours::new(limits.arp_pending),
+            next_hops: l2::NextHops::default(),
             counters,
             book,
             real_counters,
