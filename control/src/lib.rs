@@ -16,4 +16,5 @@ pub mod model;
 pub mod proto;
 pub mod rvsctl;
 pub mod server;
+pub mod sync;
 pub mod uploads;
