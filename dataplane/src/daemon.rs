@@ -147,7 +147,7 @@ fn report_table_memory(worker: usize, table: &conn::ConnTable) {
 /// Bytes of one worker's connection table and persistence templates for
 /// `connections`, all allocated by `Engine::new`.
 pub fn table_bytes(connections: usize) -> u64 {
-    connection_table_bytes(connections) + template_bytes((connections / 4).max(1024))
+    conn::table_bytes(connections) as u64 + template_bytes((connections / 4).max(1024))
 }
 
 /// hashbrown's allocation for `items` (its `capacity_to_buckets`): buckets
@@ -159,12 +159,6 @@ fn index_bytes(items: usize, slot: usize) -> u64 {
         _ => (items * 8 / 7).next_power_of_two(),
     };
     (buckets * (slot + 1) + 16) as u64
-}
-
-/// `conn::ConnTable::new(connections).memory_bytes()` without allocating
-/// it (see conn's module documentation).
-fn connection_table_bytes(connections: usize) -> u64 {
-    conn::table_bytes(connections) as u64
 }
 
 /// `persist::Templates::new(templates)`: slots, a free list, an index
@@ -1058,7 +1052,11 @@ mod tests {
     fn table_bytes_are_those_of_a_real_table() {
         for connections in [1, 3, 7, 1000, 4096, 70_000, 300_000] {
             let table = conn::ConnTable::new(connections).memory_bytes() as u64;
-            assert_eq!(connection_table_bytes(connections), table, "{connections}");
+            assert_eq!(
+                conn::table_bytes(connections) as u64,
+                table,
+                "{connections}"
+            );
             let templates = (connections / 4).max(1024);
             let extra = table_bytes(connections) - table;
             assert!(extra <= templates as u64 * 128, "{connections}: {extra}");

@@ -171,12 +171,7 @@ pub fn buckets_for(tags: usize) -> usize {
 
 /// Bytes of an index for `tags` tags (what [`Index::memory_bytes`] will say).
 pub fn memory_bytes_for(tags: usize) -> usize {
-    let bytes = buckets_for(tags) * size_of::<Bucket>();
-    if bytes >= crate::dpdk::HUGEPAGE_BYTES {
-        bytes.next_multiple_of(crate::dpdk::HUGEPAGE_BYTES)
-    } else {
-        bytes.next_multiple_of(4096)
-    }
+    HugeArray::<Bucket>::mapped_bytes_for(buckets_for(tags))
 }
 
 /// The hash's signature: its high 16 bits, never 0.

@@ -833,13 +833,7 @@ impl fmt::Debug for ConnTable {
 
 /// [`ConnTable::memory_bytes`] of a table of `capacity`, without making it.
 pub fn table_bytes(capacity: usize) -> usize {
-    let entries = capacity * size_of::<Entry>();
-    let entries = if entries >= crate::dpdk::HUGEPAGE_BYTES {
-        entries.next_multiple_of(crate::dpdk::HUGEPAGE_BYTES)
-    } else {
-        entries.max(1).next_multiple_of(4096)
-    };
-    entries
+    HugeArray::<Entry>::mapped_bytes_for(capacity)
         + capacity * size_of::<(u32, u32)>()
         + index::memory_bytes_for(2 * capacity)
         + WHEEL_SLOTS * size_of::<u32>()

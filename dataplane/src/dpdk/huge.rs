@@ -69,27 +69,22 @@ impl<T: Copy> HugeArray<T> {
     /// above a page's.
     pub fn new(len: usize, value: T) -> Self {
         assert!(align_of::<T>() <= 4096, "HugeArray: alignment above a page");
-        let bytes = len
-            .checked_mul(size_of::<T>())
-            .expect("HugeArray: size overflows")
-            .max(1);
-        let (ptr, mapped, backing, fallback) = if bytes >= HUGEPAGE_BYTES {
-            let mapped = bytes.next_multiple_of(HUGEPAGE_BYTES);
+        let mapped = Self::mapped_bytes_for(len);
+        let (ptr, backing, fallback) = if mapped >= HUGEPAGE_BYTES {
             match map(mapped, libc::MAP_HUGETLB) {
-                Ok(ptr) => (ptr, mapped, Backing::Hugepages, None),
+                Ok(ptr) => (ptr, Backing::Hugepages, None),
                 Err(errno) => {
                     let ptr = map(mapped, 0).unwrap_or_else(|e| no_memory(mapped, e));
                     // SAFETY: ptr..ptr+mapped is the mapping just made.
                     // Advice only: refused (THP compiled out or "never"),
                     // the memory is the same, on 4 KiB pages.
                     unsafe { libc::madvise(ptr.as_ptr(), mapped, libc::MADV_HUGEPAGE) };
-                    (ptr, mapped, Backing::Transparent, Some(errno))
+                    (ptr, Backing::Transparent, Some(errno))
                 }
             }
         } else {
-            let mapped = bytes.next_multiple_of(4096);
             let ptr = map(mapped, 0).unwrap_or_else(|e| no_memory(mapped, e));
-            (ptr, mapped, Backing::Small, None)
+            (ptr, Backing::Small, None)
         };
         let ptr = ptr.cast::<T>();
         for i in 0..len {
@@ -109,6 +104,21 @@ impl<T: Copy> HugeArray<T> {
     /// Bytes mapped for the array (its elements rounded up to whole pages).
     pub fn mapped_bytes(&self) -> usize {
         self.mapped
+    }
+
+    /// What [`Self::mapped_bytes`] of an array of `len` will be, without
+    /// making it: whole hugepages from one hugepage's worth up, whole 4 KiB
+    /// pages below.
+    pub fn mapped_bytes_for(len: usize) -> usize {
+        let bytes = len
+            .checked_mul(size_of::<T>())
+            .expect("HugeArray: size overflows")
+            .max(1);
+        if bytes >= HUGEPAGE_BYTES {
+            bytes.next_multiple_of(HUGEPAGE_BYTES)
+        } else {
+            bytes.next_multiple_of(4096)
+        }
     }
 
     /// What memory the array lies on.

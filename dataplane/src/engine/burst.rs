@@ -11,8 +11,8 @@
 //! 2. classify each (the one parse, kept as its verdict), hash its
 //!    connection key, and ask for the key's index bucket;
 //! 3. read each bucket (arrived meanwhile) and ask for the entry it points
-//!    to, noting it for the lookup to try first; a SYN also asks for the
-//!    free entry its insert will take;
+//!    to, noting it for the lookup to try first; a burst with a SYN also
+//!    asks for the free entry the first insert will take;
 //! 4. process each packet, in order, from its verdict and hash: the lookup
 //!    and everything after it as for a single packet, finding its lines in
 //!    cache.
@@ -76,13 +76,16 @@ impl<P: PacketBuf> Engine<P> {
                     self.conns.prefetch_bucket(s.hash);
                 }
             }
+            let mut opens = false;
             for s in staged.iter_mut() {
                 if let Ok(Verdict::Flow(flow)) = &s.verdict {
-                    if flow.is_opening_syn() {
-                        self.conns.prefetch_free();
-                    }
+                    opens |= flow.is_opening_syn();
                     self.conns.prefetch_entry(&mut s.hash);
                 }
+            }
+            if opens {
+                // The free list's head: where the burst's first insert lands.
+                self.conns.prefetch_free();
             }
             for s in staged.drain(..) {
                 if let Err(reason) = self.dispatch(s.packet, in_port, s.verdict, s.hash, true, io) {
