@@ -21,6 +21,12 @@ pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
 pub const DEFAULT_PORT: u16 = 8848;
 /// Payload of a 1500-byte MTU datagram: the kernel's default `sync_maxlen`.
 pub const DEFAULT_MAXLEN: usize = 1500 - 20 - 8;
+/// The smallest `sync_maxlen` that holds a message: its header and one
+/// IPv4 connection record.
+pub const MIN_MAXLEN: usize = HEADER_LEN + V4_LEN;
+/// The largest: a whole UDP datagram's payload (65535 - 20 - 8), as
+/// ipvsadm's `--sync-maxlen` bound.
+pub const MAX_MAXLEN: usize = 65535 - 20 - 8;
 
 const HEADER_LEN: usize = 8;
 const V4_LEN: usize = 36;

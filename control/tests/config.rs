@@ -1,7 +1,10 @@
 //! The config model against conf/rvs.yaml and a table of bad configs, each
 //! checked for the key path and the reason it is refused with.
 
-use rvs_control::config::{self, CpuList, Forward, HostCpus, Ipv4Net, Protocol, SchedulerKind};
+use rvs_control::config::{
+    self, CpuList, Forward, HostCpus, Ipv4Net, Ownership, Protocol, SchedulerKind, SyncDaemon,
+    SyncState,
+};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -101,6 +104,45 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(real.port_or(service.port), 80);
     assert_eq!(real.weight, 1);
     assert_eq!(real.forward, Forward::Nat);
+    assert_eq!(config.ownership, Ownership::Static);
+    assert!(config.sync.is_off());
+    assert!(config.ports[0].floating_addresses.is_empty());
+}
+
+#[test]
+fn a_sync_daemon_given_its_interface_takes_the_kernel_s_defaults() {
+    let text = with("sync:\n  backup: { mcast_interface: rvs-client }\n");
+    let config = config::parse_on(&text, "sync.yaml", &two_cpus()).unwrap();
+    assert_eq!(config.sync.master, None);
+    assert_eq!(
+        config.sync.daemon(SyncState::Backup),
+        Some(&SyncDaemon {
+            mcast_interface: "rvs-client".into(),
+            syncid: 0,
+            sync_maxlen: 1472,
+            mcast_group: Ipv4Addr::new(224, 0, 0, 81),
+            mcast_port: 8848,
+            mcast_ttl: 1,
+        })
+    );
+    let config = config::parse_on(
+        &floating("10.99.1.254/24, 10.99.1.253/32"),
+        "f.yaml",
+        &two_cpus(),
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.ownership, Ownership::Kernel);
+    assert_eq!(
+        config.ports[0].floating_addresses,
+        [
+            "10.99.1.254/24".parse::<Ipv4Net>().unwrap(),
+            "10.99.1.253/32".parse().unwrap()
+        ]
+    );
+    assert!(
+        !config.ports[0].connects(Ipv4Addr::new(10, 99, 3, 1)),
+        "a floating address adds no subnet"
+    );
 }
 
 #[test]
@@ -122,6 +164,25 @@ fn edit(from: &str, to: &str) -> String {
 /// `MINIMAL` with `extra` appended.
 fn with(extra: &str) -> String {
     format!("{MINIMAL}{extra}")
+}
+
+/// `MINIMAL` with `ownership: kernel`, the client port's kernel interface
+/// `k0`, and `from` replaced by `to`.
+fn kernel(from: &str, to: &str) -> String {
+    let text = edit(from, to).replacen(
+        "[10.99.1.1/24]\n",
+        "[10.99.1.1/24]\n    kernel_interface: k0\n",
+        1,
+    );
+    format!("{text}ownership: kernel\n")
+}
+
+/// [`kernel`] with the client port's `floating_addresses: [list]`.
+fn floating(list: &str) -> String {
+    kernel(
+        "[10.99.1.1/24]\n",
+        &format!("[10.99.1.1/24]\n    floating_addresses: [{list}]\n"),
+    )
 }
 
 #[test]
@@ -314,6 +375,69 @@ fn bad_configs_are_refused_with_key_path_and_reason() {
          "eal.args[2]", "expected a string, found integer 512; put it in quotes"),
         ("section of the wrong shape", with("timeouts: [1, 2]\n"),
          "timeouts", "expected a mapping of keys to values, found a list"),
+        ("floating addresses with static ownership",
+         edit("[10.99.1.1/24]\n", "[10.99.1.1/24]\n    kernel_interface: k0\n    floating_addresses: [10.99.1.254/24]\n"),
+         "ports[0].floating_addresses", "they need `ownership: kernel`"),
+        ("floating addresses without a kernel interface",
+         edit("[10.99.1.1/24]\n", "[10.99.1.1/24]\n    floating_addresses: [10.99.1.254/24]\n")
+             .replacen("[10.99.2.1/24]\n", "[10.99.2.1/24]\n    kernel_interface: k1\n", 1)
+             + "ownership: kernel\n",
+         "ports[0].floating_addresses", "need the port's `kernel_interface`"),
+        ("kernel ownership without a kernel interface", with("ownership: kernel\n"),
+         "ownership", "no port has one"),
+        ("an unknown ownership", with("ownership: vrrp\n"),
+         "ownership", "unknown variant `vrrp`, expected `static` or `kernel`"),
+        ("a bare floating address", floating("10.99.1.254"),
+         "ports[0].floating_addresses[0]", "has no prefix length"),
+        ("a floating address outside the port's subnets", floating("10.99.3.1/24"),
+         "ports[0].floating_addresses[0]",
+         "10.99.3.1 is in no subnet of port `client` (its addresses: 10.99.1.1/24); a floating \
+          address adds no connected subnet"),
+        ("a floating address of another port's subnet", floating("10.99.2.254/24"),
+         "ports[0].floating_addresses[0]", "10.99.2.254 is in no subnet of port `client`"),
+        ("a floating address that is the port's own", floating("10.99.1.1/24"),
+         "ports[0].floating_addresses[0]", "10.99.1.1 is already an address at ports[0].addresses[0]"),
+        ("a floating address listed twice", floating("10.99.1.254/24, 10.99.1.254/32"),
+         "ports[0].floating_addresses[1]", "10.99.1.254 is already an address at ports[0].floating_addresses[0]"),
+        ("a floating address that is its subnet's broadcast", floating("10.99.1.255/32"),
+         "ports[0].floating_addresses[0]", "10.99.1.255 is the network or broadcast address of the subnet 10.99.1.1/24"),
+        ("a floating address that is a VIP", floating("10.99.1.100/24"),
+         "services[0].vip", "10.99.1.100 is a floating address of port `client`; with `ownership: kernel`"),
+        ("a real that is a floating address",
+         kernel("[10.99.2.1/24]\n", "[10.99.2.1/24]\n    kernel_interface: k1\n    floating_addresses: [10.99.2.11/24]\n"),
+         "services[0].reals[0].address", "real 10.99.2.11 is an address of port `real`, that is of rvs itself"),
+        ("a route via a floating address",
+         format!("{}routes:\n  - {{ prefix: 10.99.3.0/24, via: 10.99.1.254 }}\n", floating("10.99.1.254/24")),
+         "routes[0].via", "next hop 10.99.1.254 is an address of port `client` itself"),
+        ("a sorry server at a floating address",
+         floating("10.99.1.254/24").replacen("protocol: tcp", "protocol: tcp\n    sorry_server: { address: 10.99.1.254 }", 1),
+         "services[0].sorry_server.address", "must be a host reachable"),
+        ("a sync daemon without its interface", with("sync:\n  master: { syncid: 1 }\n"),
+         "sync.master.mcast_interface", "required key `mcast_interface` is missing"),
+        ("a sync daemon of no state", with("sync:\n  primary: { mcast_interface: eth0 }\n"),
+         "sync.primary", "unknown key `primary`; expected master or backup"),
+        ("an unknown sync daemon key", with("sync:\n  backup: { mcast_interface: eth0, sync_id: 1 }\n"),
+         "sync.backup.sync_id",
+         "unknown key `sync_id`; expected one of mcast_interface, syncid, sync_maxlen, mcast_group, mcast_port, mcast_ttl"),
+        ("a syncid past 255", with("sync:\n  master: { mcast_interface: eth0, syncid: 256 }\n"),
+         "sync.master.syncid", "256 is out of range; expected an integer from 0 to 255"),
+        ("a sync interface name too long", with("sync:\n  master: { mcast_interface: sixteen-chars-16 }\n"),
+         "sync.master.mcast_interface",
+         "`sixteen-chars-16` is not a usable interface name: 1 to 15 characters (Linux's limit)"),
+        ("an alias label as the sync interface", with("sync:\n  master: { mcast_interface: \"eth0:1\" }\n"),
+         "sync.master.mcast_interface", "without `/`, `:` or blanks"),
+        ("a sync message too small for a connection", with("sync:\n  backup: { mcast_interface: eth0, sync_maxlen: 43 }\n"),
+         "sync.backup.sync_maxlen", "43 bytes is out of range"),
+        ("a sync message larger than a datagram", with("sync:\n  backup: { mcast_interface: eth0, sync_maxlen: 65508 }\n"),
+         "sync.backup.sync_maxlen", "65508 bytes is out of range"),
+        ("a unicast sync group", with("sync:\n  master: { mcast_interface: eth0, mcast_group: 10.0.0.1 }\n"),
+         "sync.master.mcast_group", "10.0.0.1 is not an IPv4 multicast address (224.0.0.0/4)"),
+        ("a sync group that is no address", with("sync:\n  master: { mcast_interface: eth0, mcast_group: 224.0.0 }\n"),
+         "sync.master.mcast_group", "invalid IPv4 address \"224.0.0\""),
+        ("sync port 0", with("sync:\n  master: { mcast_interface: eth0, mcast_port: 0 }\n"),
+         "sync.master.mcast_port", "a UDP port from 1 to 65535"),
+        ("sync TTL 0", with("sync:\n  master: { mcast_interface: eth0, mcast_ttl: 0 }\n"),
+         "sync.master.mcast_ttl", "a TTL from 1 to 255"),
     ];
     let mut failures = Vec::new();
     for (what, text, key_path, reason) in &cases {
@@ -356,6 +480,17 @@ fn display_names_file_position_key_path_and_reason() {
         (
             "# nothing yet\n".to_owned(),
             "x.yaml: the file is empty; it needs at least `ports` and `workers`",
+        ),
+        (
+            with("sync:\n  master:\n    mcast_interface: eth0\n    mcast_ttl: 0\n"),
+            "x.yaml:22:16: sync.master.mcast_ttl: a TTL from 1 to 255 (1 keeps the messages on \
+             the link)",
+        ),
+        (
+            floating("10.99.3.1/24"),
+            "x.yaml:6:26: ports[0].floating_addresses[0]: 10.99.3.1 is in no subnet of port \
+             `client` (its addresses: 10.99.1.1/24); a floating address adds no connected \
+             subnet, so it must be a host of one the port has",
         ),
     ];
     for (text, want) in cases {

@@ -145,11 +145,156 @@ pub struct Config {
     /// port's) on a port with no service gets.
     #[serde(default)]
     pub closed_ports: ClosedPorts,
+    /// Who decides that a VIP or a floating address is served: always
+    /// (`static`), or the kernel interfaces holding it (`kernel`, where
+    /// keepalived's VRRP moves it).
+    #[serde(default, skip_serializing_if = "Ownership::is_static")]
+    pub ownership: Ownership,
+    /// IPVS connection sync daemons (`ipvsadm --start-daemon`).
+    #[serde(default, skip_serializing_if = "Sync::is_off")]
+    pub sync: Sync,
     /// Mark groups for `mark` services.
     #[serde(default)]
     pub marks: Vec<Mark>,
     #[serde(default)]
     pub services: Vec<Service>,
+}
+
+/// Who decides whether rvs serves a VIP or a port's floating address
+/// (answers ARP for it, forwards its traffic). A port's own `addresses`
+/// are served at all times either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ownership {
+    /// Every VIP at all times (a director alone, or behind ECMP).
+    #[default]
+    Static,
+    /// A VIP or floating address only while a kernel interface of a port
+    /// holds it: keepalived's VRRP adds and removes it there
+    /// (`virtual_ipaddress`), and rvs follows. rvsd never puts a VIP or a
+    /// floating address on a kernel interface itself.
+    Kernel,
+}
+
+impl Ownership {
+    fn is_static(&self) -> bool {
+        *self == Ownership::Static
+    }
+}
+
+/// The IPVS sync daemons rvsd runs (REFERENCE.md §10): `master` sends the
+/// connections this director serves, `backup` takes those a peer sends.
+/// Both may run at once, as the kernel allows.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sync {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master: Option<SyncDaemon>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<SyncDaemon>,
+}
+
+impl Sync {
+    /// No daemon runs.
+    pub fn is_off(&self) -> bool {
+        self.master.is_none() && self.backup.is_none()
+    }
+
+    /// The daemon of `state`, if it runs.
+    pub fn daemon(&self, state: SyncState) -> Option<&SyncDaemon> {
+        match state {
+            SyncState::Master => self.master.as_ref(),
+            SyncState::Backup => self.backup.as_ref(),
+        }
+    }
+
+    /// Where the daemon of `state` is kept.
+    pub fn daemon_mut(&mut self, state: SyncState) -> &mut Option<SyncDaemon> {
+        match state {
+            SyncState::Master => &mut self.master,
+            SyncState::Backup => &mut self.backup,
+        }
+    }
+}
+
+/// One sync daemon's settings, as `ipvsadm --start-daemon` takes them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncDaemon {
+    /// The kernel interface the multicast goes out of (master) or is
+    /// joined on (backup): a Linux interface name.
+    pub mcast_interface: String,
+    /// Sent in every message (master); the only one taken (backup), or 0
+    /// for any.
+    #[serde(default)]
+    pub syncid: u8,
+    /// Largest datagram payload, bytes.
+    #[serde(default = "default_sync_maxlen")]
+    pub sync_maxlen: u16,
+    #[serde(default = "default_mcast_group", deserialize_with = "ipv4")]
+    pub mcast_group: Ipv4Addr,
+    #[serde(default = "default_mcast_port")]
+    pub mcast_port: u16,
+    #[serde(default = "default_mcast_ttl")]
+    pub mcast_ttl: u8,
+}
+
+impl SyncDaemon {
+    /// A daemon on `interface` with every other setting at ipvsadm's and
+    /// the kernel's defaults: syncid 0, 1472 bytes, 224.0.0.81:8848, TTL 1.
+    pub fn on(interface: impl Into<String>) -> SyncDaemon {
+        SyncDaemon {
+            mcast_interface: interface.into(),
+            syncid: 0,
+            sync_maxlen: default_sync_maxlen(),
+            mcast_group: default_mcast_group(),
+            mcast_port: default_mcast_port(),
+            mcast_ttl: default_mcast_ttl(),
+        }
+    }
+}
+
+fn default_sync_maxlen() -> u16 {
+    crate::sync::DEFAULT_MAXLEN as u16
+}
+
+fn default_mcast_group() -> Ipv4Addr {
+    crate::sync::DEFAULT_GROUP
+}
+
+fn default_mcast_port() -> u16 {
+    crate::sync::DEFAULT_PORT
+}
+
+fn default_mcast_ttl() -> u8 {
+    1
+}
+
+/// Which of the two sync daemons (`ipvsadm --start-daemon master|backup`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncState {
+    Master,
+    Backup,
+}
+
+impl SyncState {
+    /// Master first, as the kernel lists them.
+    pub const ALL: [SyncState; 2] = [SyncState::Master, SyncState::Backup];
+
+    /// `master` or `backup`, ipvsadm's word.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncState::Master => "master",
+            SyncState::Backup => "backup",
+        }
+    }
+}
+
+impl std::fmt::Display for SyncState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// What a packet to a closed port of rvs's own addresses gets.
@@ -264,6 +409,11 @@ pub struct Port {
     /// Addresses owned by the port; each adds a connected subnet.
     #[serde(default)]
     pub addresses: Vec<Ipv4Net>,
+    /// With `ownership: kernel`: addresses of the port that rvs serves only
+    /// while its kernel interface holds them (where VRRP puts them), each
+    /// in a subnet of `addresses`; they add no connected subnet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub floating_addresses: Vec<Ipv4Net>,
     #[serde(default = "default_descriptors")]
     pub rx_descriptors: u16,
     #[serde(default = "default_descriptors")]

@@ -2,9 +2,11 @@
 //! refusal names the key path it is about and says what to change.
 
 use super::{
-    Config, Forward, HostCpus, Ipv4Net, MarkMatch, Port, Protocol, Real, Service, ValidationError,
+    Config, Forward, HostCpus, Ipv4Net, MarkMatch, Ownership, Port, Protocol, Real, Service,
+    SyncState, ValidationError,
 };
 use crate::model::{SchedFlagError, SchedFlags};
+use crate::sync::{MAX_MAXLEN, MIN_MAXLEN};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -29,6 +31,13 @@ const MIN_MBUFS: u32 = 1024;
 
 /// Smallest IPv4 MTU (RFC 791: every host must accept 68-octet datagrams).
 const MIN_MTU: u16 = 68;
+
+/// Longest Linux interface name (IFNAMSIZ 16, its NUL included).
+const IFNAME_MAX: usize = 15;
+
+/// Longest name of a port's kernel interface: rvs labels its further
+/// addresses `NAME:N`, and a label is an interface name too.
+const KERNEL_IFNAME_MAX: usize = 12;
 
 type Checked = Result<(), ValidationError>;
 
@@ -58,6 +67,8 @@ impl Config {
         self.check_routes()?;
         self.check_workers(cpus)?;
         self.check_limits()?;
+        self.check_ownership()?;
+        self.check_sync()?;
         self.check_services()?;
         self.check_marks()?;
         self.check_mempool_size()
@@ -155,7 +166,12 @@ impl Config {
                 );
             }
             if let Some(name) = &port.kernel_interface {
-                check_interface_name(&format!("{at}.kernel_interface"), name)?;
+                check_interface_name(
+                    &format!("{at}.kernel_interface"),
+                    name,
+                    KERNEL_IFNAME_MAX,
+                    "Linux allows 15, rvs labels further addresses NAME:N",
+                )?;
                 if let Some(first) = kernel_names.insert(name.as_str(), i) {
                     return refuse(
                         format!("{at}.kernel_interface"),
@@ -185,6 +201,131 @@ impl Config {
                         format!("{} is already an address at {first}", net.addr()),
                     );
                 }
+            }
+            self.check_floating(i, port, &mut owners)?;
+        }
+        Ok(())
+    }
+
+    /// A port's floating addresses: only where the kernel decides (`ownership:
+    /// kernel`) and VRRP can put them (a kernel interface), each a host of
+    /// one of the port's subnets (they add none), and each address of rvs
+    /// once, in `owners`, over every port's `addresses` and
+    /// `floating_addresses`.
+    fn check_floating(
+        &self,
+        i: usize,
+        port: &Port,
+        owners: &mut HashMap<Ipv4Addr, String>,
+    ) -> Checked {
+        if port.floating_addresses.is_empty() {
+            return Ok(());
+        }
+        let list = format!("ports[{i}].floating_addresses");
+        if self.ownership != Ownership::Kernel {
+            return refuse(
+                list,
+                "floating addresses are served only while the port's kernel interface holds \
+                 them: they need `ownership: kernel`",
+            );
+        }
+        if port.kernel_interface.is_none() {
+            return refuse(
+                list,
+                "floating addresses need the port's `kernel_interface`, where keepalived's VRRP \
+                 adds and removes them",
+            );
+        }
+        for (j, net) in port.floating_addresses.iter().enumerate() {
+            let at = format!("{list}[{j}]");
+            check_host_address(&at, net)?;
+            let addr = net.addr();
+            let Some(subnet) = port.addresses.iter().find(|subnet| subnet.contains(addr)) else {
+                return refuse(
+                    at,
+                    format!(
+                        "{addr} is in no subnet of port `{}` (its addresses: {}); a floating \
+                         address adds no connected subnet, so it must be a host of one the port \
+                         has",
+                        port.name,
+                        and_list(&port.addresses, "none")
+                    ),
+                );
+            };
+            if subnet.is_edge(addr) {
+                return refuse(
+                    at,
+                    format!("{addr} is the network or broadcast address of the subnet {subnet}"),
+                );
+            }
+            if let Some(first) = owners.insert(addr, at.clone()) {
+                return refuse(at, format!("{addr} is already an address at {first}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `ownership: kernel` needs a kernel interface to watch.
+    fn check_ownership(&self) -> Checked {
+        if self.ownership == Ownership::Kernel
+            && self
+                .ports
+                .iter()
+                .all(|port| port.kernel_interface.is_none())
+        {
+            return refuse(
+                "ownership",
+                "`ownership: kernel` serves a VIP only while a port's kernel interface holds it, \
+                 and no port has one: give the ports keepalived's VRRP runs on a \
+                 `kernel_interface`",
+            );
+        }
+        Ok(())
+    }
+
+    /// Each sync daemon's settings, within what the kernel's sync takes.
+    pub(crate) fn check_sync(&self) -> Checked {
+        for state in SyncState::ALL {
+            let Some(daemon) = self.sync.daemon(state) else {
+                continue;
+            };
+            let at = format!("sync.{state}");
+            check_interface_name(
+                &format!("{at}.mcast_interface"),
+                &daemon.mcast_interface,
+                IFNAME_MAX,
+                "Linux's limit",
+            )?;
+            let maxlen = usize::from(daemon.sync_maxlen);
+            if !(MIN_MAXLEN..=MAX_MAXLEN).contains(&maxlen) {
+                return refuse(
+                    format!("{at}.sync_maxlen"),
+                    format!(
+                        "{maxlen} bytes is out of range: a sync message holds its header and \
+                         at least one connection ({MIN_MAXLEN} bytes) and fits a UDP datagram \
+                         ({MAX_MAXLEN} bytes)"
+                    ),
+                );
+            }
+            let group = daemon.mcast_group;
+            if !group.is_multicast() {
+                return refuse(
+                    format!("{at}.mcast_group"),
+                    format!(
+                        "{group} is not an IPv4 multicast address (224.0.0.0/4); IPVS sync's group is \
+                         {}",
+                        crate::sync::DEFAULT_GROUP
+                    ),
+                );
+            }
+            if daemon.mcast_port == 0 {
+                return refuse(format!("{at}.mcast_port"), "a UDP port from 1 to 65535");
+            }
+            if daemon.mcast_ttl == 0 {
+                return refuse(
+                    format!("{at}.mcast_ttl"),
+                    "a TTL from 1 to 255 (1 keeps the messages on the link)",
+                );
             }
         }
         Ok(())
@@ -219,7 +360,7 @@ impl Config {
                 None => self.ports.iter().collect(),
             };
             let via = route.via;
-            if let Some(owner) = self.owner_of(via) {
+            if let Some(owner) = self.owner_of(via).or_else(|| self.floating_owner(via)) {
                 return refuse(
                     format!("{at}.via"),
                     format!(
@@ -571,7 +712,10 @@ impl Config {
             let at = format!("{at}.reals[{j}]");
             let address = real.address;
             check_unicast(&format!("{at}.address"), address)?;
-            if let Some(owner) = self.owner_of(address) {
+            if let Some(owner) = self
+                .owner_of(address)
+                .or_else(|| self.floating_owner(address))
+            {
                 return refuse(
                     format!("{at}.address"),
                     format!(
@@ -663,7 +807,10 @@ impl Config {
             let at = format!("{at}.sorry_server");
             let address = sorry.address;
             check_unicast(&format!("{at}.address"), address)?;
-            if self.owner_of(address).is_some() || !self.reachable(address) {
+            let own = self
+                .owner_of(address)
+                .or_else(|| self.floating_owner(address));
+            if own.is_some() || !self.reachable(address) {
                 return refuse(
                     format!("{at}.address"),
                     format!(
@@ -779,6 +926,9 @@ impl Config {
                 ),
             );
         }
+        if let Some(owner) = self.floating_owner(vip) {
+            return refuse(format!("{at}.vip"), floating_vip(vip, owner));
+        }
         if service.port == 0 && service.persistent.is_none() {
             return refuse(
                 format!("{at}.port"),
@@ -854,6 +1004,9 @@ impl Config {
                         format!("{} is an address of a port, not a VIP", m.vip),
                     );
                 }
+                if let Some(owner) = self.floating_owner(m.vip) {
+                    return refuse(format!("{at}.vip"), floating_vip(m.vip, owner));
+                }
                 if m.port == 0 {
                     return refuse(format!("{at}.port"), "a match needs a port from 1 to 65535");
                 }
@@ -888,6 +1041,13 @@ impl Config {
         self.ports
             .iter()
             .find(|port| port.addresses.iter().any(|net| net.addr() == addr))
+    }
+
+    /// The port one of whose floating addresses is `addr`.
+    fn floating_owner(&self, addr: Ipv4Addr) -> Option<&Port> {
+        self.ports
+            .iter()
+            .find(|port| port.floating_addresses.iter().any(|net| net.addr() == addr))
     }
 
     /// Every VIP: of address services and of the mark groups' matches.
@@ -952,7 +1112,15 @@ impl Config {
     }
 }
 
-/// A mark's match at `at` whose VIP:port:protocol `other` already takes.
+/// Why `vip` may not be one of port `owner`'s floating addresses.
+fn floating_vip(vip: Ipv4Addr, owner: &Port) -> String {
+    format!(
+        "{vip} is a floating address of port `{}`; with `ownership: kernel` a VIP follows the \
+         kernel interfaces already: list it as a VIP only",
+        owner.name
+    )
+}
+
 /// The forwarding mode of a sorry server that names none: its service's
 /// first real's, else NAT.
 pub fn sorry_forward(service: &Service) -> Forward {
@@ -971,6 +1139,7 @@ fn check_checks(at: &str, checks: &[super::Check], port: u16) -> Checked {
     Ok(())
 }
 
+/// A mark's match at `at` whose VIP:port:protocol `other` already takes.
 fn match_taken(at: &str, m: &MarkMatch, other: &str) -> Checked {
     refuse(
         at,
@@ -981,19 +1150,19 @@ fn match_taken(at: &str, m: &MarkMatch, other: &str) -> Checked {
     )
 }
 
-/// A Linux network interface name: 1 to 15 bytes, no `/`, `:`, blank or
-/// control character; with room for rvs's `:N` labels of further addresses
-/// (at most 12 bytes, then).
-fn check_interface_name(at: &str, name: &str) -> Checked {
+/// A Linux network interface name, as the kernel's dev_valid_name takes
+/// it: 1 to `max` bytes (Linux allows [`IFNAME_MAX`]; `why_max` says why
+/// `max`), not `.` or `..`, no `/`, `:`, blank or control character.
+fn check_interface_name(at: &str, name: &str, max: usize, why_max: &str) -> Checked {
     let bad = name
         .chars()
         .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control());
-    if name.is_empty() || name.len() > 12 || name == "." || name == ".." || bad.is_some() {
+    if name.is_empty() || name.len() > max || name == "." || name == ".." || bad.is_some() {
         return refuse(
             at,
             format!(
-                "`{name}` is not a usable interface name: 1 to 12 characters (Linux allows 15, \
-                 rvs labels further addresses NAME:N), without `/`, `:` or blanks"
+                "`{name}` is not a usable interface name: 1 to {max} characters ({why_max}), \
+                 without `/`, `:` or blanks"
             ),
         );
     }

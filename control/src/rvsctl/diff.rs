@@ -14,8 +14,9 @@ use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
 /// Top-level sections that change while rvsd runs; every other one needs a
-/// restart (it shapes ports, queues, memory or lcores).
-pub const LIVE_SECTIONS: [&str; 3] = ["services", "timeouts", "fullnat"];
+/// restart (it shapes ports, queues, memory or lcores). `sync` is live as
+/// `--start-daemon` is: rvsd starts and stops its sync daemons to match.
+pub const LIVE_SECTIONS: [&str; 4] = ["services", "timeouts", "fullnat", "sync"];
 
 /// Refuses `file` (parsed from `text`, named `name` in errors) if it differs
 /// from `running` outside [`LIVE_SECTIONS`]. The error names the first
@@ -448,7 +449,7 @@ services:
             err.to_string(),
             "new.yaml:8:17: ports[1].addresses[0]: \"10.99.2.1/24\" in the running rvsd, \
              \"10.99.2.1/16\" here; `ports` changes only with a restart of rvsd (while it \
-             runs, only services, timeouts, fullnat change)"
+             runs, only services, timeouts, fullnat, sync change)"
         );
         let text = format!("{BASE}limits: {{ reals: 1000 }}\n");
         let new = parse(&text);

@@ -21,7 +21,7 @@ use std::net::Ipv4Addr;
 /// The first lines of `rvsctl dump`.
 pub const DUMP_HEADER: &str = "\
 # rvsd's running configuration (rvsctl dump). `rvsctl apply` takes it back;
-# while rvsd runs only services, timeouts and fullnat change.
+# while rvsd runs only services, timeouts, fullnat and sync change.
 ";
 
 /// The configuration as YAML that `config::parse` reads back equal.
@@ -124,6 +124,61 @@ mod tests {
             dumped,
             "a dump of a dump is the same text"
         );
+    }
+
+    #[test]
+    fn dump_of_ownership_floating_addresses_and_sync_parses_back_equal() {
+        let text = "\
+ports:
+  - name: client
+    device: net_null0
+    addresses: [10.99.1.1/24]
+    kernel_interface: rvs-client
+    floating_addresses: [10.99.1.254/24, 10.99.1.253/32]
+  - { name: real, device: net_null1, addresses: [10.99.2.1/24] }
+workers:
+  - { lcore: 1, queues: [{ port: client, queue: 0 }, { port: real, queue: 0 }] }
+ownership: kernel
+sync:
+  master:
+    mcast_interface: rvs-client
+    syncid: 9
+    sync_maxlen: 9000
+    mcast_group: 239.1.2.3
+    mcast_port: 9999
+    mcast_ttl: 3
+  backup: { mcast_interface: eth1 }
+";
+        let config = parse_on(text, "ha.yaml", &cpus()).unwrap_or_else(|e| panic!("{e}"));
+        let dumped = dump(&config).unwrap();
+        for key in [
+            "\nownership: kernel\n",
+            "\n  floating_addresses:\n",
+            "- 10.99.1.253/32",
+            "\nsync:\n",
+            "mcast_group: 239.1.2.3",
+            // The backup's defaults are written out.
+            "mcast_port: 8848",
+        ] {
+            assert!(dumped.contains(key), "{key} is missing from:\n{dumped}");
+        }
+        let back =
+            parse_on(&dumped, "dump.yaml", &cpus()).unwrap_or_else(|e| panic!("{e}\n{dumped}"));
+        assert_eq!(back, config);
+        // With their defaults the keys are left out, as before they existed.
+        let plain = parse_on(
+            &text[..text.find("ownership:").unwrap()].replace(
+                "    floating_addresses: [10.99.1.254/24, 10.99.1.253/32]\n",
+                "",
+            ),
+            "plain.yaml",
+            &cpus(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let dumped = dump(&plain).unwrap();
+        for key in ["\nownership:", "floating_addresses:", "\nsync:"] {
+            assert!(!dumped.contains(key), "{key} in:\n{dumped}");
+        }
     }
 
     #[test]
