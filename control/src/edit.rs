@@ -15,7 +15,13 @@
 //!   [`Effect`] for rvsd to carry out.
 //! - ipvsadm's conventions hold: `-E` resets what it does not give to the
 //!   defaults; a new real goes to the head of its service's list; `--set`
-//!   leaves a timeout given as 0 unchanged.
+//!   leaves a timeout given as 0 unchanged; `--start-daemon` of a daemon
+//!   that runs and `--stop-daemon` of one that does not are refused, and
+//!   the master and the backup daemon may run at once.
+//! - A sync daemon started or stopped is a change of `config.sync`, like
+//!   any other: rvsd starts and stops its sockets from what the adopted
+//!   configuration's `sync` says, whatever command (or `rvsctl apply`)
+//!   changed it.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -184,6 +190,8 @@ fn is_edit(command: &Command) -> bool {
             | Command::Zero { .. }
             | Command::Drain { .. }
             | Command::Undrain { .. }
+            | Command::StartDaemon { .. }
+            | Command::StopDaemon { .. }
     )
 }
 
@@ -211,6 +219,8 @@ enum Touched {
     RealAdded(usize),
     /// A local address added to a service: the port share too.
     LaddrAdded(usize),
+    /// A sync daemon started.
+    Sync,
 }
 
 /// How to take a refused command back.
@@ -223,6 +233,7 @@ enum Undo {
     /// A removed service.
     Removed(usize),
     Timeouts(crate::model::Timeouts),
+    Sync(config::Sync),
 }
 
 impl Working {
@@ -290,6 +301,9 @@ impl Working {
                     .map_or(Undo::Nothing, |&i| Undo::Removed(i))
             }
             Command::SetTimeouts { .. } => return Undo::Timeouts(self.config.timeouts),
+            Command::StartDaemon { .. } | Command::StopDaemon { .. } => {
+                return Undo::Sync(self.config.sync.clone())
+            }
             Command::EditService { service } => &service.key,
             Command::AddReal { service, .. }
             | Command::EditReal { service, .. }
@@ -329,6 +343,7 @@ impl Working {
                 }
             }
             Undo::Timeouts(timeouts) => self.config.timeouts = timeouts,
+            Undo::Sync(sync) => self.config.sync = sync,
         }
     }
 
@@ -367,6 +382,7 @@ impl Working {
                 service(i)?;
                 config.check_local_port_share()
             }
+            Touched::Sync => config.check_sync(),
         }
     }
 
@@ -511,6 +527,20 @@ impl Working {
                 }
                 Touched::Service(i)
             }
+            Command::StartDaemon { state, daemon } => {
+                let running = self.config.sync.daemon_mut(*state);
+                if running.is_some() {
+                    return Err(errors::DAEMON_RUNNING.to_owned());
+                }
+                *running = Some(daemon.clone());
+                Touched::Sync
+            }
+            Command::StopDaemon { state } => {
+                if self.config.sync.daemon_mut(*state).take().is_none() {
+                    return Err(errors::NO_DAEMON.to_owned());
+                }
+                Touched::Nothing
+            }
             Command::Zero { service } => {
                 let services = match service {
                     Some(key) => {
@@ -541,9 +571,9 @@ impl Working {
 
 /// `rvsctl apply` and `rvsctl reload` (SIGHUP): the whole configuration in
 /// `text`, named `file` in errors, replaces the running one if it validates
-/// on `cpus` and changes only what may change while rvsd runs (services,
-/// timeouts, fullnat). Returns it with what it changes. Errors name the
-/// file, the line and the key path.
+/// on `cpus` and changes only what may change while rvsd runs
+/// ([`diff::LIVE_SECTIONS`]). Returns it with what it changes. Errors name
+/// the file, the line and the key path.
 pub fn replace(
     running: &Config,
     text: &str,

@@ -1,17 +1,19 @@
 //! What rvsd's listings show of a configuration: services and their reals
-//! (`ipvsadm -L`, `-S`), local addresses (`--get-laddr`), routes and
-//! addresses (`rvsctl routes`, `rvsctl addresses`). Pure functions of the
-//! [`Config`]; the counters that listings also show come from rvsd through
-//! a closure ([`RealCounts`]), so the listings are tested without one.
+//! (`ipvsadm -L`, `-S`), local addresses (`--get-laddr`), sync daemons
+//! (`-L --daemon`), routes and addresses (`rvsctl routes`, `rvsctl
+//! addresses`). Pure functions of the [`Config`]; what listings also show
+//! of rvsd's state (counters, the kernel's addresses) comes from rvsd
+//! through a closure ([`RealCounts`], `present`), so the listings are
+//! tested without one.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use crate::config::{Config, Real, Service};
+use crate::config::{Config, Ownership, Real, Service, SyncState};
 use crate::health::HealthView;
 use crate::proto::{
-    self, errors, AddressRole, AddressView, LaddrEntry, LaddrInfo, LaddrSpec, Rates, RealSpec,
-    RouteKind, RouteView, ServiceKey, ServiceSpec, Stats,
+    self, errors, AddressInfo, AddressKind, DaemonInfo, LaddrEntry, LaddrInfo, LaddrSpec, Rates,
+    RealSpec, RouteKind, RouteView, ServiceKey, ServiceSpec, Stats,
 };
 
 /// What rvsd counts of one real, for listings.
@@ -89,88 +91,81 @@ pub fn routes(config: &Config) -> Vec<RouteView> {
     connected.chain(routes).collect()
 }
 
-/// `rvsctl addresses`: the ports' addresses, then the VIPs and the local
-/// addresses in the order services first use them, each with its services.
-pub fn addresses(config: &Config) -> Vec<AddressView> {
-    let mut views: Vec<AddressView> = config
-        .ports
-        .iter()
-        .flat_map(|port| {
-            port.addresses.iter().map(|net| AddressView {
-                addr: net.addr(),
-                role: AddressRole::Port,
-                port: Some(port.name.clone()),
-                prefix_len: Some(net.prefix_len()),
-                services: Vec::new(),
-            })
+/// `ipvsadm -L --daemon`: the sync daemons `config` runs, master first.
+pub fn daemons(config: &Config) -> Vec<DaemonInfo> {
+    SyncState::ALL
+        .into_iter()
+        .filter_map(|state| {
+            let daemon = config.sync.daemon(state)?.clone();
+            Some(DaemonInfo { state, daemon })
         })
-        .collect();
-    let mut vips = FirstUse::default();
-    let mut laddrs = FirstUse::default();
-    for service in &config.services {
-        let key = ServiceKey::of(service);
-        // A mark service answers on the VIPs its mark group lists.
-        let service_vips: Vec<Ipv4Addr> = match service.mark {
-            None => vec![service.vip],
-            Some(mark) => config
-                .marks
-                .iter()
-                .filter(|group| group.mark == mark)
-                .flat_map(|group| group.matches.iter().map(|m| m.vip))
-                .collect(),
+        .collect()
+}
+
+/// `rvsctl addresses`: every address rvs may serve, by address: each
+/// port's own (always held), each VIP once (of the address services and of
+/// the mark groups that a service serves) and each floating address. With
+/// `ownership: static` all are held; with `kernel` a VIP or floating
+/// address is held while `present` finds it on a kernel interface (and
+/// says which), as rvsd serves it. An address not held names the kernel
+/// interface it is expected on: a floating address its port's, a VIP that
+/// of the port whose subnet holds it.
+pub fn addresses(
+    config: &Config,
+    present: &dyn Fn(Ipv4Addr) -> Option<String>,
+) -> Vec<AddressInfo> {
+    let watched = |address: Ipv4Addr, kind: AddressKind, expected: Option<&String>| {
+        let seen = match config.ownership {
+            Ownership::Static => None,
+            Ownership::Kernel => present(address),
         };
-        for vip in service_vips {
-            vips.add(vip, key, true);
+        AddressInfo {
+            address,
+            kind,
+            held: config.ownership == Ownership::Static || seen.is_some(),
+            interface: seen.or_else(|| expected.cloned()),
         }
-        for lip in &service.local_addresses {
-            laddrs.add(*lip, key, false);
+    };
+    let mut infos = Vec::new();
+    for port in &config.ports {
+        let interface = port.kernel_interface.as_ref();
+        for net in &port.addresses {
+            infos.push(AddressInfo {
+                address: net.addr(),
+                kind: AddressKind::Port,
+                interface: interface.cloned(),
+                held: true,
+            });
         }
-    }
-    for (addr, services) in vips.order {
-        views.push(AddressView {
-            addr,
-            role: AddressRole::Vip,
-            port: config
-                .ports
-                .iter()
-                .find(|port| port.connects(addr))
-                .map(|port| port.name.clone()),
-            prefix_len: None,
-            services,
-        });
-    }
-    for (addr, services) in laddrs.order {
-        views.push(AddressView {
-            addr,
-            role: AddressRole::Laddr,
-            port: port_of(config, addr),
-            prefix_len: None,
-            services,
-        });
-    }
-    views
-}
-
-/// Addresses in the order of their first use, each with its services.
-#[derive(Default)]
-struct FirstUse {
-    order: Vec<(Ipv4Addr, Vec<ServiceKey>)>,
-    index: BTreeMap<Ipv4Addr, usize>,
-}
-
-impl FirstUse {
-    /// `once`: a service is listed once per address (a mark group may list
-    /// a VIP on several ports).
-    fn add(&mut self, addr: Ipv4Addr, key: ServiceKey, once: bool) {
-        let order = &mut self.order;
-        let at = *self.index.entry(addr).or_insert_with(|| {
-            order.push((addr, Vec::new()));
-            order.len() - 1
-        });
-        if !(once && self.order[at].1.contains(&key)) {
-            self.order[at].1.push(key);
+        for net in &port.floating_addresses {
+            infos.push(watched(net.addr(), AddressKind::Floating, interface));
         }
     }
+    let mut vips = BTreeSet::new();
+    for service in &config.services {
+        match service.mark {
+            None => {
+                vips.insert(service.vip);
+            }
+            Some(mark) => vips.extend(
+                config
+                    .marks
+                    .iter()
+                    .filter(|group| group.mark == mark)
+                    .flat_map(|group| group.matches.iter().map(|m| m.vip)),
+            ),
+        }
+    }
+    for vip in vips {
+        let expected = config
+            .ports
+            .iter()
+            .find(|port| port.connects(vip))
+            .and_then(|port| port.kernel_interface.as_ref());
+        infos.push(watched(vip, AddressKind::Vip, expected));
+    }
+    infos.sort_by_key(|info| (u32::from(info.address), info.kind));
+    infos
 }
 
 /// The services `key` chooses: the one it names, or all without a key.

@@ -33,6 +33,7 @@
 //!   prints what ipvsadm would.
 
 use crate::config;
+pub use crate::config::{SyncDaemon, SyncState};
 pub use crate::model::{Forward, Protocol, Timeouts};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -66,6 +67,10 @@ pub mod errors {
         "Invalid operation.  Possibly wrong module version, address not unicast, ...";
     /// A table is full (services, reals, local addresses).
     pub const NO_MEMORY: &str = "Memory allocation problem";
+    /// `--start-daemon` of a state whose daemon runs (the kernel's EEXIST).
+    pub const DAEMON_RUNNING: &str = "Daemon has already run";
+    /// `--stop-daemon` of a state whose daemon does not run (ESRCH).
+    pub const NO_DAEMON: &str = "No daemon is running";
 }
 
 /// One request line.
@@ -244,8 +249,9 @@ pub enum Command {
     },
     /// `rvsctl apply FILE`: parses a whole YAML configuration (`text`, or
     /// the finished upload `upload`; exactly one), checks that it changes
-    /// only what may change while rvsd runs (services, timeouts, fullnat),
-    /// validates it as a whole and, unless `dry_run`, adopts it in one step.
+    /// only what may change while rvsd runs (services, timeouts, fullnat,
+    /// sync), validates it as a whole and, unless `dry_run`, adopts it in
+    /// one step.
     /// Errors name `file`, the line and the key path. Result:
     /// [`ApplyReport`].
     ApplyConfig {
@@ -275,9 +281,24 @@ pub enum Command {
     /// `rvsctl routes`: connected subnets, then static routes. Result:
     /// `[RouteView]`.
     ListRoutes {},
-    /// `rvsctl addresses`: port addresses, VIPs and FullNAT local
-    /// addresses. Result: `[AddressView]`.
-    ListAddresses {},
+    /// `ipvsadm --start-daemon`: runs the sync daemon of `state` with
+    /// `daemon`'s settings (config `sync.master` or `sync.backup`),
+    /// refused with [`errors::DAEMON_RUNNING`] while that one runs; the
+    /// other may run at once. Result: null.
+    StartDaemon {
+        state: SyncState,
+        daemon: SyncDaemon,
+    },
+    /// `ipvsadm --stop-daemon`: stops the sync daemon of `state`, refused
+    /// with [`errors::NO_DAEMON`] if it does not run. Result: null.
+    StopDaemon { state: SyncState },
+    /// `ipvsadm -L --daemon`: the sync daemons that run, master first.
+    /// Result: `[DaemonInfo]`.
+    ListDaemons {},
+    /// `rvsctl addresses`: every address rvs may serve (its ports' own,
+    /// the VIPs, the floating addresses), by address, and whether rvs
+    /// holds each now. Result: `[AddressInfo]`.
+    Addresses {},
     /// `rvsctl neighbours`: next hops resolved by ARP, merged over the
     /// workers. Result: `[NeighbourView]`.
     ListNeighbours {},
@@ -900,33 +921,51 @@ pub struct NeighbourView {
     pub workers: Vec<u16>,
 }
 
-/// An address in [`Command::ListAddresses`].
+/// A sync daemon in [`Command::ListDaemons`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressView {
-    pub addr: Ipv4Addr,
-    pub role: AddressRole,
-    /// The port owning the address (port addresses and local addresses) or
-    /// answering ARP for it (a VIP in a connected subnet); none for a VIP
-    /// only reached through a route.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<String>,
-    /// Prefix length of a port address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix_len: Option<u8>,
-    /// Services using the address as VIP or local address.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub services: Vec<ServiceKey>,
+pub struct DaemonInfo {
+    pub state: SyncState,
+    pub daemon: SyncDaemon,
+}
+
+/// An address in [`Command::Addresses`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressInfo {
+    pub address: Ipv4Addr,
+    pub kind: AddressKind,
+    /// The kernel interface the address was seen on, or else where it is
+    /// expected (its port's kernel interface); none where there is none.
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// rvs serves the address now: answers ARP for it and forwards its
+    /// traffic. A port's own address always; a VIP or floating address
+    /// always with `ownership: static`, else while a kernel interface
+    /// holds it.
+    pub held: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AddressRole {
-    /// An address of a port (`ports[].addresses`).
-    Port,
-    /// A virtual service address.
+pub enum AddressKind {
+    /// A virtual service address (of a service, or of a mark group a
+    /// service serves).
     Vip,
-    /// A FullNAT local address of some service.
-    Laddr,
+    /// A port's floating address (`ports[].floating_addresses`).
+    Floating,
+    /// A port's own address (`ports[].addresses`), FullNAT local addresses
+    /// included.
+    Port,
+}
+
+impl AddressKind {
+    /// `vip`, `floating` or `port`, as on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            AddressKind::Vip => "vip",
+            AddressKind::Floating => "floating",
+            AddressKind::Port => "port",
+        }
+    }
 }
 
 /// Result of [`Command::Batch`]: the commands refused (and so skipped), by
@@ -1288,6 +1327,25 @@ mod tests {
             },
             Command::GetLaddr { service: None },
             Command::Stats {},
+            Command::StartDaemon {
+                state: SyncState::Master,
+                daemon: SyncDaemon::on("eth1"),
+            },
+            Command::StartDaemon {
+                state: SyncState::Backup,
+                daemon: SyncDaemon {
+                    syncid: 7,
+                    sync_maxlen: 9000,
+                    mcast_group: Ipv4Addr::new(239, 1, 2, 3),
+                    mcast_port: 9999,
+                    mcast_ttl: 2,
+                    ..SyncDaemon::on("rvs-client")
+                },
+            },
+            Command::StopDaemon {
+                state: SyncState::Backup,
+            },
+            Command::ListDaemons {},
             Command::Batch {
                 commands: vec![
                     Command::Clear {},
@@ -1352,6 +1410,102 @@ mod tests {
         assert_eq!(
             serde_json::to_value(Forward::FullNat).unwrap(),
             json!("fullnat")
+        );
+        assert_eq!(
+            serde_json::to_value(Command::StartDaemon {
+                state: SyncState::Master,
+                daemon: SyncDaemon {
+                    syncid: 1,
+                    ..SyncDaemon::on("eth0")
+                },
+            })
+            .unwrap(),
+            json!({"op":"start_daemon","state":"master","daemon":{
+                "mcast_interface":"eth0","syncid":1,"sync_maxlen":1472,
+                "mcast_group":"224.0.0.81","mcast_port":8848,"mcast_ttl":1}})
+        );
+        assert_eq!(
+            serde_json::to_value(Command::StopDaemon {
+                state: SyncState::Backup
+            })
+            .unwrap(),
+            json!({"op":"stop_daemon","state":"backup"})
+        );
+    }
+
+    #[test]
+    fn a_daemon_given_only_its_interface_takes_ipvsadm_s_defaults() {
+        let line = br#"{"v":1,"id":2,"cmd":{"op":"start_daemon","state":"backup","daemon":{"mcast_interface":"eth1"}}}"#;
+        assert_eq!(
+            decode_request(line).unwrap().cmd,
+            Command::StartDaemon {
+                state: SyncState::Backup,
+                daemon: SyncDaemon {
+                    mcast_interface: "eth1".into(),
+                    syncid: 0,
+                    sync_maxlen: 1472,
+                    mcast_group: Ipv4Addr::new(224, 0, 0, 81),
+                    mcast_port: 8848,
+                    mcast_ttl: 1,
+                },
+            }
+        );
+        for (line, error) in [
+            (
+                r#"{"v":1,"id":2,"cmd":{"op":"start_daemon","state":"primary","daemon":{"mcast_interface":"eth1"}}}"#,
+                "invalid request: unknown variant `primary`, expected `master` or `backup`",
+            ),
+            (
+                r#"{"v":1,"id":2,"cmd":{"op":"start_daemon","state":"master","daemon":{}}}"#,
+                "invalid request: missing field `mcast_interface`",
+            ),
+            (
+                r#"{"v":1,"id":2,"cmd":{"op":"start_daemon","state":"master","daemon":{"mcast_interface":"eth1","mcast_ttl":256}}}"#,
+                "invalid request: invalid value: integer `256`, expected u8",
+            ),
+            (
+                r#"{"v":1,"id":2,"cmd":{"op":"stop_daemon","state":"master","syncid":3}}"#,
+                "invalid request: unknown field `syncid`, expected `state`",
+            ),
+        ] {
+            let err = decode_request(line.as_bytes()).unwrap_err();
+            assert_eq!(err.message, error, "{line}");
+        }
+    }
+
+    #[test]
+    fn address_and_daemon_listings_round_trip() {
+        let addresses = vec![
+            AddressInfo {
+                address: Ipv4Addr::new(10, 0, 0, 1),
+                kind: AddressKind::Vip,
+                interface: Some("rvs-client".into()),
+                held: true,
+            },
+            AddressInfo {
+                address: Ipv4Addr::new(10, 0, 0, 2),
+                kind: AddressKind::Floating,
+                interface: None,
+                held: false,
+            },
+        ];
+        let text = serde_json::to_string(&addresses).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()[1],
+            json!({"address":"10.0.0.2","kind":"floating","interface":null,"held":false})
+        );
+        assert_eq!(
+            serde_json::from_str::<Vec<AddressInfo>>(&text).unwrap(),
+            addresses
+        );
+        let daemons = vec![DaemonInfo {
+            state: SyncState::Master,
+            daemon: SyncDaemon::on("eth0"),
+        }];
+        let text = serde_json::to_string(&daemons).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Vec<DaemonInfo>>(&text).unwrap(),
+            daemons
         );
     }
 
@@ -1450,8 +1604,9 @@ mod tests {
             "list_ports",
             "list_workers",
             "list_routes",
-            "list_addresses",
+            "addresses",
             "list_neighbours",
+            "list_daemons",
         ] {
             let line = format!(r#"{{"v":1,"id":3,"cmd":{{"op":"{op}","dry_run":true}}}}"#);
             let err = decode_request(line.as_bytes()).unwrap_err();
@@ -1600,7 +1755,7 @@ mod tests {
             Command::ListPorts {},
             Command::ListWorkers {},
             Command::ListRoutes {},
-            Command::ListAddresses {},
+            Command::Addresses {},
             Command::ListNeighbours {},
             Command::Health {},
         ];

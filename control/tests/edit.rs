@@ -6,7 +6,7 @@
 mod common;
 
 use common::{base, cpus, ip, BASE};
-use rvs_control::config::Config;
+use rvs_control::config::{Config, SyncDaemon, SyncState};
 use rvs_control::edit::{self, Edit, Effect, RealPurge};
 use rvs_control::model::{Forward, SchedulerKind, Timeouts};
 use rvs_control::proto::{errors, Command, LaddrSpec, RealSpec, ServiceKey, ServiceSpec};
@@ -62,6 +62,77 @@ fn after(commands: &[Command]) -> Config {
 
 fn apply(config: &Config, command: &Command) -> Edit {
     edit::apply(config, command, &cpus()).unwrap_or_else(|e| panic!("{command:?}: {e}"))
+}
+
+fn start(state: SyncState, interface: &str) -> Command {
+    Command::StartDaemon {
+        state,
+        daemon: SyncDaemon::on(interface),
+    }
+}
+
+fn stop(state: SyncState) -> Command {
+    Command::StopDaemon { state }
+}
+
+#[test]
+fn sync_daemons_start_once_stop_once_and_run_both_at_once() {
+    let master = SyncDaemon {
+        syncid: 5,
+        ..SyncDaemon::on("eth1")
+    };
+    let started = apply(
+        &base(),
+        &Command::StartDaemon {
+            state: SyncState::Master,
+            daemon: master.clone(),
+        },
+    );
+    assert_eq!(started.effect, Effect::None, "rvsd follows `sync` itself");
+    let running = started.config.unwrap();
+    assert_eq!(running.sync.master, Some(master.clone()));
+    assert_eq!(running.sync.backup, None);
+    assert_eq!(
+        Config {
+            sync: Default::default(),
+            ..running.clone()
+        },
+        base(),
+        "nothing else changes"
+    );
+    let both = apply(&running, &start(SyncState::Backup, "eth1"))
+        .config
+        .unwrap();
+    assert_eq!(both.sync.master, Some(master));
+    assert_eq!(both.sync.backup, Some(SyncDaemon::on("eth1")));
+    // The kernel's EEXIST and ESRCH, in ipvsadm's words.
+    assert_eq!(
+        edit::apply(&both, &start(SyncState::Master, "eth2"), &cpus()).unwrap_err(),
+        errors::DAEMON_RUNNING
+    );
+    let backup_only = apply(&both, &stop(SyncState::Master)).config.unwrap();
+    assert_eq!(backup_only.sync.master, None);
+    assert_eq!(
+        edit::apply(&backup_only, &stop(SyncState::Master), &cpus()).unwrap_err(),
+        errors::NO_DAEMON
+    );
+    let none = apply(&backup_only, &stop(SyncState::Backup))
+        .config
+        .unwrap();
+    assert_eq!(none, base());
+    // A setting the configuration refuses, as the YAML file would say it.
+    let bad = Command::StartDaemon {
+        state: SyncState::Backup,
+        daemon: SyncDaemon {
+            mcast_group: ip("10.1.1.1"),
+            ..SyncDaemon::on("eth1")
+        },
+    };
+    assert_eq!(
+        edit::apply(&base(), &bad, &cpus()).unwrap_err(),
+        "sync.backup.mcast_group: 10.1.1.1 is not an IPv4 multicast address (224.0.0.0/4); \
+         IPVS sync's group is 224.0.0.81"
+    );
 }
 
 #[test]
@@ -273,6 +344,36 @@ fn a_whole_file_replaces_the_running_one_only_where_it_may() {
         ),
         "{refused}"
     );
+    // The sync daemons change while rvsd runs, as --start-daemon changes
+    // them; who owns the VIPs needs a restart.
+    let synced = format!("{text}sync:\n  master: {{ mcast_interface: eth1, syncid: 3 }}\n");
+    let (next, diff) = edit::replace(&running, &synced, "sync.yaml", &cpus()).unwrap();
+    assert_eq!(next.sync.master.as_ref().map(|d| d.syncid), Some(3));
+    assert_eq!(
+        diff.settings
+            .iter()
+            .map(|s| (s.key.as_str(), s.from.as_str()))
+            .collect::<Vec<_>>(),
+        [("sync", "none")]
+    );
+    let resynced = synced.replace("syncid: 3", "syncid: 4");
+    let (_, diff) = edit::replace(&next, &resynced, "sync.yaml", &cpus()).unwrap();
+    assert_eq!(
+        diff.settings
+            .iter()
+            .map(|s| (s.key.as_str(), s.from.as_str(), s.to.as_str()))
+            .collect::<Vec<_>>(),
+        [("sync.master.syncid", "3", "4")]
+    );
+    let kernel = BASE.replace(
+        "addresses: [10.0.0.254/24] }",
+        "addresses: [10.0.0.254/24], kernel_interface: k0 }",
+    ) + "ownership: kernel\n";
+    let refused = edit::replace(&running, &kernel, "kernel.yaml", &cpus()).unwrap_err();
+    assert!(
+        refused.contains("`ownership` changes only with a restart"),
+        "{refused}"
+    );
     let invalid = text.replace("192.168.1.2 }", "192.168.1.300 }");
     let refused = edit::replace(&running, &invalid, "bad.yaml", &cpus()).unwrap_err();
     assert!(
@@ -376,6 +477,11 @@ fn a_batch_refuses_and_applies_exactly_what_one_by_one_would() {
         ("timeouts and zeroing",
          vec![Command::SetTimeouts { tcp: 30, tcpfin: 0, udp: 60 }, add_service(web, "rr"), Command::Zero { service: None },
               Command::Zero { service: Some(dns) }, Command::Zero { service: Some(web) }]),
+        ("sync daemons: each started and stopped once, a bad setting refused",
+         vec![start(SyncState::Master, "eth1"), start(SyncState::Master, "eth2"), stop(SyncState::Backup),
+              Command::StartDaemon { state: SyncState::Backup, daemon: SyncDaemon { sync_maxlen: 20, ..SyncDaemon::on("eth1") } },
+              start(SyncState::Backup, "eth1"), stop(SyncState::Master), stop(SyncState::Master),
+              start(SyncState::Master, "eth3")]),
         ("only -Z: nothing to adopt", vec![Command::Zero { service: None }]),
         ("nothing", vec![]),
     ];
@@ -494,7 +600,16 @@ fn random_batches_match_one_by_one() {
                             tcpfin: 0,
                             udp: 20,
                         },
-                    ][next(2)]
+                        start(SyncState::Master, "eth1"),
+                        Command::StartDaemon {
+                            state: SyncState::Backup,
+                            daemon: SyncDaemon {
+                                mcast_ttl: [0, 1][next(2)],
+                                ..SyncDaemon::on("eth1")
+                            },
+                        },
+                        stop([SyncState::Master, SyncState::Backup][next(2)]),
+                    ][next(5)]
                     .clone(),
                 }
             })

@@ -1,14 +1,14 @@
 //! What rvsd's listings show of a configuration (`rvs_control::listing`):
-//! services with the counters rvsd hands in, local addresses, routes and
-//! addresses.
+//! services with the counters rvsd hands in, local addresses, routes,
+//! addresses with what the kernel holds, and sync daemons.
 
 mod common;
 
 use common::{cpus, ip, BASE};
-use rvs_control::config;
+use rvs_control::config::{self, SyncDaemon, SyncState};
 use rvs_control::health::HealthView;
 use rvs_control::listing::{self, RealCounts};
-use rvs_control::proto::{errors, AddressRole, RouteKind, ServiceKey, Stats};
+use rvs_control::proto::{errors, AddressKind, RouteKind, ServiceKey, Stats};
 
 fn config() -> config::Config {
     let text = format!(
@@ -145,42 +145,119 @@ fn routes_list_connected_subnets_then_static_routes() {
 }
 
 #[test]
-fn addresses_list_ports_then_vips_then_local_addresses() {
-    let addresses: Vec<_> = listing::addresses(&config())
-        .into_iter()
-        .map(|a| (a.addr, a.role, a.port, a.services.len()))
-        .collect();
+fn with_static_ownership_every_address_is_held_and_the_kernel_is_not_asked() {
+    let addresses: Vec<_> = listing::addresses(&config(), &|addr| {
+        panic!("static ownership asked the kernel about {addr}")
+    })
+    .into_iter()
+    .map(|a| (a.address, a.kind, a.interface, a.held))
+    .collect();
     assert_eq!(
         addresses,
         [
-            (
-                ip("10.0.0.254"),
-                AddressRole::Port,
-                Some("client".into()),
-                0
-            ),
-            (
-                ip("192.168.1.254"),
-                AddressRole::Port,
-                Some("dpdk0".into()),
-                0
-            ),
-            (
-                ip("192.168.1.250"),
-                AddressRole::Port,
-                Some("dpdk0".into()),
-                0
-            ),
-            // Both services of 10.0.0.1, once each.
-            (ip("10.0.0.1"), AddressRole::Vip, Some("client".into()), 2),
+            // Both services of 10.0.0.1: one line.
+            (ip("10.0.0.1"), AddressKind::Vip, None, true),
             // The mark group lists 10.0.0.5 twice (ports 80 and 443).
-            (ip("10.0.0.5"), AddressRole::Vip, Some("client".into()), 1),
-            (
-                ip("192.168.1.250"),
-                AddressRole::Laddr,
-                Some("dpdk0".into()),
-                1
-            ),
+            (ip("10.0.0.5"), AddressKind::Vip, None, true),
+            (ip("10.0.0.254"), AddressKind::Port, None, true),
+            // A FullNAT local address is a port address.
+            (ip("192.168.1.250"), AddressKind::Port, None, true),
+            (ip("192.168.1.254"), AddressKind::Port, None, true),
         ]
     );
+}
+
+/// The client port with a kernel interface and a floating address, VIPs
+/// owned by the kernel; a VIP only routed to; a mark group no service
+/// serves.
+fn kernel_config() -> config::Config {
+    let text = format!(
+        "{}\
+ownership: kernel
+services:
+  - {{ vip: 10.0.0.1, port: 80, protocol: tcp, reals: [{{ address: 192.168.1.2 }}] }}
+  - {{ vip: 10.9.9.9, port: 80, protocol: tcp, reals: [{{ address: 192.168.1.2 }}] }}
+  - {{ mark: 5, persistent: 60, reals: [{{ address: 192.168.1.4, forward: dr }}] }}
+",
+        BASE.replace(
+            "addresses: [10.0.0.254/24] }",
+            "addresses: [10.0.0.254/24], kernel_interface: rvs-client, \
+             floating_addresses: [10.0.0.253/24] }",
+        )
+        .replace(
+            "marks:\n",
+            "marks:\n  - { mark: 9, matches: [{ vip: 10.0.0.9, port: 80, protocol: tcp }] }\n",
+        )
+    );
+    config::parse_on(&text, "kernel.yaml", &cpus()).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+#[test]
+fn with_kernel_ownership_a_vip_or_floating_address_is_held_where_the_kernel_has_it() {
+    let present = |addr: std::net::Ipv4Addr| {
+        [ip("10.0.0.1"), ip("10.9.9.9")]
+            .contains(&addr)
+            .then(|| "rvs-client".to_owned())
+    };
+    let addresses: Vec<_> = listing::addresses(&kernel_config(), &present)
+        .into_iter()
+        .map(|a| (a.address, a.kind, a.interface, a.held))
+        .collect();
+    let client = || Some("rvs-client".to_owned());
+    assert_eq!(
+        addresses,
+        [
+            (ip("10.0.0.1"), AddressKind::Vip, client(), true),
+            // Not held: named where it is expected, its subnet's port.
+            (ip("10.0.0.5"), AddressKind::Vip, client(), false),
+            (ip("10.0.0.253"), AddressKind::Floating, client(), false),
+            // A port's own address is held whatever the kernel says.
+            (ip("10.0.0.254"), AddressKind::Port, client(), true),
+            // Routed, not in a port's subnet: held where the kernel has it.
+            (ip("10.9.9.9"), AddressKind::Vip, client(), true),
+            (ip("192.168.1.250"), AddressKind::Port, None, true),
+            (ip("192.168.1.254"), AddressKind::Port, None, true),
+        ],
+        "mark 9's 10.0.0.9 is served by no service, so it is not listed"
+    );
+    let everywhere = listing::addresses(&kernel_config(), &|_| Some("rvs-client".into()));
+    assert!(everywhere.iter().all(|a| a.held));
+    let nowhere = listing::addresses(&kernel_config(), &|_| None);
+    let held: Vec<_> = nowhere
+        .iter()
+        .filter(|a| a.held)
+        .map(|a| (a.address, a.kind))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            (ip("10.0.0.254"), AddressKind::Port),
+            (ip("192.168.1.250"), AddressKind::Port),
+            (ip("192.168.1.254"), AddressKind::Port),
+        ]
+    );
+}
+
+#[test]
+fn daemons_are_listed_master_first() {
+    let mut config = config();
+    assert!(listing::daemons(&config).is_empty());
+    config.sync.backup = Some(SyncDaemon::on("eth1"));
+    config.sync.master = Some(SyncDaemon {
+        syncid: 3,
+        ..SyncDaemon::on("eth0")
+    });
+    let listed: Vec<_> = listing::daemons(&config)
+        .into_iter()
+        .map(|d| (d.state, d.daemon.mcast_interface, d.daemon.syncid))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (SyncState::Master, "eth0".to_owned(), 3),
+            (SyncState::Backup, "eth1".to_owned(), 0),
+        ]
+    );
+    config.sync.master = None;
+    assert_eq!(listing::daemons(&config)[0].state, SyncState::Backup);
 }

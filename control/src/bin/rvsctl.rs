@@ -7,7 +7,7 @@ use rvs_control::config;
 use rvs_control::health::HealthReport;
 use rvs_control::keepalived;
 use rvs_control::proto::{
-    self, AddressView, ApplyReport, Command, ConfigDump, LaddrInfo, PortView, RouteView, WorkerView,
+    self, AddressInfo, ApplyReport, Command, ConfigDump, LaddrInfo, PortView, RouteView, WorkerView,
 };
 use rvs_control::rvsctl::cli::{self, Action, Cli, Invocation};
 use rvs_control::rvsctl::{render, top};
@@ -239,8 +239,8 @@ fn run(socket: &Path, json: bool, action: Action) -> Result<(), Failure> {
             view(&mut out, json, &routes, render::routes)?;
         }
         Action::Addresses => {
-            let addresses: Vec<AddressView> =
-                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::ListAddresses {})?;
+            let addresses: Vec<AddressInfo> =
+                connect(client::DEFAULT_TIMEOUT)?.call_as(Command::Addresses {})?;
             view(&mut out, json, &addresses, render::addresses)?;
         }
         Action::Neighbours => {

@@ -101,7 +101,12 @@ pub enum Action {
     Workers,
     /// Connected subnets and static routes
     Routes,
-    /// Port addresses, VIPs and FullNAT local addresses
+    /// Port addresses, VIPs and floating addresses: which kernel interface
+    /// holds each and whether rvs serves it now
+    ///
+    /// With `ownership: kernel` a VIP or floating address is served (held)
+    /// only while a port's kernel interface holds it, where keepalived's
+    /// VRRP puts it; a port's own addresses are held at all times.
     Addresses,
     /// Next hops resolved by ARP, over all workers
     #[command(alias = "neighbors")]

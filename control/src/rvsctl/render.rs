@@ -2,8 +2,8 @@
 //! function returns whole lines ending in `\n`, without trailing spaces.
 
 use crate::proto::{
-    AddressRole, AddressView, ApplyReport, ConfigDiff, ConnEntry, LaddrInfo, PortView, RealSpec,
-    RouteKind, RouteView, ServiceKey, SettingChange, WorkerView,
+    AddressInfo, ApplyReport, ConfigDiff, ConnEntry, LaddrInfo, PortView, RealSpec, RouteKind,
+    RouteView, ServiceKey, SettingChange, WorkerView,
 };
 use std::fmt::Write;
 
@@ -359,33 +359,21 @@ pub fn health(report: &crate::health::HealthReport) -> String {
     table.render()
 }
 
-pub fn addresses(addresses: &[AddressView]) -> String {
+/// `rvsctl addresses`: one line per address, in the order given (rvsd's:
+/// by address).
+pub fn addresses(addresses: &[AddressInfo]) -> String {
     let mut table = Table::new(&[
         ("ADDRESS", false),
-        ("ROLE", false),
-        ("PORT", false),
-        ("SERVICES", false),
+        ("KIND", false),
+        ("INTERFACE", false),
+        ("HELD", false),
     ]);
     for address in addresses {
-        let addr = match address.prefix_len {
-            Some(len) => format!("{}/{len}", address.addr),
-            None => address.addr.to_string(),
-        };
-        let services: Vec<String> = address.services.iter().map(service_name).collect();
         table.row(vec![
-            addr,
-            match address.role {
-                AddressRole::Port => "port",
-                AddressRole::Vip => "vip",
-                AddressRole::Laddr => "laddr",
-            }
-            .to_owned(),
-            address.port.clone().unwrap_or_else(|| "-".to_owned()),
-            if services.is_empty() {
-                "-".to_owned()
-            } else {
-                services.join(", ")
-            },
+            address.address.to_string(),
+            address.kind.name().to_owned(),
+            address.interface.clone().unwrap_or_else(|| "-".to_owned()),
+            if address.held { "yes" } else { "no" }.to_owned(),
         ]);
     }
     table.render()
@@ -444,7 +432,7 @@ pub fn conn(entry: &ConnEntry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{Forward, RealChange, ServiceChange, ServiceSummary};
+    use crate::proto::{AddressKind, Forward, RealChange, ServiceChange, ServiceSummary};
     use std::net::Ipv4Addr;
 
     #[test]
@@ -457,6 +445,30 @@ mod tests {
             "NAME    COUNT  NOTE\n\
              a           1\n\
              longer  12345  x\n"
+        );
+    }
+
+    #[test]
+    fn addresses_one_line_each_with_kind_interface_and_held() {
+        let info = |address: [u8; 4], kind, interface: Option<&str>, held| AddressInfo {
+            address: Ipv4Addr::from(address),
+            kind,
+            interface: interface.map(str::to_owned),
+            held,
+        };
+        let table = addresses(&[
+            info([10, 99, 1, 1], AddressKind::Port, Some("rvs-client"), true),
+            info([10, 99, 1, 100], AddressKind::Vip, Some("rvs-client"), true),
+            info([10, 99, 2, 1], AddressKind::Port, None, true),
+            info([10, 99, 2, 254], AddressKind::Floating, None, false),
+        ]);
+        assert_eq!(
+            table,
+            "ADDRESS      KIND      INTERFACE   HELD\n\
+             10.99.1.1    port      rvs-client  yes\n\
+             10.99.1.100  vip       rvs-client  yes\n\
+             10.99.2.1    port      -           yes\n\
+             10.99.2.254  floating  -           no\n"
         );
     }
 

@@ -88,6 +88,8 @@ impl Rules {
                 json(&listing::laddrs(&self.config, service.as_ref())?)
             }
             Command::GetTimeouts {} => json(&self.config.timeouts),
+            Command::ListDaemons {} => json(&listing::daemons(&self.config)),
+            Command::Addresses {} => json(&listing::addresses(&self.config, &|_| None)),
             Command::ListConnections { cursor, limit } => json(&connections(cursor, limit)),
             Command::UploadConfig { upload, text } => json(&self.uploads.receive(upload, text)?),
             Command::Batch { commands, upload } => {
