@@ -162,10 +162,76 @@ fn command_line_errors_exit_2() {
         "Try `rvsadm -h' or 'rvsadm --help' for more information.\n"
     );
     assert_eq!(
-        failed(&daemon.rvsadm("--start-daemon master"), 2),
-        "rvsadm: --start-daemon: kernel connection sync; rvs has no equivalent yet\n"
+        failed(&daemon.rvsadm("--start-daemon primary"), 2),
+        "illegal start-daemon parameter specified\n"
+    );
+    assert_eq!(
+        failed(
+            &daemon.rvsadm("--start-daemon master --mcast-group ff02::81"),
+            2
+        ),
+        "rvsadm: --mcast-group: rvs is IPv4 only for now\n"
     );
     assert!(ok(&daemon.rvsadm("-h")).contains("rvsadm -A|E virtual-service"));
+}
+
+#[test]
+fn sync_daemons_start_list_and_stop_as_with_ipvsadm() {
+    let daemon = Daemon::start("sync");
+    assert_eq!(ok(&daemon.rvsadm("-L --daemon")), "", "none runs");
+    ok(&daemon.rvsadm("--start-daemon master --mcast-interface eth1 --syncid 7"));
+    ok(&daemon.rvsadm(
+        "--start-daemon backup --mcast-interface eth1 --syncid 7 --sync-maxlen 9000 \
+         --mcast-group 239.1.1.1 --mcast-port 9999 --mcast-ttl 2",
+    ));
+    assert_eq!(
+        ok(&daemon.rvsadm("-L --daemon")),
+        concat!(
+            "master sync daemon (mcast=eth1, syncid=7, maxlen=1472, group=224.0.0.81, ",
+            "port=8848, ttl=1)\n",
+            "backup sync daemon (mcast=eth1, syncid=7, maxlen=9000, group=239.1.1.1, ",
+            "port=9999, ttl=2)\n",
+        )
+    );
+    assert_eq!(
+        failed(&daemon.rvsadm("--start-daemon master"), 1),
+        "Daemon has already run\n"
+    );
+    ok(&daemon.rvsadm("--stop-daemon master"));
+    assert_eq!(
+        failed(&daemon.rvsadm("--stop-daemon master"), 1),
+        "No daemon is running\n"
+    );
+    assert!(ok(&daemon.rvsadm("-l --daemon")).starts_with("backup sync daemon (mcast=eth1, "));
+    // What ipvsadm takes and the configuration refuses, in its words.
+    assert_eq!(
+        failed(&daemon.rvsadm("--start-daemon master --sync-maxlen 20"), 1),
+        "sync.master.sync_maxlen: 20 bytes is out of range: a sync message holds its header \
+         and at least one connection (44 bytes) and fits a UDP datagram (65507 bytes)\n"
+    );
+    assert_eq!(
+        failed(
+            &daemon.rvsadm("--start-daemon master --mcast-interface a-name-too-long0"),
+            1
+        ),
+        "sync.master.mcast_interface: `a-name-too-long0` is not a usable interface name: 1 to \
+         15 characters (Linux's limit), without `/`, `:` or blanks\n"
+    );
+    // ipvsadm's default interface.
+    ok(&daemon.rvsadm("--start-daemon master"));
+    assert!(
+        ok(&daemon.rvsadm("-L --daemon")).starts_with("master sync daemon (mcast=eth0, syncid=0, ")
+    );
+    // -R takes them too, each line refused or not as alone.
+    let input = "--stop-daemon backup\n\
+                 --start-daemon backup --mcast-interface eth2\n\
+                 --start-daemon backup --syncid 9\n";
+    assert_eq!(
+        failed(&rvsadm_at(&daemon.path, "-R", Some(input)), 1),
+        "rvsadm: -R line 3: Daemon has already run\n"
+    );
+    assert!(ok(&daemon.rvsadm("-L --daemon"))
+        .ends_with("backup sync daemon (mcast=eth2, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"));
 }
 
 #[test]

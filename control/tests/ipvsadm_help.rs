@@ -21,7 +21,15 @@ fn the_layout_is_ipvsadm_s() {
         "\n  --masquerading -m                   masquerading (NAT)\n",
         "\n  --persistent-conn                   output of persistent connection info\n",
         "\n  --ipv6|-6                           rvs is IPv4 only for now\n",
-        "\n                                      kernel connection sync; rvs has no equivalent yet\n",
+        "\n  rvsadm --start-daemon {master|backup} [daemon-options]\n  rvsadm --stop-daemon {master|backup}\n",
+        "\n  --start-daemon              start connection sync daemon\n  --stop-daemon               stop connection sync daemon\n",
+        "\n  --daemon                            output of daemon information\n",
+        "\n\nDaemon Options:\n  --syncid sid                        syncid for connection sync (default=0)\n",
+        "\n  --sync-maxlen length                Max sync message length (default=1472)\n",
+        "\n  --mcast-interface interface         multicast interface for connection sync\n                                      (default=eth0)\n",
+        "\n  --mcast-group address               IPv4 group (default=224.0.0.81)\n",
+        "\n  --mcast-port port                   UDP port (default=8848)\n",
+        "\n  --mcast-ttl ttl                     Multicast TTL (default=1)\n",
         "\n\nrvs options:\n  --socket PATH                       rvsd's control socket",
     ] {
         assert!(help.contains(line), "{line:?} is missing from:\n{help}");

@@ -3,8 +3,8 @@
 
 use rvs_control::ipvsadm::{format, parse, parse_restore_line, Action, Format, Listing};
 use rvs_control::proto::{
-    Command, Forward, LaddrSpec, Rates, RealInfo, RealSpec, ServiceInfo, ServiceKey, ServiceSpec,
-    Stats,
+    Command, DaemonInfo, Forward, LaddrSpec, Rates, RealInfo, RealSpec, ServiceInfo, ServiceKey,
+    ServiceSpec, Stats, SyncDaemon, SyncState,
 };
 use std::net::Ipv4Addr;
 
@@ -333,16 +333,8 @@ fn command_must_come_first() {
 fn kernel_only_and_unsupported_options_say_so() {
     let cases = [
         (
-            "--start-daemon master",
-            "rvsadm: --start-daemon: kernel connection sync; rvs has no equivalent yet",
-        ),
-        (
-            "--stop-daemon backup",
-            "rvsadm: --stop-daemon: kernel connection sync; rvs has no equivalent yet",
-        ),
-        (
-            "-L --syncid 3",
-            "rvsadm: --syncid: kernel connection sync; rvs has no equivalent yet",
+            "--start-daemon master --mcast-group ff02::81",
+            "rvsadm: --mcast-group: rvs is IPv4 only for now",
         ),
         (
             "-A --sctp-service 10.0.0.1:80",
@@ -361,6 +353,241 @@ fn kernel_only_and_unsupported_options_say_so() {
     for (line, message) in cases {
         assert_eq!(error(line), message, "{line}");
     }
+}
+
+#[test]
+fn start_daemon_takes_ipvsadm_s_options_and_defaults() {
+    let start = |line: &str| match command(line) {
+        Command::StartDaemon { state, daemon } => (state, daemon),
+        other => panic!("{line}: {other:?}"),
+    };
+    // Nothing but the state: ipvsadm's eth0 and syncid 0, the kernel's
+    // defaults for the rest.
+    assert_eq!(
+        start("--start-daemon master"),
+        (
+            SyncState::Master,
+            SyncDaemon {
+                mcast_interface: "eth0".into(),
+                syncid: 0,
+                sync_maxlen: 1472,
+                mcast_group: ip("224.0.0.81"),
+                mcast_port: 8848,
+                mcast_ttl: 1,
+            }
+        )
+    );
+    assert_eq!(
+        start(
+            "--start-daemon backup --mcast-interface rvs-client --syncid 255 --sync-maxlen 65507 \
+             --mcast-group 239.0.0.1 --mcast-port 1 --mcast-ttl 255"
+        ),
+        (
+            SyncState::Backup,
+            SyncDaemon {
+                mcast_interface: "rvs-client".into(),
+                syncid: 255,
+                sync_maxlen: 65507,
+                mcast_group: ip("239.0.0.1"),
+                mcast_port: 1,
+                mcast_ttl: 255,
+            }
+        )
+    );
+    // popt's spellings: `--opt=value`, and the options in any order.
+    assert_eq!(
+        start("--start-daemon=backup --syncid=3 --mcast-interface=eth1").1,
+        SyncDaemon {
+            syncid: 3,
+            ..SyncDaemon::on("eth1")
+        }
+    );
+    // ipvsadm checks --sync-maxlen against a datagram only; the
+    // configuration's rule (at least a header and a record) is rvsd's.
+    assert_eq!(
+        start("--start-daemon master --sync-maxlen 1").1.sync_maxlen,
+        1
+    );
+    assert_eq!(
+        command("--stop-daemon backup"),
+        Command::StopDaemon {
+            state: SyncState::Backup
+        }
+    );
+    // ipvsadm allows a syncid with --stop-daemon and with -L; it changes
+    // nothing.
+    assert_eq!(
+        command("--stop-daemon master --syncid 4"),
+        Command::StopDaemon {
+            state: SyncState::Master
+        }
+    );
+    for line in [
+        "-L --daemon",
+        "-l --daemon",
+        "--list --daemon",
+        "-L --daemon --syncid 3",
+    ] {
+        assert_eq!(action(line), Action::List(Listing::Daemons), "{line}");
+    }
+}
+
+#[test]
+fn daemon_errors_are_ipvsadm_s() {
+    let cases = [
+        (
+            "--start-daemon primary",
+            "illegal start-daemon parameter specified",
+        ),
+        (
+            "--start-daemon Master",
+            "illegal start-daemon parameter specified",
+        ),
+        // ipvsadm's words for --stop-daemon, its typo included.
+        ("--stop-daemon both", "illegal start_daemon specified"),
+        ("--start-daemon", "--start-daemon: missing argument"),
+        (
+            "--start-daemon master --syncid 256",
+            "illegal syncid specified",
+        ),
+        (
+            "--start-daemon master --syncid -1",
+            "illegal syncid specified",
+        ),
+        (
+            "--start-daemon master --sync-maxlen 0",
+            "illegal sync-maxlen specified",
+        ),
+        (
+            "--start-daemon master --sync-maxlen 65508",
+            "illegal sync-maxlen specified",
+        ),
+        (
+            "--start-daemon master --mcast-port 0",
+            "illegal mcast-port specified",
+        ),
+        (
+            "--start-daemon master --mcast-port 65536",
+            "illegal mcast-port specified",
+        ),
+        (
+            "--start-daemon master --mcast-ttl 0",
+            "illegal mcast-ttl specified",
+        ),
+        (
+            "--start-daemon master --mcast-ttl x",
+            "illegal mcast-ttl specified",
+        ),
+        (
+            "--start-daemon master --mcast-group 10.0.0.1",
+            "invalid IPv4 mcast-group `10.0.0.1'",
+        ),
+        (
+            "--start-daemon master --mcast-group 224.0.0",
+            "invalid IPv4 mcast-group `224.0.0'",
+        ),
+        (
+            "--start-daemon master --mcast-group ::zz",
+            "invalid IPv6 mcast-group `::zz'",
+        ),
+        (
+            "--start-daemon master --mcast-group fe80::1",
+            "invalid IPv6 mcast-group `fe80::1'",
+        ),
+        (
+            "--start-daemon master --syncid 1 --syncid 2",
+            "multiple 'syncid' options specified",
+        ),
+        (
+            "--start-daemon master -n",
+            "Illegal 'numeric' option with the 'start-daemon' command",
+        ),
+        (
+            "--start-daemon master -t 10.0.0.1:80",
+            "Illegal 'service-address' option with the 'start-daemon' command",
+        ),
+        (
+            "--stop-daemon master --mcast-interface eth0",
+            "Illegal 'mcast-interface' option with the 'stop-daemon' command",
+        ),
+        (
+            "--stop-daemon master --mcast-ttl 2",
+            "Illegal 'mcast-ttl' option with the 'stop-daemon' command",
+        ),
+        (
+            "-L --mcast-group 224.0.0.81",
+            "Illegal 'mcast-group' option with the 'list' command",
+        ),
+        (
+            "-A -t 10.0.0.1:80 --syncid 1",
+            "Illegal 'syncid' option with the 'add-service' command",
+        ),
+        (
+            "-L --daemon -c",
+            "The option 'daemon' conflicts with the 'connection' option in the 'list' command",
+        ),
+        (
+            "-L --daemon --stats",
+            "options conflicts in the list command",
+        ),
+        (
+            "-L --daemon --persistent-conn",
+            "options conflicts in the list command",
+        ),
+        ("--start-daemon master extra", "unexpected argument extra"),
+        (
+            "--start-daemon master --start-daemon backup",
+            "invalid option `--start-daemon'",
+        ),
+    ];
+    for (line, message) in cases {
+        assert_eq!(error(line), message, "{line}");
+    }
+    // The state is read with the command, before any option, as ipvsadm.
+    assert_eq!(
+        error("--start-daemon primary --syncid 999"),
+        "illegal start-daemon parameter specified"
+    );
+}
+
+#[test]
+fn daemon_listing_is_ipvsadm_s_line_per_daemon() {
+    let daemons = [
+        DaemonInfo {
+            state: SyncState::Master,
+            daemon: SyncDaemon {
+                syncid: 1,
+                ..SyncDaemon::on("eth0")
+            },
+        },
+        DaemonInfo {
+            state: SyncState::Backup,
+            daemon: SyncDaemon {
+                syncid: 0,
+                sync_maxlen: 8972,
+                mcast_group: ip("239.255.0.1"),
+                mcast_port: 9000,
+                mcast_ttl: 3,
+                ..SyncDaemon::on("bond0.100")
+            },
+        },
+    ];
+    let listing = format::daemons(&daemons);
+    assert_eq!(
+        listing,
+        "master sync daemon (mcast=eth0, syncid=1, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=bond0.100, syncid=0, maxlen=8972, group=239.255.0.1, port=9000, ttl=3)\n"
+    );
+    // What ipvsadm prints on a kernel that reports no more than interface
+    // and syncid starts every line the same.
+    for (line, daemon) in listing.lines().zip(&daemons) {
+        let plain = format!(
+            "{} sync daemon (mcast={}, syncid={}",
+            daemon.state, daemon.daemon.mcast_interface, daemon.daemon.syncid
+        );
+        assert!(line.starts_with(&plain), "{line}");
+    }
+    assert_eq!(format::daemons(&[]), "", "no daemon: no line, as ipvsadm");
 }
 
 #[test]

@@ -4,7 +4,9 @@
 use rvs_control::client::{self, Client, ClientError};
 use rvs_control::config;
 use rvs_control::ipvsadm::{self, format, Action, Listing, ParseError};
-use rvs_control::proto::{self, BatchReport, Command, LaddrInfo, ServiceInfo, Timeouts};
+use rvs_control::proto::{
+    self, BatchReport, Command, DaemonInfo, LaddrInfo, ServiceInfo, Timeouts,
+};
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -180,7 +182,10 @@ impl Session {
                 let timeouts: Timeouts = self.client()?.call_as(Command::GetTimeouts {})?;
                 out.write_all(format::timeouts(&timeouts).as_bytes())?;
             }
-            Listing::Daemons => {}
+            Listing::Daemons => {
+                let daemons: Vec<DaemonInfo> = self.client()?.call_as(Command::ListDaemons {})?;
+                out.write_all(format::daemons(&daemons).as_bytes())?;
+            }
             Listing::Laddrs { service } => {
                 let laddrs: Vec<LaddrInfo> =
                     self.client()?.call_as(Command::GetLaddr { service })?;

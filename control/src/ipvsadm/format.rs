@@ -8,7 +8,8 @@
 
 use super::Format;
 use crate::proto::{
-    ConnEntry, Forward, LaddrInfo, RealInfo, ServiceInfo, ServiceKey, ServiceSpec, Timeouts,
+    ConnEntry, DaemonInfo, Forward, LaddrInfo, RealInfo, ServiceInfo, ServiceKey, ServiceSpec,
+    Timeouts,
 };
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -100,6 +101,33 @@ pub fn timeouts(timeouts: &Timeouts) -> String {
         "Timeout (tcp tcpfin udp): {} {} {}\n",
         timeouts.tcp, timeouts.tcpfin, timeouts.udp
     )
+}
+
+/// `-L --daemon`: a line per sync daemon, in the order given (rvsd's:
+/// master first, as the kernel's). ipvsadm 1.31's list_daemon prints
+/// `STATE sync daemon (mcast=IF, syncid=N` and then each of maxlen, group,
+/// port and ttl that the kernel reports; Linux 4.3 and later report all
+/// four always (defaults filled in at start), older kernels none. rvs has
+/// every setting of every daemon, so it prints all four, as ipvsadm does
+/// on any kernel of the last decade; a script reading the older, shorter
+/// line's `mcast=IF, syncid=N` finds them at the same place.
+pub fn daemons(list: &[DaemonInfo]) -> String {
+    let mut out = String::new();
+    for info in list {
+        let daemon = &info.daemon;
+        let _ = writeln!(
+            out,
+            "{} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})",
+            info.state,
+            daemon.mcast_interface,
+            daemon.syncid,
+            daemon.sync_maxlen,
+            daemon.mcast_group,
+            daemon.mcast_port,
+            daemon.mcast_ttl
+        );
+    }
+    out
 }
 
 /// `-L -c`: the two title lines; [`connection`] prints each entry.

@@ -10,10 +10,14 @@
 //!   DNS is what is broken. `-n` is accepted and changes nothing. Input
 //!   accepts dotted quads and port numbers, plus port names from
 //!   `/etc/services`; host names are not resolved.
-//! - IPv4 only; no SCTP, persistence engines, GUE/GRE tunnels or kernel
-//!   connection sync (`--start-daemon`...): those options are refused with
-//!   a message saying so. `-L --daemon` prints nothing, as ipvsadm does when
-//!   no sync daemon runs.
+//! - IPv4 only; no SCTP, persistence engines or GUE/GRE tunnels: those
+//!   options are refused with a message saying so, as is an IPv6
+//!   `--mcast-group`.
+//! - `--start-daemon`/`--stop-daemon` start and stop rvsd's own IPVS sync
+//!   daemons (`sync:` in the YAML), which speak the kernel's sync protocol;
+//!   `-L --daemon` lists them as ipvsadm 1.31 does on a kernel that reports
+//!   every setting (Linux 4.3 and later): `master sync daemon (mcast=eth0,
+//!   syncid=1, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)`.
 //! - DPVS's FullNAT: `--fullnat` as a forwarding method (DPVS spells it
 //!   `-b`, which ipvsadm already uses for scheduler flags), and
 //!   `--add-laddr`/`--del-laddr`/`--get-laddr` (`-P`/`-Q`/`-G`) with
@@ -68,7 +72,7 @@ pub enum Listing {
     Connections { format: Format },
     /// `-L --timeout`.
     Timeouts,
-    /// `-L --daemon`: kernel sync daemons; rvs has none, so nothing.
+    /// `-L --daemon`: the sync daemons rvsd runs.
     Daemons,
     /// `--get-laddr [service]`.
     Laddrs { service: Option<ServiceKey> },
@@ -109,6 +113,8 @@ Usage:
   rvsadm -L|l [virtual-service] [options]
   rvsadm -Z [virtual-service]
   rvsadm --set tcp tcpfin udp
+  rvsadm --start-daemon {master|backup} [daemon-options]
+  rvsadm --stop-daemon {master|backup}
   rvsadm --add-laddr|--del-laddr virtual-service -z local-address [-F ifname]
   rvsadm --get-laddr [virtual-service]
   rvsadm -h

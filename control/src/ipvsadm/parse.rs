@@ -13,15 +13,23 @@
 
 use super::{Action, Format, Listing};
 use crate::model::{SchedFlagError, SchedFlags, SchedulerKind};
-use crate::proto::{Command, Forward, LaddrSpec, Protocol, RealSpec, ServiceKey, ServiceSpec};
+use crate::proto::{
+    Command, Forward, LaddrSpec, Protocol, RealSpec, ServiceKey, ServiceSpec, SyncDaemon, SyncState,
+};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// ipvsadm's ceiling for timeouts: 31 days.
 const MAX_TIMEOUT: u32 = 86400 * 31;
 
 /// ipvsadm's persistence timeout for a bare `-p`.
 const DEFAULT_PERSISTENCE: u32 = 360;
+
+/// ipvsadm's `--mcast-interface` when `--start-daemon` names none.
+const DEFAULT_MCAST_INTERFACE: &str = "eth0";
+
+/// The largest `--sync-maxlen` ipvsadm takes: a UDP datagram's payload.
+const MAX_SYNC_MAXLEN: u32 = crate::sync::MAX_MAXLEN as u32;
 
 /// A refused command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +104,8 @@ enum Cmd {
     DeleteDest,
     EditDest,
     Set,
+    StartDaemon,
+    StopDaemon,
     Restore,
     Save,
     Zero,
@@ -116,6 +126,8 @@ impl Cmd {
             Cmd::DeleteDest => "delete-server",
             Cmd::EditDest => "edit-server",
             Cmd::Set => "set",
+            Cmd::StartDaemon => "start-daemon",
+            Cmd::StopDaemon => "stop-daemon",
             Cmd::Restore => "restore",
             Cmd::Save => "save",
             Cmd::Zero => "zero",
@@ -141,7 +153,9 @@ impl Cmd {
             },
             Cmd::List => match opt {
                 Connection | Service | Timeout | Daemon => '1',
-                Numeric | Stats | Rate | Thresholds | PersistentConn | NoSort | Exact => ' ',
+                Numeric | Stats | Rate | Thresholds | PersistentConn | NoSort | SyncId | Exact => {
+                    ' '
+                }
                 _ => 'x',
             },
             Cmd::AddDest | Cmd::EditDest => match opt {
@@ -151,6 +165,14 @@ impl Cmd {
             },
             Cmd::DeleteDest => match opt {
                 Service | Server => '+',
+                _ => 'x',
+            },
+            Cmd::StartDaemon => match opt {
+                Mcast | SyncId | McastGroup | McastPort | McastTtl | SyncMaxlen => ' ',
+                _ => 'x',
+            },
+            Cmd::StopDaemon => match opt {
+                SyncId => ' ',
                 _ => 'x',
             },
             Cmd::Save => match opt {
@@ -190,6 +212,7 @@ enum Opt {
     Weight,
     UThreshold,
     LThreshold,
+    Mcast,
     Timeout,
     Daemon,
     Stats,
@@ -197,15 +220,20 @@ enum Opt {
     Thresholds,
     PersistentConn,
     NoSort,
+    SyncId,
     Exact,
     Ops,
     SchedFlags,
+    McastGroup,
+    McastPort,
+    McastTtl,
+    SyncMaxlen,
     TunType,
     Laddr,
     Ifname,
 }
 
-const ALL_OPTS: [Opt; 24] = [
+const ALL_OPTS: [Opt; 30] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -217,6 +245,7 @@ const ALL_OPTS: [Opt; 24] = [
     Opt::Weight,
     Opt::UThreshold,
     Opt::LThreshold,
+    Opt::Mcast,
     Opt::Timeout,
     Opt::Daemon,
     Opt::Stats,
@@ -224,9 +253,14 @@ const ALL_OPTS: [Opt; 24] = [
     Opt::Thresholds,
     Opt::PersistentConn,
     Opt::NoSort,
+    Opt::SyncId,
     Opt::Exact,
     Opt::Ops,
     Opt::SchedFlags,
+    Opt::McastGroup,
+    Opt::McastPort,
+    Opt::McastTtl,
+    Opt::SyncMaxlen,
     Opt::TunType,
     Opt::Laddr,
     Opt::Ifname,
@@ -246,6 +280,7 @@ impl Opt {
             Opt::Weight => "weight",
             Opt::UThreshold => "u-threshold",
             Opt::LThreshold => "l-threshold",
+            Opt::Mcast => "mcast-interface",
             Opt::Timeout => "timeout",
             Opt::Daemon => "daemon",
             Opt::Stats => "stats",
@@ -253,9 +288,14 @@ impl Opt {
             Opt::Thresholds => "thresholds",
             Opt::PersistentConn => "persistent-conn",
             Opt::NoSort => "nosort",
+            Opt::SyncId => "syncid",
             Opt::Exact => "exact",
             Opt::Ops => "ops",
             Opt::SchedFlags => "sched-flags",
+            Opt::McastGroup => "mcast-group",
+            Opt::McastPort => "mcast-port",
+            Opt::McastTtl => "mcast-ttl",
+            Opt::SyncMaxlen => "sync-maxlen",
             Opt::TunType => "tun-type",
             Opt::Laddr => "laddr",
             Opt::Ifname => "ifname",
@@ -303,6 +343,12 @@ enum Tag {
     TunType,
     Laddr,
     Ifname,
+    McastInterface,
+    SyncId,
+    McastGroup,
+    McastPort,
+    McastTtl,
+    SyncMaxlen,
     /// Recognised, refused: the reason.
     Unsupported(&'static str),
 }
@@ -320,15 +366,17 @@ enum Section {
     Commands,
     Service,
     Options,
+    Daemon,
     /// ipvsadm's options that rvs refuses, grouped by the reason it gives.
     Refused,
 }
 
 impl Section {
-    const ALL: [Section; 4] = [
+    const ALL: [Section; 5] = [
         Section::Commands,
         Section::Service,
         Section::Options,
+        Section::Daemon,
         Section::Refused,
     ];
 
@@ -337,6 +385,7 @@ impl Section {
             Section::Commands => "Commands:\nEither long or short options are allowed.",
             Section::Service => "virtual-service:",
             Section::Options => "Options:",
+            Section::Daemon => "Daemon Options:",
             Section::Refused => "Refused, with the reason rvsadm gives:",
         }
     }
@@ -439,13 +488,31 @@ const fn option(
     Spec::new(Section::Options, long, short, arg, tag, operands, text)
 }
 
+/// A `--start-daemon` option.
+const fn daemon(long: &'static str, tag: Tag, operands: &'static str, text: &'static str) -> Spec {
+    Spec::new(
+        Section::Daemon,
+        long,
+        &[],
+        Arg::Required,
+        tag,
+        operands,
+        text,
+    )
+}
+
+/// A command that takes `master` or `backup`, named in the synopsis.
+const fn daemon_command(long: &'static str, tag: Tag, text: &'static str) -> Spec {
+    Spec::new(Section::Commands, long, &[], Arg::Required, tag, "", text)
+}
+
 /// Recognised, refused with `why`, which the help shows too.
 const fn refused(long: &'static str, short: &'static [char], arg: Arg, why: &'static str) -> Spec {
     let tag = Tag::Unsupported(why);
     Spec::new(Section::Refused, long, short, arg, tag, "", why)
 }
 
-const SYNC: &str = "kernel connection sync; rvs has no equivalent yet";
+const IPV4_ONLY: &str = "rvs is IPv4 only for now";
 const TUNNELS: &str = "rvs tunnels with IP-in-IP only (--tun-type ipip)";
 
 /// Every option rvsadm knows, in the order of `rvsadm -h`.
@@ -463,6 +530,8 @@ const OPTIONS: &[Spec] = &[
     command("list",           &['L', 'l'], Tag::Command(Cmd::List),       "", "list the table"),
     command("zero",           &['Z'],      Tag::Command(Cmd::Zero),       "", "zero counters in a service or all services"),
     command("set",            &[],         Tag::Command(Cmd::Set),        "tcp tcpfin udp", "set connection timeout values"),
+    daemon_command("start-daemon",          Tag::Command(Cmd::StartDaemon),                   "start connection sync daemon"),
+    daemon_command("stop-daemon",           Tag::Command(Cmd::StopDaemon),                    "stop connection sync daemon"),
     command("add-laddr",      &['P'],      Tag::Command(Cmd::AddLaddr),   "", "add a FullNAT local address to a service"),
     command("del-laddr",      &['Q'],      Tag::Command(Cmd::DelLaddr),   "", "delete a FullNAT local address"),
     command("get-laddr",      &['G'],      Tag::Command(Cmd::GetLaddr),   "", "list FullNAT local addresses"),
@@ -489,7 +558,7 @@ const OPTIONS: &[Spec] = &[
     option("ifname",          &['F'], Arg::Required, Tag::Ifname,         "ifname",         "port the local address lives on"),
     option("connection",      &['c'], Arg::None,     Tag::Connection,     "",               "output of current IPVS connections"),
     option("timeout",         &[],    Arg::None,     Tag::Timeout,        "",               "output of timeout (tcp tcpfin udp)"),
-    option("daemon",          &[],    Arg::None,     Tag::Daemon,         "",               "output of daemon information (rvs has none)"),
+    option("daemon",          &[],    Arg::None,     Tag::Daemon,         "",               "output of daemon information"),
     option("stats",           &[],    Arg::None,     Tag::Stats,          "",               "output of statistics information"),
     option("rate",            &[],    Arg::None,     Tag::Rate,           "",               "output of rate information"),
     option("exact",           &['X'], Arg::None,     Tag::Exact,          "",               "expand numbers (display exact values)"),
@@ -501,17 +570,16 @@ const OPTIONS: &[Spec] = &[
     option("numeric",         &['n'], Arg::None,     Tag::Numeric,        "",               "numeric output of addresses and ports (always on)"),
     option("sched-flags",     &['b'], Arg::Required, Tag::SchedFlags,     "flags",          "scheduler flags (comma-separated)"),
 
-    refused("ipv6",            &['6'], Arg::None,     "rvs is IPv4 only for now"),
+    daemon("syncid",          Tag::SyncId,         "sid",       "syncid for connection sync (default=0)"),
+    daemon("sync-maxlen",     Tag::SyncMaxlen,     "length",    "Max sync message length (default=1472)"),
+    daemon("mcast-interface", Tag::McastInterface, "interface", "multicast interface for connection sync\n(default=eth0)"),
+    daemon("mcast-group",     Tag::McastGroup,     "address",   "IPv4 group (default=224.0.0.81)"),
+    daemon("mcast-port",      Tag::McastPort,      "port",      "UDP port (default=8848)"),
+    daemon("mcast-ttl",       Tag::McastTtl,       "ttl",       "Multicast TTL (default=1)"),
+
+    refused("ipv6",            &['6'], Arg::None,     IPV4_ONLY),
     refused("sctp-service",    &[],    Arg::Required, "rvs serves TCP and UDP only"),
     refused("pe",              &[],    Arg::Required, "rvs has no persistence engines"),
-    refused("start-daemon",    &[],    Arg::Required, SYNC),
-    refused("stop-daemon",     &[],    Arg::Required, SYNC),
-    refused("syncid",          &[],    Arg::Required, SYNC),
-    refused("mcast-interface", &[],    Arg::Required, SYNC),
-    refused("mcast-group",     &[],    Arg::Required, SYNC),
-    refused("mcast-port",      &[],    Arg::Required, SYNC),
-    refused("mcast-ttl",       &[],    Arg::Required, SYNC),
-    refused("sync-maxlen",     &[],    Arg::Required, SYNC),
     refused("tun-info",        &[],    Arg::None,     "rvs tunnels with IP-in-IP only; there is no tunnel information to list"),
     refused("tun-port",        &[],    Arg::Required, TUNNELS),
     refused("tun-nocsum",      &[],    Arg::None,     TUNNELS),
@@ -732,6 +800,14 @@ struct Parsed {
     format: Format,
     laddr: Option<Ipv4Addr>,
     ifname: Option<String>,
+    /// `--start-daemon`/`--stop-daemon`'s argument.
+    state: Option<SyncState>,
+    mcast_interface: Option<String>,
+    syncid: u8,
+    sync_maxlen: Option<u16>,
+    mcast_group: Option<Ipv4Addr>,
+    mcast_port: Option<u16>,
+    mcast_ttl: Option<u8>,
 }
 
 impl Parsed {
@@ -754,15 +830,28 @@ impl Parsed {
 fn parse_words<S: AsRef<str>>(words: &[S], reading_stdin: bool) -> Result<Action, ParseError> {
     let (occurrences, positional) = tokenize(words)?;
     let mut occurrences = occurrences.into_iter();
-    let cmd = match occurrences.next() {
+    let (cmd, cmd_arg) = match occurrences.next() {
         None => return Err(ParseError::try_help()),
         Some(first) => match first.tag {
-            Tag::Command(cmd) => cmd,
+            Tag::Command(cmd) => (cmd, first.arg),
             Tag::Help => return Ok(Action::Help),
             Tag::Version => return Ok(Action::Version),
             Tag::Unsupported(why) => return Err(ParseError::unsupported(&first.spelling, why)),
             _ => return Err(ParseError::try_help()),
         },
+    };
+    // ipvsadm reads the daemon's state with the command, before any option.
+    let state = match cmd {
+        Cmd::StartDaemon | Cmd::StopDaemon => Some(match cmd_arg.as_deref() {
+            Some("master") => SyncState::Master,
+            Some("backup") => SyncState::Backup,
+            // ipvsadm's two messages, its typo in the second included.
+            _ if cmd == Cmd::StartDaemon => {
+                return Err(ParseError::new("illegal start-daemon parameter specified"))
+            }
+            _ => return Err(ParseError::new("illegal start_daemon specified")),
+        }),
+        _ => None,
     };
     let mut parsed = Parsed {
         cmd,
@@ -781,6 +870,13 @@ fn parse_words<S: AsRef<str>>(words: &[S], reading_stdin: bool) -> Result<Action
         format: Format::default(),
         laddr: None,
         ifname: None,
+        state,
+        mcast_interface: None,
+        syncid: 0,
+        sync_maxlen: None,
+        mcast_group: None,
+        mcast_port: None,
+        mcast_ttl: None,
     };
     for occurrence in occurrences {
         apply_option(&mut parsed, occurrence)?;
@@ -856,6 +952,29 @@ fn parse_words<S: AsRef<str>>(words: &[S], reading_stdin: bool) -> Result<Action
             let (tcp, tcpfin, udp) = timeouts.expect("parsed above for --set");
             Action::Apply(Command::SetTimeouts { tcp, tcpfin, udp })
         }
+        Cmd::StartDaemon => {
+            let defaults = SyncDaemon::on(
+                parsed
+                    .mcast_interface
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_MCAST_INTERFACE.to_owned()),
+            );
+            let daemon = SyncDaemon {
+                syncid: parsed.syncid,
+                sync_maxlen: parsed.sync_maxlen.unwrap_or(defaults.sync_maxlen),
+                mcast_group: parsed.mcast_group.unwrap_or(defaults.mcast_group),
+                mcast_port: parsed.mcast_port.unwrap_or(defaults.mcast_port),
+                mcast_ttl: parsed.mcast_ttl.unwrap_or(defaults.mcast_ttl),
+                ..defaults
+            };
+            Action::Apply(Command::StartDaemon {
+                state: parsed.state.expect("read with the command"),
+                daemon,
+            })
+        }
+        Cmd::StopDaemon => Action::Apply(Command::StopDaemon {
+            state: parsed.state.expect("read with the command"),
+        }),
         Cmd::Save => Action::Save,
         Cmd::Restore => {
             if reading_stdin {
@@ -1098,8 +1217,59 @@ fn apply_option(parsed: &mut Parsed, occurrence: Occurrence) -> Result<(), Parse
             parsed.set(Opt::Ifname)?;
             parsed.ifname = Some(arg);
         }
+        Tag::McastInterface => {
+            parsed.set(Opt::Mcast)?;
+            parsed.mcast_interface = Some(arg);
+        }
+        Tag::SyncId => {
+            parsed.set(Opt::SyncId)?;
+            parsed.syncid = bounded(&arg, 0, 255, "illegal syncid specified")? as u8;
+        }
+        Tag::McastGroup => {
+            parsed.set(Opt::McastGroup)?;
+            parsed.mcast_group = Some(mcast_group(&arg)?);
+        }
+        Tag::McastPort => {
+            parsed.set(Opt::McastPort)?;
+            parsed.mcast_port =
+                Some(bounded(&arg, 1, 65535, "illegal mcast-port specified")? as u16);
+        }
+        Tag::McastTtl => {
+            parsed.set(Opt::McastTtl)?;
+            parsed.mcast_ttl = Some(bounded(&arg, 1, 255, "illegal mcast-ttl specified")? as u8);
+        }
+        Tag::SyncMaxlen => {
+            parsed.set(Opt::SyncMaxlen)?;
+            let maxlen = bounded(&arg, 1, MAX_SYNC_MAXLEN, "illegal sync-maxlen specified")?;
+            parsed.sync_maxlen = Some(maxlen as u16);
+        }
     }
     Ok(())
+}
+
+/// [`number`] within `min..=max`, else ipvsadm's `message`.
+fn bounded(text: &str, min: u32, max: u32, message: &str) -> Result<u32, ParseError> {
+    number(text, max)
+        .filter(|value| *value >= min)
+        .ok_or_else(|| ParseError::new(message))
+}
+
+/// ipvsadm's `--mcast-group`: an IPv4 multicast address; an IPv6 one (any
+/// text with a colon) is read as ipvsadm reads it, then refused: rvs syncs
+/// over IPv4 only.
+fn mcast_group(text: &str) -> Result<Ipv4Addr, ParseError> {
+    if text.contains(':') {
+        return Err(match text.parse::<Ipv6Addr>() {
+            Ok(group) if group.is_multicast() => {
+                ParseError::unsupported("--mcast-group", IPV4_ONLY)
+            }
+            _ => ParseError::new(format!("invalid IPv6 mcast-group `{text}'")),
+        });
+    }
+    text.parse::<Ipv4Addr>()
+        .ok()
+        .filter(Ipv4Addr::is_multicast)
+        .ok_or_else(|| ParseError::new(format!("invalid IPv4 mcast-group `{text}'")))
 }
 
 /// ipvsadm's generic_opt_check over its table of legal options.
@@ -1265,6 +1435,12 @@ mod tests {
             let bracketed = operands.starts_with('[') && operands.ends_with(']');
             let named = match spec.arg {
                 Arg::None => operands.is_empty() || spec.tag == Tag::Command(Cmd::Set),
+                // A command's argument is named in the synopsis, as ipvsadm's.
+                Arg::Required if spec.section == Section::Commands => {
+                    operands.is_empty()
+                        && super::super::SYNOPSIS
+                            .contains(&format!("rvsadm --{} {{master|backup}}", spec.long))
+                }
                 Arg::Required => !operands.is_empty() && !bracketed,
                 Arg::Optional => bracketed,
             };
