@@ -18,10 +18,11 @@
 //!   written, so that a later refusal by key path names the line.
 
 use super::parse::{Node, Word};
+use super::syncd::{self, SyncOrigin};
 use super::{Pos, Refusal};
 use crate::config::{
-    Check, CheckKind, Forward, Protocol, Real, Seconds, Service, SorryServer, StatusCodes, Url,
-    MAX_SECONDS,
+    Check, CheckKind, Forward, Protocol, Real, Seconds, Service, SorryServer, StatusCodes, Sync,
+    Url, MAX_SECONDS,
 };
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -36,10 +37,6 @@ const VRRP: &str = "VRRP belongs to keepalived itself (see the HA issue)";
 
 /// Top-level blocks that are keepalived's own business, and why.
 const IGNORED: &[(&str, &str)] = &[
-    (
-        "global_defs",
-        "keepalived's own settings (router id, mail, scripts)",
-    ),
     ("vrrp_instance", VRRP),
     ("vrrp_sync_group", VRRP),
     ("vrrp_script", VRRP),
@@ -130,10 +127,15 @@ impl Origin {
     }
 }
 
-/// The services of a configuration, with where each came from.
+/// What `global_defs` is besides its `lvs_sync_daemon`.
+const GLOBAL_DEFS: &str = "keepalived's own settings (router id, mail, scripts)";
+
+/// The services of a configuration, with where each came from, and its
+/// sync daemons.
 pub(super) struct Mapped {
     pub services: Vec<Service>,
     pub origins: Vec<Origin>,
+    pub sync: Option<(Sync, SyncOrigin)>,
 }
 
 /// Maps the top-level statements `nodes`; what is accepted without effect
@@ -154,10 +156,27 @@ pub(super) fn map(nodes: &[Node], notes: &mut Vec<String>) -> Result<Mapped, Ref
     let mut mapped = Mapped {
         services: Vec::new(),
         origins: Vec::new(),
+        sync: syncd::sync(nodes, notes)?,
     };
     for node in nodes {
         match node.name() {
             "virtual_server_group" => {}
+            "global_defs" => {
+                let syncd = node
+                    .block
+                    .iter()
+                    .flatten()
+                    .any(|n| n.name() == "lvs_sync_daemon");
+                let but = if syncd {
+                    " but for lvs_sync_daemon"
+                } else {
+                    ""
+                };
+                notes.push(format!(
+                    "{}: global_defs ignored{but}: {GLOBAL_DEFS}",
+                    node.at()
+                ));
+            }
             "virtual_server" => {
                 for (service, origin) in virtual_server(node, &groups, notes)? {
                     mapped.services.push(service);
@@ -1165,7 +1184,7 @@ mod num {
     }
 }
 
-fn ipv4(node: &Node, word: &Word) -> Result<Ipv4Addr, Refusal> {
+pub(super) fn ipv4(node: &Node, word: &Word) -> Result<Ipv4Addr, Refusal> {
     if word.text.contains(':') {
         return Err(refuse(node, ipv6_reason()));
     }
@@ -1174,7 +1193,7 @@ fn ipv4(node: &Node, word: &Word) -> Result<Ipv4Addr, Refusal> {
         .map_err(|_| refuse(node, format!("`{}` is not an IPv4 address", word.text)))
 }
 
-fn ipv6_reason() -> String {
+pub(super) fn ipv6_reason() -> String {
     "rvs serves IPv4 only for now (IPv6 is on its roadmap)".to_owned()
 }
 
@@ -1194,7 +1213,7 @@ fn no_args(node: &Node) -> Result<(), Refusal> {
     }
 }
 
-fn no_block(node: &Node) -> Result<(), Refusal> {
+pub(super) fn no_block(node: &Node) -> Result<(), Refusal> {
     if node.block.is_some() {
         Err(refuse(node, "takes no { } block".to_owned()))
     } else {
@@ -1230,7 +1249,7 @@ fn label(node: &Node) -> String {
         .join(" ")
 }
 
-fn refuse(node: &Node, reason: String) -> Refusal {
+pub(super) fn refuse(node: &Node, reason: String) -> Refusal {
     Refusal::new(node.at().clone(), node.name(), reason)
 }
 

@@ -1,6 +1,7 @@
 //! `rvsctl import-keepalived`: the load-balancing part of a keepalived.conf
 //! (its `virtual_server`, `virtual_server_group`, `real_server` and checker
-//! blocks, with `include`) as rvs services.
+//! blocks, with `include`) as rvs services, and its `lvs_sync_daemon` as
+//! rvs's sync daemons ([`syncd`]).
 //!
 //! Promises:
 //! - Pure but for reading files, and that goes through [`Files`]: the
@@ -9,11 +10,13 @@
 //! - Whatever keepalived's words ask that rvs cannot do is refused, with
 //!   `FILE:LINE: keyword: reason` ([`Refusal`]); a keyword accepted without
 //!   effect, and every block skipped as keepalived's own business (VRRP,
-//!   `global_defs`, static addresses and routes), is said in a note.
-//! - [`Import::into_config`] puts the services into a running
-//!   configuration, keeping all else of it (its `marks:` groups
-//!   included), and validates the result as rvsd would; a refusal by key
-//!   path names the keepalived line the key came from.
+//!   `global_defs` but for its `lvs_sync_daemon`, static addresses and
+//!   routes), is said in a note.
+//! - [`Import::into_config`] puts the services (and the sync daemons, when
+//!   the file declares them) into a running configuration, keeping all
+//!   else of it (its `marks:` groups included), and validates the result as
+//!   rvsd would; a refusal by key path names the keepalived line the key
+//!   came from.
 //!
 //! The stages: [`source`] reads the files and splices the includes,
 //! [`lex`] splits lines into words, [`parse`] makes the block tree,
@@ -23,12 +26,13 @@ mod lex;
 mod map;
 mod parse;
 mod source;
+mod syncd;
 
 pub use map::MAX_RANGE;
 pub use parse::MAX_NESTING;
 pub use source::{MAX_DEPTH, MAX_FILES};
 
-use crate::config::{self, Config, CpuList, HostCpus, Service};
+use crate::config::{self, Config, CpuList, HostCpus, Service, Sync};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -137,10 +141,14 @@ pub struct Import {
     pub file: String,
     /// In the order of the file, a group's members in theirs.
     pub services: Vec<Service>,
+    /// The sync daemons of its `lvs_sync_daemon`: master and backup alike.
+    pub sync: Option<Sync>,
     /// What was skipped or accepted without effect, each naming its line.
     pub notes: Vec<String>,
     /// Per service, where its keys were written.
     origins: Vec<map::Origin>,
+    /// Where the sync daemons were declared.
+    sync_origin: Option<syncd::SyncOrigin>,
 }
 
 /// Imports the keepalived configuration at `path` from the disk.
@@ -167,19 +175,24 @@ pub fn import_from(files: &dyn Files, path: &Path) -> Result<Import, Refusal> {
             "{file}: declares no virtual_server: importing it removes every service"
         ));
     }
+    let (sync, sync_origin) = mapped.sync.unzip();
     Ok(Import {
         file,
         services: mapped.services,
+        sync,
         notes,
         origins: mapped.origins,
+        sync_origin,
     })
 }
 
 impl Import {
-    /// `running` with its services replaced by the imported ones, all else
-    /// (ports, timeouts, `marks:`...) kept, validated as rvsd validates a
-    /// configuration but for the lcores' CPUs (rvsd checked those against
-    /// its own machine when it took the running configuration).
+    /// `running` with its services replaced by the imported ones, and its
+    /// sync daemons by the imported ones when the file declares some; all
+    /// else (ports, timeouts, `marks:`, the sync daemons of a file that
+    /// declares none...) kept, validated as rvsd validates a configuration
+    /// but for the lcores' CPUs (rvsd checked those against its own machine
+    /// when it took the running configuration).
     pub fn into_config(&self, mut running: Config) -> Result<Config, Refusal> {
         for (service, origin) in self.services.iter().zip(&self.origins) {
             let Some(mark) = service.mark else {
@@ -205,6 +218,9 @@ impl Import {
             }
         }
         running.services = self.services.clone();
+        if let Some(sync) = &self.sync {
+            running.sync = sync.clone();
+        }
         let every_cpu = CpuList::parse(&format!("0-{}", u32::MAX)).unwrap_or_default();
         let cpus = HostCpus {
             online: every_cpu.clone(),
@@ -216,9 +232,13 @@ impl Import {
         Ok(running)
     }
 
-    /// A refusal of the configuration key `key_path` (`services[2].quorum`),
-    /// placed at the keepalived line it came from.
+    /// A refusal of the configuration key `key_path` (`services[2].quorum`,
+    /// `sync.master.sync_maxlen`), placed at the keepalived line it came
+    /// from.
     pub fn refusal(&self, key_path: &str, reason: &str) -> Refusal {
+        if let (Some(origin), true) = (&self.sync_origin, is_sync_key(key_path)) {
+            return Refusal::new(origin.at.clone(), &origin.keyword, reason.to_owned());
+        }
         let service = key_path
             .strip_prefix("services[")
             .and_then(|rest| rest.split_once(']'))
@@ -251,12 +271,19 @@ impl Import {
         };
         let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit() || c == ':');
         match rest.trim_start().split_once(": ") {
-            Some((key_path, reason)) if key_path.starts_with("services[") => {
+            Some((key_path, reason))
+                if key_path.starts_with("services[") || is_sync_key(key_path) =>
+            {
                 self.refusal(key_path, reason).to_string()
             }
             _ => message.to_owned(),
         }
     }
+}
+
+/// Whether `key_path` is a key of the `sync:` section.
+fn is_sync_key(key_path: &str) -> bool {
+    key_path == "sync" || key_path.starts_with("sync.")
 }
 
 /// `config` as the YAML text rvsctl sends rvsd for the import of `file`.

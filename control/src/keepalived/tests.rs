@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::{
-    CheckKind, Forward, Protocol, SchedulerKind, Seconds, SorryServer, StatusCodes, Url,
+    CheckKind, Forward, Protocol, SchedulerKind, Seconds, SorryServer, StatusCodes, Sync,
+    SyncDaemon, Url,
 };
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -896,5 +897,196 @@ fn group_entries_expand_ranges_and_prefixes() {
     assert!(
         err.starts_with("k.conf:3: 10.99.1.101 80: service tcp 10.99.1.101:80 is already"),
         "{err}"
+    );
+}
+
+/// `global_defs` holding `line`, VRRP instance VI_1 (router id 51), and
+/// one virtual server.
+fn with_sync(line: &str) -> String {
+    format!(
+        "global_defs {{\n    router_id LVS_A\n    {line}\n}}\n\
+         vrrp_instance VI_1 {{\n    interface rvs-client\n    virtual_router_id 51\n}}\n{}",
+        vs("  real_server 10.99.2.11 80 {\n  }")
+    )
+}
+
+fn sync_of(line: &str) -> Sync {
+    import_of(&[("k.conf", &with_sync(line))])
+        .unwrap_or_else(|err| panic!("{line}: {err}"))
+        .sync
+        .unwrap_or_else(|| panic!("{line}: no sync daemons"))
+}
+
+#[test]
+fn lvs_sync_daemon_runs_both_daemons_with_keepalived_s_settings() {
+    let both = |daemon: SyncDaemon| Sync {
+        master: Some(daemon.clone()),
+        backup: Some(daemon),
+    };
+    for (line, daemon) in [
+        // No instance, no id: syncid 0, the kernel's defaults.
+        ("lvs_sync_daemon eth1", SyncDaemon::on("eth1")),
+        (
+            "lvs_sync_daemon eth1 id 7 maxlen 9000 port 9999 ttl 2 group 239.1.2.3",
+            SyncDaemon {
+                syncid: 7,
+                sync_maxlen: 9000,
+                mcast_port: 9999,
+                mcast_ttl: 2,
+                mcast_group: Ipv4Addr::new(239, 1, 2, 3),
+                ..SyncDaemon::on("eth1")
+            },
+        ),
+        // An instance and no id: the instance's virtual_router_id.
+        (
+            "lvs_sync_daemon rvs-client inst VI_1",
+            SyncDaemon {
+                syncid: 51,
+                ..SyncDaemon::on("rvs-client")
+            },
+        ),
+        (
+            "lvs_sync_daemon rvs-client VI_1 id 3",
+            SyncDaemon {
+                syncid: 3,
+                ..SyncDaemon::on("rvs-client")
+            },
+        ),
+        // keepalived's older form: IF INSTANCE SYNCID.
+        (
+            "lvs_sync_daemon rvs-client VI_1 4",
+            SyncDaemon {
+                syncid: 4,
+                ..SyncDaemon::on("rvs-client")
+            },
+        ),
+    ] {
+        assert_eq!(sync_of(line), both(daemon), "{line}");
+    }
+    // The deprecated form in the VRRP instance: its router id is the syncid.
+    let text = "vrrp_instance VI_2 {\n    lvs_sync_daemon_interface eth2\n    \
+                virtual_router_id 52\n}\n";
+    let import = import_of(&[("k.conf", text)]).unwrap();
+    assert_eq!(
+        import.sync,
+        Some(both(SyncDaemon {
+            syncid: 52,
+            ..SyncDaemon::on("eth2")
+        }))
+    );
+}
+
+#[test]
+fn lvs_sync_daemon_is_noted_and_the_rest_of_global_defs_skipped() {
+    let import = import_of(&[("k.conf", &with_sync("lvs_sync_daemon eth1 inst VI_1"))]).unwrap();
+    assert_eq!(
+        import.notes[..3],
+        [
+            "k.conf:3: lvs_sync_daemon: rvs runs both its sync daemons, master and backup, with \
+             these settings: beside rvsd keepalived runs VRRP only (--vrrp) and never starts or \
+             stops rvs's daemons, so each director sends the connections it serves and takes \
+             those its peer sends, whichever holds the VIPs",
+            "k.conf:1: global_defs ignored but for lvs_sync_daemon: keepalived's own settings \
+             (router id, mail, scripts)",
+            "k.conf:5: vrrp_instance VI_1 ignored: VRRP belongs to keepalived itself (see the HA \
+             issue)",
+        ]
+    );
+}
+
+#[test]
+fn the_import_sets_the_sync_daemons_only_when_the_file_declares_them() {
+    let mut running = running();
+    running.sync.master = Some(SyncDaemon::on("eth9"));
+    // None declared: the running ones stay, as keepalived leaves daemons
+    // started by ipvsadm alone.
+    let import = import_of(&[("k.conf", &vs("  real_server 10.99.2.11 80 {\n  }"))]).unwrap();
+    assert_eq!(import.sync, None);
+    let kept = import.into_config(running.clone()).unwrap();
+    assert_eq!(kept.sync, running.sync);
+    // Declared: both, replacing the running ones.
+    let import = import_of(&[("k.conf", &with_sync("lvs_sync_daemon eth1 id 2"))]).unwrap();
+    let config = import.into_config(running.clone()).unwrap();
+    assert_eq!(config.sync.master.as_ref().map(|d| d.syncid), Some(2));
+    assert_eq!(config.sync.backup, config.sync.master);
+    // What rvsd would refuse is placed at the keepalived line.
+    let import = import_of(&[("k.conf", &with_sync("lvs_sync_daemon eth1 maxlen 20"))]).unwrap();
+    assert_eq!(
+        import.into_config(running).unwrap_err().to_string(),
+        "k.conf:3: lvs_sync_daemon: 20 bytes is out of range: a sync message holds its header \
+         and at least one connection (44 bytes) and fits a UDP datagram (65507 bytes)"
+    );
+    assert_eq!(
+        import.reword("k.conf:30:9: sync.backup.mcast_interface: no"),
+        "k.conf:3: lvs_sync_daemon: no"
+    );
+}
+
+#[test]
+fn what_keepalived_would_ignore_in_lvs_sync_daemon_is_refused() {
+    for (line, reason) in [
+        (
+            "lvs_sync_daemon",
+            "needs the interface the sync multicast goes out of and comes in on",
+        ),
+        ("lvs_sync_daemon eth1 id", "`id` needs a value"),
+        (
+            "lvs_sync_daemon eth1 id 256",
+            "id `256` is not a whole number from 0 to 255",
+        ),
+        (
+            "lvs_sync_daemon eth1 maxlen 0",
+            "maxlen `0` is not a whole number from 1 to 65507",
+        ),
+        (
+            "lvs_sync_daemon eth1 port 65536",
+            "port `65536` is not a whole number from 1 to 65535",
+        ),
+        (
+            "lvs_sync_daemon eth1 ttl 0",
+            "ttl `0` is not a whole number from 1 to 255",
+        ),
+        (
+            "lvs_sync_daemon eth1 group 10.0.0.1",
+            "group 10.0.0.1 is not a multicast address",
+        ),
+        (
+            "lvs_sync_daemon eth1 group ff02::81",
+            "rvs serves IPv4 only for now (IPv6 is on its roadmap)",
+        ),
+        (
+            "lvs_sync_daemon eth1 group 224.0.0",
+            "`224.0.0` is not an IPv4 address",
+        ),
+        (
+            "lvs_sync_daemon eth1 inst VI_9",
+            "vrrp_instance VI_9 is not defined; keepalived would run no sync daemon",
+        ),
+        (
+            "lvs_sync_daemon eth1 VI_1 id 3 bogus 1",
+            "`bogus` is not an option of lvs_sync_daemon (inst, id, maxlen, port, ttl, group)",
+        ),
+        (
+            "lvs_sync_daemon eth1 id 3 VI_1",
+            "`VI_1` is not an option of lvs_sync_daemon (inst, id, maxlen, port, ttl, group)",
+        ),
+    ] {
+        assert_eq!(
+            refusal(&with_sync(line)),
+            format!("k.conf:3: lvs_sync_daemon: {reason}"),
+            "{line}"
+        );
+    }
+    let twice = with_sync("lvs_sync_daemon eth1\n    lvs_sync_daemon eth2");
+    assert_eq!(
+        refusal(&twice),
+        "k.conf:4: lvs_sync_daemon: the sync daemons are already declared at k.conf:3 \
+         (keepalived takes one declaration and ignores the others)"
+    );
+    let no_router_id = "global_defs {\n    lvs_sync_daemon eth1 VI_3\n}\nvrrp_instance VI_3 {\n}\n";
+    assert_eq!(
+        refusal(no_router_id),
+        "k.conf:4: vrrp_instance: vrrp_instance VI_3 has no virtual_router_id, which \
+         keepalived takes as the sync daemons' syncid"
     );
 }

@@ -83,10 +83,11 @@ pub enum Action {
     /// what changes as apply does
     ///
     /// Reads FILE's virtual_server, virtual_server_group, real_server and
-    /// checker blocks, with its includes; all else of the running
-    /// configuration (marks: groups included) is kept. VRRP blocks and
-    /// global_defs are skipped with a note; what rvs cannot honour is refused
-    /// with FILE:LINE and the reason, and nothing changes.
+    /// checker blocks, with its includes, and global_defs' lvs_sync_daemon
+    /// (as both sync daemons, master and backup); all else of the running
+    /// configuration (marks: groups included) is kept. VRRP blocks and the
+    /// rest of global_defs are skipped with a note; what rvs cannot honour
+    /// is refused with FILE:LINE and the reason, and nothing changes.
     ImportKeepalived {
         /// keepalived's configuration, e.g. /etc/keepalived/keepalived.conf
         #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
