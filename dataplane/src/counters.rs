@@ -66,10 +66,14 @@ pub enum DropReason {
     BadL4Checksum,
     /// For the port's kernel interface, but the ring to it was full.
     KernelFull,
+    /// A new connection to a VIP (or a packet to a floating address) this
+    /// director does not hold now (`ownership: kernel`, keepalived's VRRP
+    /// gave it to the other director).
+    NotHeld,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::IpFragment,
@@ -93,6 +97,7 @@ impl DropReason {
         DropReason::Martian,
         DropReason::BadL4Checksum,
         DropReason::KernelFull,
+        DropReason::NotHeld,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -122,6 +127,7 @@ impl DropReason {
             DropReason::Martian => "martian",
             DropReason::BadL4Checksum => "bad_l4_checksum",
             DropReason::KernelFull => "kernel_full",
+            DropReason::NotHeld => "not_held",
         }
     }
 }
@@ -230,6 +236,18 @@ worker_counters! {
     /// is the worker's load.
     polls,
     busy_polls,
+    /// Connection sync as a master: copies handed to the sync daemon, and
+    /// those its full ring dropped.
+    sync_queued,
+    sync_ring_full,
+    /// Connection sync as a backup: received connections (and templates)
+    /// installed, updated in place, refused for want of a matching service
+    /// and real here (or of a FullNAT local address, or because another
+    /// connection holds its keys), and refused by a full table.
+    sync_installed,
+    sync_updated,
+    sync_unbound,
+    sync_table_full,
 }
 
 impl WorkerCounters {

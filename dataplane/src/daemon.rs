@@ -539,7 +539,12 @@ fn start(config: &Config) -> Result<Running, StartError> {
     let port_addresses: Vec<Ipv4Addr> = config
         .ports
         .iter()
-        .flat_map(|p| p.addresses.iter().map(|net| net.addr()))
+        .flat_map(|p| {
+            p.addresses
+                .iter()
+                .chain(&p.floating_addresses)
+                .map(|net| net.addr())
+        })
         .collect();
     let book = Arc::new(
         RealBook::new(config.workers.len(), config.limits.reals as usize)

@@ -3,6 +3,7 @@
 //! tested without a NIC; `dpdk` is the one module allowed `unsafe`.
 #![deny(unsafe_code)]
 
+pub mod addresses;
 pub mod buf;
 pub mod conn;
 pub mod counters;
@@ -17,6 +18,7 @@ pub mod persist;
 pub mod sched;
 pub mod snapshot;
 pub mod supervisor;
+pub mod sync;
 pub mod tcp_state;
 pub mod wire;
 pub mod worker;

@@ -3,13 +3,15 @@
 //! connection (one ring per ordered pair of workers, so each ring has a
 //! single producer), neighbours learned by ARP, configuration snapshots
 //! (and the old ones back, to be freed off the packet path), and requests
-//! the control thread asks a worker to answer between bursts ([`Ask`]).
+//! the control thread asks a worker to answer between bursts ([`Ask`]),
+//! and connection copies to and from the sync daemons.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
+use rvs_control::sync::SyncConn;
 
 use crate::dpdk::Mbuf;
 use crate::engine::ConnDump;
@@ -23,6 +25,9 @@ pub use rvs_control::config::KERNEL_RING;
 const NEIGHBOUR_RING: usize = 256;
 /// Snapshots waiting for one worker, at most.
 pub const SNAPSHOT_QUEUE: usize = 4;
+/// Connection copies waiting in one worker's sync ring (either way), at
+/// most: a second of 4,000 new connections, synced once each.
+pub const SYNC_RING: usize = 4096;
 
 /// (address, MAC, port index, seconds since confirmed).
 pub type NeighbourEntry = (Ipv4Addr, MacAddr, u16, u32);
@@ -53,6 +58,11 @@ pub struct Mesh {
     /// Frames the kernel sent, (frame, config port index): worker 0
     /// transmits them on its TX queue of that port.
     pub from_kernel: ArrayQueue<(Mbuf, u16)>,
+    /// Per worker: copies of its connections for the master sync daemon.
+    pub sync_out: Vec<ArrayQueue<SyncConn>>,
+    /// Per worker: connections the backup sync daemon received for flows
+    /// it owns, to install between bursts.
+    pub sync_in: Vec<ArrayQueue<SyncConn>>,
 }
 
 impl Mesh {
@@ -71,6 +81,8 @@ impl Mesh {
             neighbour_tables: (0..workers).map(|_| Ask::new()).collect(),
             to_kernel: per_worker(workers, KERNEL_RING),
             from_kernel: ArrayQueue::new(KERNEL_RING),
+            sync_out: per_worker(workers, SYNC_RING),
+            sync_in: per_worker(workers, SYNC_RING),
         }
     }
 }

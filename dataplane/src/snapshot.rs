@@ -62,6 +62,10 @@ pub struct PortInfo {
     /// Whether the port has a kernel interface: what the dataplane does
     /// not own goes to the kernel instead of being dropped.
     pub kernel: bool,
+    /// Addresses the port has while this director holds them
+    /// (`floating_addresses`, `ownership: kernel`); inside the subnets of
+    /// `addresses`.
+    pub floating: Vec<Ipv4Addr>,
 }
 
 /// A route: packets to `prefix` leave through `port`, to `via` or (connected
@@ -215,6 +219,12 @@ pub struct Snapshot {
     /// address (a bounded number per tick) when they take this snapshot.
     pub purge_reals: Vec<Purge>,
     pub lip_ports: PortRange,
+    /// This director is a connection sync master: workers hand copies of
+    /// their connections to the sync daemon.
+    pub sync_master: bool,
+    /// VIPs and floating addresses this director does not hold now
+    /// (`ownership: kernel`: not on a kernel interface); empty otherwise.
+    unheld: HashMap<Ipv4Addr, ()>,
     services_by_key: HashMap<(u8, Ipv4Addr, u16), u32>,
     /// Every VIP (any service), to tell "ours, no such service" from "not ours".
     vips: HashMap<Ipv4Addr, ()>,
@@ -309,6 +319,9 @@ impl Snapshot {
         for lip in &lips {
             not_sources.insert(*lip, ());
         }
+        for addr in ports.iter().flat_map(|p| &p.floating) {
+            not_sources.insert(*addr, ());
+        }
         Snapshot {
             min_mtu,
             ports,
@@ -320,6 +333,8 @@ impl Snapshot {
             reject_closed_ports: false,
             purge_reals: Vec::new(),
             lip_ports: PortRange::default(),
+            sync_master: false,
+            unheld: HashMap::new(),
             services_by_key,
             vips,
             not_sources,
@@ -376,6 +391,27 @@ impl Snapshot {
         self
     }
 
+    /// Sets whether this director is a connection sync master.
+    pub fn with_sync_master(mut self, master: bool) -> Self {
+        self.sync_master = master;
+        self
+    }
+
+    /// Marks `addresses` (VIPs, floating addresses) as not held by this
+    /// director now: their ARP is not answered, no new connection to them
+    /// is made, a floating address is not this director's.
+    pub fn with_unheld(mut self, addresses: impl IntoIterator<Item = Ipv4Addr>) -> Self {
+        self.unheld = addresses.into_iter().map(|a| (a, ())).collect();
+        self
+    }
+
+    /// Whether this director serves `ip` now: every address unless
+    /// `ownership: kernel` and keepalived gave it to the other director.
+    #[inline]
+    pub fn holds(&self, ip: Ipv4Addr) -> bool {
+        self.unheld.is_empty() || !self.unheld.contains_key(&ip)
+    }
+
     /// Sets whether closed ports are answered (default: dropped).
     pub fn with_reject_closed_ports(mut self, reject: bool) -> Self {
         self.reject_closed_ports = reject;
@@ -402,9 +438,9 @@ impl Snapshot {
     /// True when `ip` is an address of some port.
     #[inline]
     pub fn is_port_address(&self, ip: Ipv4Addr) -> bool {
-        self.ports
-            .iter()
-            .any(|p| p.addresses.iter().any(|a| a.addr == ip))
+        self.ports.iter().any(|p| {
+            p.addresses.iter().any(|a| a.addr == ip) || (p.floating.contains(&ip) && self.holds(ip))
+        })
     }
 
     /// Whether no host may send from `ip`: 0.0.0.0/8, 127.0.0.0/8,
@@ -426,14 +462,18 @@ impl Snapshot {
     }
 
     /// Whether rvs answers ARP for `ip` on port `port`: an address of that
-    /// port, or a VIP inside one of its connected subnets.
+    /// port (a floating one while held), or a VIP it holds inside one of
+    /// the port's connected subnets.
     pub fn answers_arp(&self, port: u16, ip: Ipv4Addr) -> bool {
         let Some(info) = self.ports.get(usize::from(port)) else {
             return false;
         };
+        if info.floating.contains(&ip) {
+            return self.holds(ip);
+        }
         info.addresses
             .iter()
-            .any(|a| a.addr == ip || (self.is_vip(ip) && a.contains(ip)))
+            .any(|a| a.addr == ip || (self.is_vip(ip) && self.holds(ip) && a.contains(ip)))
     }
 
     /// The port a packet to `dst` leaves by and the next hop to resolve.
@@ -474,6 +514,7 @@ mod tests {
                 addresses: vec![Prefix::new(ip("10.99.1.1"), 24)],
                 mtu: 1500,
                 kernel: false,
+                floating: Vec::new(),
             },
             PortInfo {
                 name: "real".into(),
@@ -481,6 +522,7 @@ mod tests {
                 addresses: vec![Prefix::new(ip("10.99.2.1"), 24)],
                 mtu: 1500,
                 kernel: false,
+                floating: Vec::new(),
             },
         ];
         let routes = vec![

@@ -13,6 +13,10 @@ use crate::dpdk::{self, Mbuf, Mempool, RxBurst, TxBuffer, BURST};
 use crate::engine::{Engine, PacketIo};
 use crate::mesh::Mesh;
 use crate::wire::ethernet::MacAddr;
+use rvs_control::sync::SyncConn;
+
+/// Synced connections a worker installs per round of its loop, at most.
+const SYNC_INSTALLS_PER_ROUND: usize = 256;
 
 /// One RX queue a worker polls.
 #[derive(Clone, Copy, Debug)]
@@ -101,6 +105,11 @@ impl PacketIo<Mbuf> for DpdkIo<'_> {
             .push((packet, port))
             .map_err(|(packet, _)| packet)
     }
+
+    #[inline]
+    fn sync_out(&mut self, record: SyncConn) -> bool {
+        self.mesh.sync_out[self.index].push(record).is_ok()
+    }
 }
 
 impl DpdkIo<'_> {
@@ -161,6 +170,15 @@ pub fn run(mut engine: Engine<Mbuf>, setup: WorkerSetup) {
             .answer(|request| engine.dump_connections(request.from, request.limit));
         while let Some((ip, mac, port)) = setup.mesh.neighbours[setup.index].pop() {
             engine.learn_neighbour(ip, mac, port, &mut io);
+        }
+        // Connections a backup sync daemon received: a bounded number per
+        // round, so that a flood of them never holds packets up for long.
+        for _ in 0..SYNC_INSTALLS_PER_ROUND {
+            let Some(record) = setup.mesh.sync_in[setup.index].pop() else {
+                break;
+            };
+            received += 1;
+            engine.install_synced(&record);
         }
         for ring in &setup.mesh.packets[setup.index] {
             for _ in 0..BURST {

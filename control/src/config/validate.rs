@@ -867,12 +867,17 @@ impl Config {
 
     fn check_local_addresses(&self, at: &str, service: &Service) -> Checked {
         for (k, lip) in service.local_addresses.iter().enumerate() {
-            if self.owner_of(*lip).is_none() {
+            let floating = self
+                .ports
+                .iter()
+                .any(|p| p.floating_addresses.iter().any(|a| a.addr() == *lip));
+            if self.owner_of(*lip).is_none() && !floating {
                 return refuse(
                     format!("{at}.local_addresses[{k}]"),
                     format!(
                         "local address {lip} is not on any port; add it to a port's \
-                         `addresses` so rvs owns it and answers ARP for it"
+                         `addresses` (or, shared by a director pair, `floating_addresses`) \
+                         so rvs owns it and answers ARP for it"
                     ),
                 );
             }

@@ -148,6 +148,7 @@ pub fn snapshot(mode: Forward, port_macs: [MacAddr; 2]) -> Snapshot {
             addresses: vec![Prefix::new(DIR_CLIENT_IP, 24)],
             mtu: 1500,
             kernel: false,
+            floating: Vec::new(),
         },
         PortInfo {
             name: "real".into(),
@@ -155,6 +156,7 @@ pub fn snapshot(mode: Forward, port_macs: [MacAddr; 2]) -> Snapshot {
             addresses: vec![Prefix::new(DIR_REAL_IP, 24)],
             mtu: 1500,
             kernel: false,
+            floating: Vec::new(),
         },
     ];
     let reals = REALS

@@ -62,7 +62,7 @@
 //!
 //! # Memory
 //!
-//! An entry is 64 bytes (`Conn` 44 + prev, next, slot, probation stamp 4
+//! An entry is 64 bytes (`Conn` 48 + prev, next, slot, probation stamp 4
 //! each, padded to the line), and the probation ring 8 bytes per conn. The
 //! index has `(2 * capacity / 7).next_power_of_two()` buckets of 64 bytes,
 //! i.e. 18 to 37 bytes per connection depending on where `capacity` falls
@@ -159,6 +159,19 @@ pub struct Conn {
     /// Second at which the conn may be expired; set by [`ConnTable::insert`]
     /// and [`ConnTable::touch`].
     pub expires: u32,
+    /// What connection sync (a master's) last did for it: see [`SyncMark`].
+    pub sync: SyncMark,
+}
+
+/// A master's connection sync bookkeeping, per conn, as the kernel keeps it
+/// (`in_pkts`, `old_state`): the client's packets counted modulo the sync
+/// period, and the state the conn was in when it was last synced.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct SyncMark {
+    /// Packets from the client, modulo the sync period (50).
+    pub in_pkts: u8,
+    /// The state last sent.
+    pub synced_state: TcpState,
 }
 
 impl Conn {
@@ -338,6 +351,7 @@ impl ConnTable {
             template: u32::MAX,
             state: TcpState::None,
             expires: 0,
+            sync: SyncMark::default(),
         };
         let mut entries = HugeArray::new(
             capacity,
@@ -919,6 +933,7 @@ mod tests {
             template: u32::MAX,
             state: TcpState::SynRecv,
             expires: 0,
+            sync: SyncMark::default(),
         }
     }
 
@@ -1259,7 +1274,7 @@ mod tests {
 
     #[test]
     fn conn_memory_per_connection() {
-        assert_eq!(size_of::<Conn>(), 44);
+        assert_eq!(size_of::<Conn>(), 48);
         // One cache line, aligned to one.
         assert_eq!(size_of::<Entry>(), 64);
         assert_eq!(align_of::<Entry>(), 64);

@@ -65,6 +65,9 @@ impl<P: PacketBuf> Engine<P> {
             return Err(DropReason::NoService);
         };
         let s = s as usize;
+        if !self.snapshot.holds(key.dst) {
+            return Err(DropReason::NotHeld);
+        }
         if self.snapshot.is_martian(key.src) {
             return Err(DropReason::Martian);
         }
@@ -92,6 +95,9 @@ impl<P: PacketBuf> Engine<P> {
             self.track_tcp(id, state_table(conn.forward, direction), flow);
         } else {
             self.conns.touch(id, self.now, self.snapshot.timeouts.udp());
+        }
+        if direction == Direction::Input {
+            self.sync_after_input(id, io);
         }
         self.count_real(&conn, direction == Direction::Input, packet.len());
         self.xmit(packet, &conn, direction, Carried::Packet, io)
@@ -200,6 +206,7 @@ impl<P: PacketBuf> Engine<P> {
             template: u32::MAX,
             state: TcpState::None,
             expires: 0,
+            sync: Default::default(),
         }
     }
 

@@ -68,6 +68,7 @@ mod l2;
 mod reject;
 mod schedule;
 mod steer;
+mod sync;
 mod xmit;
 
 pub use steer::WorkerPlace;
@@ -113,6 +114,12 @@ pub trait PacketIo<P> {
     fn to_kernel(&mut self, port: u16, packet: P) -> Result<(), P> {
         let _ = port;
         Err(packet)
+    }
+    /// Hands a copy of a connection to the master sync daemon; false when
+    /// the way there is full (or, as by default, there is none).
+    fn sync_out(&mut self, record: rvs_control::sync::SyncConn) -> bool {
+        let _ = record;
+        false
     }
 }
 

@@ -123,7 +123,7 @@ impl<P: PacketBuf> Engine<P> {
     }
 
     /// Counts a persistence template of real `real_id` in or out.
-    fn count_persist(&self, real_id: u32, delta: i32) {
+    pub(super) fn count_persist(&self, real_id: u32, delta: i32) {
         if let Some(c) = self.real_counters.get(real_id as usize) {
             add_signed(&c.persist, delta);
         }

@@ -55,6 +55,7 @@ pub(super) fn snapshot(
                 .collect(),
             mtu: p.mtu,
             kernel: p.kernel_interface.is_some(),
+            floating: p.floating_addresses.iter().map(|a| a.addr()).collect(),
         })
         .collect();
     let routes = config

@@ -20,6 +20,7 @@
 //! (glibc would keep it: [`dpdk::return_free_heap`]).
 
 mod build;
+mod ha;
 mod ids;
 mod jobs;
 mod stats;
@@ -105,6 +106,8 @@ pub struct Supervisor {
     /// The last reload of rvsd's file (SIGHUP, `rvsctl reload`): adopted or
     /// refused, and its Unix time.
     last_reload: Option<(bool, f64)>,
+    /// The addresses this director holds and its sync daemons.
+    ha: ha::Ha,
 }
 
 /// Work the control thread finished for someone waiting.
@@ -152,8 +155,13 @@ impl Supervisor {
         for event in &events {
             quorum_event(&health, event);
         }
-        let snapshot = Arc::new(build::snapshot(&config, &macs, &ids, &mut tables, &view));
+        let ha = ha::Ha::new(&config, Arc::clone(&mesh), counters.len() as u16)?;
+        let snapshot = build::snapshot(&config, &macs, &ids, &mut tables, &view)
+            .with_sync_master(config.sync.master.is_some())
+            .with_unheld(ha.unheld(&config));
+        let snapshot = Arc::new(snapshot);
         Ok(Supervisor {
+            ha,
             pending: vec![None; counters.len()],
             config: Arc::new(config),
             generation: 0,
@@ -328,10 +336,22 @@ impl Supervisor {
             | Command::Zero { .. }
             | Command::SetTimeouts { .. }
             | Command::AddLaddr { .. }
-            | Command::DelLaddr { .. }) => {
+            | Command::DelLaddr { .. }
+            | Command::StopDaemon { .. }) => {
                 let edit = edit::apply(&self.config, &edit, &self.cpus)?;
                 self.adopt(edit).map(|()| Value::Null)
             }
+            Command::StartDaemon { state, daemon } => {
+                // Refused, changing nothing, when the daemon cannot run
+                // (as ipvsadm is refused for a missing interface).
+                crate::sync::check_interface(&ha::spec(&daemon))?;
+                let command = Command::StartDaemon { state, daemon };
+                let edit = edit::apply(&self.config, &command, &self.cpus)?;
+                self.adopt(edit)?;
+                self.ha.follow(&self.config).map(|()| Value::Null)
+            }
+            Command::ListDaemons {} => to_json(&listing::daemons(&self.config)),
+            Command::Addresses {} => to_json(&self.ha.addresses(&self.config)),
             Command::ListServices { service } => to_json(&listing::services(
                 &self.config,
                 service.as_ref(),
@@ -364,7 +384,6 @@ impl Supervisor {
             Command::ListPorts {} => to_json(&self.ports()),
             Command::ListWorkers {} => to_json(&self.workers()),
             Command::ListRoutes {} => to_json(&listing::routes(&self.config)),
-            Command::ListAddresses {} => to_json(&listing::addresses(&self.config)),
             Command::ListNeighbours {} => to_json(&self.neighbours()),
             Command::Health {} => to_json(&self.health.report()),
             Command::ApplyConfig { .. }
@@ -613,8 +632,14 @@ impl Supervisor {
             self.health.follow(targets);
             // Quorum settings may have changed with the configuration.
             self.adopt_health(self.health.states());
+            if let Err(e) = self.ha.follow(&self.config) {
+                eprintln!("rvsd: {e}");
+            }
         } else if let Some(states) = self.health.changes() {
             self.adopt_health(states);
+        }
+        if self.ha.poll(&self.config) {
+            self.dirty = true;
         }
         if self.dirty {
             let snapshot = build::snapshot(
@@ -772,7 +797,10 @@ impl Supervisor {
 
     /// Makes `snapshot` the one every worker takes next, with the purges
     /// asked for since the last.
-    fn publish(&mut self, mut snapshot: Snapshot) {
+    fn publish(&mut self, snapshot: Snapshot) {
+        let mut snapshot = snapshot
+            .with_sync_master(self.config.sync.master.is_some())
+            .with_unheld(self.ha.unheld(&self.config));
         snapshot.purge_reals = std::mem::take(&mut self.purge);
         let old = std::mem::replace(&mut self.snapshot, Arc::new(snapshot));
         if std::mem::take(&mut self.trim_wanted) {

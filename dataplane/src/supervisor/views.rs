@@ -213,6 +213,7 @@ mod tests {
             template: u32::MAX,
             state,
             expires: 0,
+            sync: Default::default(),
         };
         let mut shown: Vec<String> = TcpState::ALL
             .into_iter()

@@ -58,6 +58,8 @@ pub struct Capture {
     pub rings_full: bool,
     /// Frames handed to the kernel: (port, frame).
     pub kernel: Vec<(u16, Vec<u8>)>,
+    /// Connection copies handed to the master sync daemon.
+    pub synced: Vec<rvs_control::sync::SyncConn>,
 }
 
 impl PacketIo<VecBuf> for Capture {
@@ -80,6 +82,10 @@ impl PacketIo<VecBuf> for Capture {
     fn to_kernel(&mut self, port: u16, packet: VecBuf) -> Result<(), VecBuf> {
         self.kernel.push((port, packet.data().to_vec()));
         Ok(())
+    }
+    fn sync_out(&mut self, record: rvs_control::sync::SyncConn) -> bool {
+        self.synced.push(record);
+        true
     }
 }
 
@@ -178,6 +184,7 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
             addresses: vec![Prefix::new(ip("10.99.1.1"), 24)],
             mtu: 1500,
             kernel: setup.kernel,
+            floating: Vec::new(),
         },
         PortInfo {
             name: "real".into(),
@@ -185,6 +192,7 @@ pub fn harness_with(scheduler: SchedulerKind, reals: &[Real], setup: Setup) -> H
             addresses: vec![Prefix::new(ip("10.99.2.1"), 24), Prefix::new(lip(), 24)],
             mtu: setup.real_port_mtu,
             kernel: setup.kernel,
+            floating: Vec::new(),
         },
     ];
     let real_infos: Vec<RealInfo> = reals
