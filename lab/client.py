@@ -156,12 +156,22 @@ def cmd_download(a):
         conn.request("GET", path, headers={"Connection": "close", "User-Agent": "rvs-lab"})
         resp = conn.getresponse()
         status, real = resp.status, resp.getheader("X-Real")
+        # The longest wait for the next chunk: what a failover costs.
+        stall, last = 0.0, time.monotonic()
         while True:
             chunk = resp.read(65536)
+            now = time.monotonic()
+            stall, last = max(stall, now - last), now
             if not chunk:
                 break
             h.update(chunk)
             n += len(chunk)
+            if a.rate:
+                # At most `rate` bytes a second: sleep off any lead.
+                lead = t0 + n / a.rate - time.monotonic()
+                if lead > 0:
+                    time.sleep(lead)
+                    last = time.monotonic()
         ended = time.monotonic()
         conn.close()
     except Exception as e:  # noqa: BLE001
@@ -171,7 +181,7 @@ def cmd_download(a):
     # ended: CLOCK_MONOTONIC at the end of the body, comparable with the
     # caller's time.monotonic() (one clock for all network namespaces).
     out({"sha256": h.hexdigest(), "bytes": n, "status": status, "real": real,
-         "seconds": round(ended - t0, 3), "ended": ended})
+         "seconds": round(ended - t0, 3), "ended": ended, "stall": round(stall, 3)})
     return 0
 
 
@@ -599,6 +609,8 @@ def main():
     p = sub.add_parser("download")
     p.add_argument("--url", required=True)
     p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--rate", type=float, default=0,
+                   help="read at most this many bytes a second (0: as fast as it comes)")
     p = sub.add_parser("udp")
     p.add_argument("--addr", required=True, help="IP:PORT")
     p.add_argument("--count", type=int, default=1)

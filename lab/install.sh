@@ -5,7 +5,7 @@
 #   - Debian packages: DPDK 22.11 (libdpdk-dev, dpdk), clang/libclang (bindgen),
 #     pkg-config, iproute2, ethtool, python3, curl, ping, tcpdump (debugging),
 #     prometheus (promtool and a Prometheus server for the metrics tests),
-#     tmux (a terminal for rvsctl top's test).
+#     tmux (a terminal for rvsctl top's test), keepalived (VRRP of the HA lab).
 #     `apt-get update` + install run only when something is missing.
 #   - pytest for whatever `python3` is on PATH (may be a pyenv Python, not
 #     Debian's): pip first, Debian's python3-pytest as fallback (PEP 668).
@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 MIN_HUGEPAGES=${MIN_HUGEPAGES:-512}
 PACKAGES=(libdpdk-dev dpdk libclang-dev clang pkg-config iproute2 ethtool
-          python3 curl iputils-ping tcpdump prometheus tmux)
+          python3 curl iputils-ping tcpdump prometheus tmux keepalived)
 
 log() { echo "install.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -62,16 +62,19 @@ set -eEuo pipefail
 LAB=${LAB:-rvs}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RUN=$HERE/run/$LAB
-TOPOLOGIES="nat dr tun tun-l3 fullnat"
+TOPOLOGIES="nat dr tun tun-l3 fullnat ha-nat ha-dr ha-fullnat"
 
 NS_CLIENT=$LAB-client
 NS_DIR=$LAB-dir
+# The two directors of the HA topologies.
+NS_DIRA=$LAB-dira
+NS_DIRB=$LAB-dirb
 NS_SW=$LAB-sw
 NS_RT=$LAB-rt
 NS_R1=$LAB-r1
 NS_R2=$LAB-r2
 # Every namespace any topology creates: `down` removes all of them.
-EVERY_NS=("$NS_CLIENT" "$NS_DIR" "$NS_SW" "$NS_RT" "$NS_R1" "$NS_R2")
+EVERY_NS=("$NS_CLIENT" "$NS_DIR" "$NS_DIRA" "$NS_DIRB" "$NS_SW" "$NS_RT" "$NS_R1" "$NS_R2")
 REALS=(r1 r2)
 
 CLIENT_IP=10.99.1.2
@@ -93,12 +96,14 @@ ns_exists() { [ -e "/var/run/netns/$1" ]; }
 #   VETHS       "ns1 if1 mac1 ns2 if2 mac2" per veth pair
 #   BRIDGES     "br mac port port ..." per bridge in $NS_SW
 #   DIR_IFS     director interfaces (up, NOARP, no address)
+#   DIR_NSS     director namespaces (one, or two for ha-*)
 #   REAL_IP     real name -> address/len; REAL_GW real name -> default gateway ("" = none)
 #   CLIENT_ROUTE "prefix via gw" or ""
 #   RT_IPS      router ($LAB-rt) addresses on eth0 and eth1, empty: no router
 topo_vars() {
     TOPO=$1
     RT_IPS=()
+    DIR_NSS=("$NS_DIR")
     declare -gA REAL_IP REAL_GW
     case "$TOPO" in
     nat)
@@ -157,6 +162,61 @@ topo_vars() {
         REAL_IP=([r1]=10.99.3.11/24 [r2]=10.99.3.12/24)
         REAL_GW=([r1]=10.99.3.1 [r2]=10.99.3.1)
         CLIENT_ROUTE="10.99.0.0/16 via $DIR_CLIENT_IP"
+        RT_IPS=(10.99.2.254/24 10.99.3.1/24)
+        ;;
+    ha-nat)
+        # Two directors on both segments; keepalived moves the VIP and the
+        # reals' gateway 10.99.2.1 between them (lab/ha.sh starts them).
+        TOPO_NS=("$NS_CLIENT" "$NS_DIRA" "$NS_DIRB" "$NS_SW" "$NS_R1" "$NS_R2")
+        DIR_NSS=("$NS_DIRA" "$NS_DIRB")
+        VETHS=("$NS_CLIENT c0 02:99:01:00:00:02 $NS_SW sc0 02:99:01:00:01:02"
+               "$NS_DIRA d0 02:99:01:00:00:0a $NS_SW sda0 02:99:01:00:01:0a"
+               "$NS_DIRB d0 02:99:01:00:00:0b $NS_SW sdb0 02:99:01:00:01:0b"
+               "$NS_DIRA d1 02:99:02:00:00:0a $NS_SW sda1 02:99:02:00:01:0a"
+               "$NS_DIRB d1 02:99:02:00:00:0b $NS_SW sdb1 02:99:02:00:01:0b"
+               "$NS_R1 eth0 02:99:02:00:00:11 $NS_SW sr1 02:99:02:00:01:11"
+               "$NS_R2 eth0 02:99:02:00:00:12 $NS_SW sr2 02:99:02:00:01:12")
+        BRIDGES=("br0 02:99:01:00:00:fe sc0 sda0 sdb0"
+                 "br1 02:99:02:00:00:fe sda1 sdb1 sr1 sr2")
+        DIR_IFS=(d0 d1)
+        REAL_IP=([r1]=10.99.2.11/24 [r2]=10.99.2.12/24)
+        REAL_GW=([r1]=10.99.2.1 [r2]=10.99.2.1)
+        CLIENT_ROUTE=""
+        ;;
+    ha-dr)
+        TOPO_NS=("$NS_CLIENT" "$NS_DIRA" "$NS_DIRB" "$NS_SW" "$NS_R1" "$NS_R2")
+        DIR_NSS=("$NS_DIRA" "$NS_DIRB")
+        VETHS=("$NS_CLIENT c0 02:99:01:00:00:02 $NS_SW sc0 02:99:01:00:01:02"
+               "$NS_DIRA d0 02:99:01:00:00:0a $NS_SW sda0 02:99:01:00:01:0a"
+               "$NS_DIRB d0 02:99:01:00:00:0b $NS_SW sdb0 02:99:01:00:01:0b"
+               "$NS_R1 eth0 02:99:01:00:00:11 $NS_SW sr1 02:99:01:00:01:11"
+               "$NS_R2 eth0 02:99:01:00:00:12 $NS_SW sr2 02:99:01:00:01:12")
+        BRIDGES=("br0 02:99:01:00:00:fe sc0 sda0 sdb0 sr1 sr2")
+        DIR_IFS=(d0)
+        REAL_IP=([r1]=10.99.1.11/24 [r2]=10.99.1.12/24)
+        REAL_GW=([r1]= [r2]=)
+        CLIENT_ROUTE=""
+        ;;
+    ha-fullnat)
+        # The pair shares the local address 10.99.2.100, moved with the VIP.
+        TOPO_NS=("$NS_CLIENT" "$NS_DIRA" "$NS_DIRB" "$NS_SW" "$NS_RT" "$NS_R1" "$NS_R2")
+        DIR_NSS=("$NS_DIRA" "$NS_DIRB")
+        VETHS=("$NS_CLIENT c0 02:99:01:00:00:02 $NS_SW sc0 02:99:01:00:01:02"
+               "$NS_DIRA d0 02:99:01:00:00:0a $NS_SW sda0 02:99:01:00:01:0a"
+               "$NS_DIRB d0 02:99:01:00:00:0b $NS_SW sdb0 02:99:01:00:01:0b"
+               "$NS_DIRA d1 02:99:02:00:00:0a $NS_SW sda1 02:99:02:00:01:0a"
+               "$NS_DIRB d1 02:99:02:00:00:0b $NS_SW sdb1 02:99:02:00:01:0b"
+               "$NS_RT eth0 02:99:02:00:00:fe $NS_SW srt0 02:99:02:00:01:fe"
+               "$NS_RT eth1 02:99:03:00:00:01 $NS_SW srt1 02:99:03:00:01:01"
+               "$NS_R1 eth0 02:99:03:00:00:11 $NS_SW sr1 02:99:03:00:01:11"
+               "$NS_R2 eth0 02:99:03:00:00:12 $NS_SW sr2 02:99:03:00:01:12")
+        BRIDGES=("br0 02:99:01:00:00:fe sc0 sda0 sdb0"
+                 "br1 02:99:02:00:00:fd sda1 sdb1 srt0"
+                 "br2 02:99:03:00:00:fe srt1 sr1 sr2")
+        DIR_IFS=(d0 d1)
+        REAL_IP=([r1]=10.99.3.11/24 [r2]=10.99.3.12/24)
+        REAL_GW=([r1]=10.99.3.1 [r2]=10.99.3.1)
+        CLIENT_ROUTE=""
         RT_IPS=(10.99.2.254/24 10.99.3.1/24)
         ;;
     *) die "unknown topology '$TOPO' (one of: $TOPOLOGIES)" ;;
@@ -295,11 +355,29 @@ cmd_up() {
         ip -n "$NS_SW" link set "$name" up
     done
 
-    # director: interfaces up, no addresses (rvsd owns them), kernel ARP off
-    for ifc in "${DIR_IFS[@]}"; do
-        ip -n "$NS_DIR" link set "$ifc" arp off
-        ip -n "$NS_DIR" link set "$ifc" up
+    # director(s): interfaces up, no addresses (rvsd owns them), kernel ARP off
+    for ns in "${DIR_NSS[@]}"; do
+        for ifc in "${DIR_IFS[@]}"; do
+            ip -n "$ns" link set "$ifc" arp off
+            ip -n "$ns" link set "$ifc" up
+        done
     done
+    # HA: keepalived puts the VIPs on the kernel interfaces (k0, k1), so the
+    # kernel would also take what arrives on the veths af_packet reads and
+    # reset it. A NIC given to DPDK is not the kernel's at all; here the
+    # kernel is kept off the veths by policy routing (the local table moved
+    # behind a blackhole for them). af_packet still sees every frame.
+    if [ "${topo#ha-}" != "$topo" ]; then
+        for ns in "${DIR_NSS[@]}"; do
+            ip -n "$ns" rule add pref 100 table local
+            ip -n "$ns" rule del pref 0 table local
+            local pref=10
+            for ifc in "${DIR_IFS[@]}"; do
+                ip -n "$ns" rule add pref $pref iif "$ifc" blackhole
+                pref=$((pref + 1))
+            done
+        done
+    fi
 
     # client
     ip -n "$NS_CLIENT" addr add "$CLIENT_IP/24" dev c0
@@ -326,7 +404,7 @@ cmd_up() {
     for r in "${REALS[@]}"; do
         ns=$LAB-$r
         case "$topo" in
-        dr|tun|tun-l3)
+        dr|tun|tun-l3|ha-dr)
             # Never answer (nor announce) ARP for an address that is not on
             # the interface asked: the VIP belongs to the director on the wire.
             sysctl_ns "$ns" net.ipv4.conf.all.arp_ignore 1
@@ -345,7 +423,7 @@ cmd_up() {
         ip -n "$ns" addr add "${REAL_IP[$r]}" dev eth0
         ip -n "$ns" link set eth0 up
         [ -z "${REAL_GW[$r]}" ] || ip -n "$ns" route add default via "${REAL_GW[$r]}" dev eth0
-        if [ "$topo" = dr ]; then ip -n "$ns" addr add "$VIP/32" dev lo; fi
+        if [ "$topo" = dr ] || [ "$topo" = ha-dr ]; then ip -n "$ns" addr add "$VIP/32" dev lo; fi
     done
 
     make_blob
@@ -470,18 +548,20 @@ cmd_check() {
             set -- $v
             check_if "$1" "$2"; check_if "$4" "$5"
         done
-        for ifc in "${DIR_IFS[@]}"; do
-            if [ -n "$(ip -n "$NS_DIR" -4 -o addr show dev "$ifc")" ]; then
-                echo "$NS_DIR/$ifc has an IPv4 address"; bad=1
-            fi
-            ip -n "$NS_DIR" link show "$ifc" | grep -q 'state UP\|,UP' ||
-                { echo "$NS_DIR/$ifc is not up"; bad=1; }
+        for ns in "${DIR_NSS[@]}"; do
+            for ifc in "${DIR_IFS[@]}"; do
+                if [ -n "$(ip -n "$ns" -4 -o addr show dev "$ifc")" ]; then
+                    echo "$ns/$ifc has an IPv4 address"; bad=1
+                fi
+                ip -n "$ns" link show "$ifc" | grep -q 'state UP\|,UP' ||
+                    { echo "$ns/$ifc is not up"; bad=1; }
+            done
         done
         for r in "${REALS[@]}"; do
             ns=$LAB-$r
             running "$r"
             case "$topo" in
-            dr|tun|tun-l3)
+            dr|tun|tun-l3|ha-dr)
                 for ifc in all eth0; do
                     want_sysctl "$ns" "net.ipv4.conf.$ifc.arp_ignore" 1
                     want_sysctl "$ns" "net.ipv4.conf.$ifc.arp_announce" 2
@@ -489,7 +569,7 @@ cmd_check() {
                 ;;
             esac
             case "$topo" in
-            dr)
+            dr|ha-dr)
                 ip -n "$ns" -4 -o addr show dev lo | grep -q " $VIP/32 " ||
                     { echo "$ns: VIP $VIP/32 not on lo"; bad=1; }
                 ;;

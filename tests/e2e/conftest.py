@@ -130,7 +130,7 @@ def render_config(services, *, sleep_us=100, idle_polls=64, eal_args=("--in-memo
 
 
 # --------------------------------------------------------------------------- lab
-TOPOLOGIES = ("nat", "dr", "tun", "tun-l3", "fullnat")
+TOPOLOGIES = ("nat", "dr", "tun", "tun-l3", "fullnat", "ha-nat", "ha-dr", "ha-fullnat")
 # Real servers' addresses per topology (lab/lab.sh).
 TOPOLOGY_REALS = {
     "nat": (R1, R2),
@@ -138,6 +138,9 @@ TOPOLOGY_REALS = {
     "tun": ("10.99.1.11", "10.99.1.12"),
     "tun-l3": ("10.99.3.11", "10.99.3.12"),
     "fullnat": ("10.99.3.11", "10.99.3.12"),
+    "ha-nat": (R1, R2),
+    "ha-dr": ("10.99.1.11", "10.99.1.12"),
+    "ha-fullnat": ("10.99.3.11", "10.99.3.12"),
 }
 
 
