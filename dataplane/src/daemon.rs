@@ -890,6 +890,14 @@ fn stats_json(running: &Running) -> String {
     ] {
         line.insert(key.to_owned(), value);
     }
+    let sync: serde_json::Map<String, serde_json::Value> = running
+        .control
+        .sync_counters()
+        .named()
+        .into_iter()
+        .map(|(name, value)| (name, value.into()))
+        .collect();
+    line.insert("sync".to_owned(), sync.into());
     serde_json::Value::Object(line).to_string()
 }
 

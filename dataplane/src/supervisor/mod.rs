@@ -812,6 +812,11 @@ impl Supervisor {
         }
     }
 
+    /// The sync daemons' counters.
+    pub fn sync_counters(&self) -> &crate::sync::SyncCounters {
+        &self.ha.counters
+    }
+
     /// True while some worker has not taken the latest snapshot yet.
     pub fn publishing(&self) -> bool {
         self.dirty || self.pending.iter().any(Option::is_some)
