@@ -28,7 +28,12 @@ def test_an_arp_storm_does_not_stop_resolution(lab, start_rvsd):
     assert res["ok"] == 10 and res["errors"] == 0, res
     assert udp["lost"] == 0 and udp["sent"] == 3, udp
     st = d.stats()
-    assert st["arp_refused"] >= 9000, st
+    # Every storm request either reached rvsd and was refused (not learned),
+    # or was lost, counted, at the af_packet ring under the burst: how many
+    # are lost depends on how busy the machine is.
+    lost = next(p["rx_lost"] for p in st["ports"] if p["name"] == "client")
+    assert st["arp_refused"] >= 1000, st
+    assert st["arp_refused"] + lost >= 9900, st
     assert d.alive()
 
 
